@@ -1,0 +1,3 @@
+from migctl.cli import main
+
+main()

@@ -1,0 +1,156 @@
+"""CloudWatch alarm gates: select metric and composite alarms, report their state, wait for OK.
+
+INSUFFICIENT_DATA is "not proven OK" unless the caller says otherwise
+(shared/REFERENCE.md, "Gating on alarms").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from migctl.errors import UsageError
+
+OK = "OK"
+ALARM = "ALARM"
+INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
+_NAMES_PER_CALL = 100  # DescribeAlarms accepts at most 100 AlarmNames
+
+
+@dataclass(frozen=True)
+class AlarmSelector:
+    """Which alarms to look at: every alarm whose name starts with prefix, plus the named ones."""
+
+    prefix: str | None = None
+    names: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        parts = []
+        if self.prefix:
+            parts.append(f"--prefix {self.prefix!r}")
+        parts.extend(f"--name {n!r}" for n in self.names)
+        return " ".join(parts) or "(no filter)"
+
+
+@dataclass(frozen=True)
+class AlarmStatus:
+    name: str
+    kind: str  # "metric" or "composite"
+    state: str
+    reason: str
+    updated_at: dt.datetime | None
+    namespace: str | None = None
+    metric: str | None = None
+    dimensions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AlarmReport:
+    alarms: tuple[AlarmStatus, ...]
+    allow_insufficient_data: bool = False
+    timed_out: bool = False
+
+    def is_ok(self, alarm: AlarmStatus) -> bool:
+        return alarm.state == OK or (self.allow_insufficient_data and alarm.state == INSUFFICIENT_DATA)
+
+    @property
+    def not_ok(self) -> tuple[AlarmStatus, ...]:
+        return tuple(a for a in self.alarms if not self.is_ok(a))
+
+    @property
+    def ok(self) -> bool:
+        return not self.not_ok and not self.timed_out
+
+
+def fetch_alarms(cloudwatch: Any, selector: AlarmSelector) -> list[AlarmStatus]:
+    """Every metric and composite alarm the selector matches, following every page."""
+    if not selector.prefix and not selector.names:
+        raise UsageError("select alarms with --prefix and/or --name (or [alarms] in migctl.toml)")
+    found: dict[str, AlarmStatus] = {}
+    if selector.prefix:
+        for alarm in _describe(cloudwatch, AlarmNamePrefix=selector.prefix):
+            found[alarm.name] = alarm
+    names = sorted(set(selector.names) - set(found))
+    for start in range(0, len(names), _NAMES_PER_CALL):
+        for alarm in _describe(cloudwatch, AlarmNames=names[start : start + _NAMES_PER_CALL]):
+            found[alarm.name] = alarm
+    missing = [n for n in selector.names if n not in found]
+    if not found:
+        raise UsageError(f"no CloudWatch alarm matches {selector.describe()}")
+    if missing:
+        raise UsageError(f"no CloudWatch alarm named {', '.join(map(repr, missing))}")
+    return sorted(found.values(), key=lambda a: a.name)
+
+
+def _describe(cloudwatch: Any, **filters: Any) -> Iterable[AlarmStatus]:
+    paginator = cloudwatch.get_paginator("describe_alarms")
+    pages = paginator.paginate(AlarmTypes=["MetricAlarm", "CompositeAlarm"], **filters)
+    for page in pages:
+        for raw in page.get("MetricAlarms", []):
+            yield _metric_alarm(raw)
+        for raw in page.get("CompositeAlarms", []):
+            yield _status(raw, "composite")
+
+
+def _status(raw: dict[str, Any], kind: str, **extra: Any) -> AlarmStatus:
+    return AlarmStatus(
+        name=raw["AlarmName"],
+        kind=kind,
+        state=raw.get("StateValue", INSUFFICIENT_DATA),
+        reason=raw.get("StateReason", ""),
+        updated_at=raw.get("StateUpdatedTimestamp"),
+        **extra,
+    )
+
+
+def _metric_alarm(raw: dict[str, Any]) -> AlarmStatus:
+    namespace = raw.get("Namespace")
+    metric = raw.get("MetricName")
+    dims = {d["Name"]: d["Value"] for d in raw.get("Dimensions", [])}
+    if metric is None and raw.get("Metrics"):
+        # A metric-math alarm: show the metric its expression returns.
+        for query in raw["Metrics"]:
+            stat = query.get("MetricStat")
+            if stat and query.get("ReturnData", True):
+                namespace = stat["Metric"].get("Namespace")
+                metric = stat["Metric"].get("MetricName")
+                dims = {d["Name"]: d["Value"] for d in stat["Metric"].get("Dimensions", [])}
+                break
+            if query.get("Expression") and query.get("ReturnData", True):
+                metric = query["Expression"]
+    return _status(raw, "metric", namespace=namespace, metric=metric, dimensions=dims)
+
+
+def check_alarms(
+    cloudwatch: Any, selector: AlarmSelector, *, allow_insufficient_data: bool = False
+) -> AlarmReport:
+    """One snapshot of the selected alarms."""
+    return AlarmReport(tuple(fetch_alarms(cloudwatch, selector)), allow_insufficient_data)
+
+
+def wait_for_ok(
+    cloudwatch: Any,
+    selector: AlarmSelector,
+    *,
+    timeout: float,
+    interval: float,
+    allow_insufficient_data: bool = False,
+    on_poll: Callable[[AlarmReport], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> AlarmReport:
+    """Poll until every selected alarm is OK, or until timeout (then ``timed_out`` is set)."""
+    deadline = clock() + timeout
+    while True:
+        report = check_alarms(cloudwatch, selector, allow_insufficient_data=allow_insufficient_data)
+        if on_poll:
+            on_poll(report)
+        if report.ok:
+            return report
+        remaining = deadline - clock()
+        if remaining <= 0:
+            return AlarmReport(report.alarms, allow_insufficient_data, timed_out=True)
+        sleep(min(interval, remaining))

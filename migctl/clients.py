@@ -1,0 +1,185 @@
+"""The only place that builds boto3 sessions and clients and PostgreSQL connections.
+
+Core functions take what this module builds as arguments; tests hand them moto
+clients or connections to the harness's clusters instead. boto3 and psycopg
+are imported inside the functions so that ``migctl --help`` never loads them.
+
+boto3's own ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_<SERVICE>`` keep
+working: nothing here sets an endpoint, so botocore reads them as usual.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from migctl import __version__
+from migctl.config import DatabaseSettings, ProjectSettings
+from migctl.errors import ConfigError, DatabaseError, translate
+from migctl.redact import redact_dsn, redact_text, register_secret
+
+if TYPE_CHECKING:
+    import boto3
+    import psycopg
+
+USER_AGENT = f"migctl/{__version__}"
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 10
+
+
+class AwsClients:
+    """A boto3 session from profile and region, and cached clients built from it.
+
+    Clients use botocore's ``standard`` retry mode, which backs off on
+    throttling; migctl adds no retry layer of its own on top of it.
+    """
+
+    def __init__(self, project: ProjectSettings, *, max_attempts: int = 8) -> None:
+        self._project = project
+        self._max_attempts = max_attempts
+        self._session: boto3.Session | None = None
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def session(self) -> boto3.Session:
+        if self._session is None:
+            import boto3
+
+            self._session = boto3.Session(
+                profile_name=self._project.profile, region_name=self._project.region
+            )
+        return self._session
+
+    def client(self, service: str) -> Any:
+        """A cached client; pass it on to core functions."""
+        with self._lock:
+            if service not in self._clients:
+                from botocore.config import Config
+
+                config = Config(
+                    retries={"mode": "standard", "max_attempts": self._max_attempts},
+                    user_agent_extra=USER_AGENT,
+                )
+                self._clients[service] = self.session.client(service, config=config)  # type: ignore[call-overload]
+            return self._clients[service]
+
+
+@dataclass(frozen=True)
+class Database:
+    """A resolved database: the DSN to connect with and the form that is safe to show."""
+
+    dsn: str = field(repr=False)
+    label: str = "database"
+
+    @property
+    def display(self) -> str:
+        return redact_dsn(self.dsn)
+
+    def __str__(self) -> str:
+        return self.display
+
+
+def resolve_database(
+    db: DatabaseSettings,
+    *,
+    label: str,
+    aws: AwsClients | None = None,
+    dsn: str | None = None,
+    secret_arn: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Database:
+    """Find a database from flags (``dsn``/``secret_arn``), then config.
+
+    Exactly one source is used, in this order: the ``dsn`` flag, the
+    ``secret_arn`` flag, ``[label] dsn``, ``dsn_env``, ``secret_arn``.
+    """
+    env = os.environ if environ is None else environ
+    if dsn:
+        return Database(_with_overrides(dsn, db), label)
+    arn = secret_arn
+    if not arn:
+        if db.dsn:
+            return Database(_with_overrides(db.dsn, db), label)
+        if db.dsn_env:
+            value = env.get(db.dsn_env)
+            if not value:
+                raise ConfigError(f"[{label}] dsn_env names {db.dsn_env}, which is not set")
+            return Database(_with_overrides(value, db), label)
+        arn = db.secret_arn
+    if not arn:
+        raise ConfigError(
+            f"no {label} database given",
+            hint=f"use --{label} DSN, --{label}-secret ARN or [{label}] in migctl.toml",
+        )
+    if aws is None:
+        raise ConfigError(f"{label}: a secret ARN needs AWS access")
+    from migctl.secrets import read_db_credentials
+
+    creds = read_db_credentials(aws.client("secretsmanager"), arn)
+    return Database(_with_overrides(creds.dsn(), db), label)
+
+
+def _with_overrides(dsn: str, db: DatabaseSettings) -> str:
+    overrides = {
+        "host": db.host,
+        "port": str(db.port) if db.port else None,
+        "dbname": db.dbname,
+        "sslmode": db.sslmode,
+    }
+    extra = {k: v for k, v in overrides.items() if v}
+    if not extra:
+        return dsn
+    from psycopg.conninfo import make_conninfo
+
+    try:
+        return make_conninfo(dsn, **extra)
+    except Exception as exc:  # psycopg.ProgrammingError on a malformed DSN
+        raise ConfigError(f"bad DSN: {redact_text(str(exc))}") from None
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host or host.startswith("/"):
+        return True  # Unix socket
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def connection_kwargs(dsn: str, *, application_name: str = "migctl") -> dict[str, Any]:
+    """Parse a DSN and add migctl's defaults: application name, timeout, TLS off loopback."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params: dict[str, Any] = conninfo_to_dict(dsn)
+    except Exception as exc:  # psycopg.ProgrammingError
+        raise ConfigError(f"bad DSN {redact_dsn(dsn)}: {redact_text(str(exc))}") from None
+    register_secret(params.get("password"))
+    params.setdefault("application_name", application_name)
+    params.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT_SECONDS)
+    hosts = str(params.get("host") or params.get("hostaddr") or "").split(",")
+    if "sslmode" not in params and not all(is_loopback(h.strip()) for h in hosts):
+        params["sslmode"] = "require"
+    return params
+
+
+def connect(
+    dsn: str | Database, *, application_name: str = "migctl", autocommit: bool = False
+) -> psycopg.Connection[Any]:
+    """Open a psycopg connection; failures become a one-line DatabaseError (exit 3)."""
+    import psycopg
+
+    raw = dsn.dsn if isinstance(dsn, Database) else dsn
+    params = connection_kwargs(raw, application_name=application_name)
+    try:
+        return psycopg.connect(autocommit=autocommit, **params)
+    except psycopg.Error as exc:
+        err = translate(exc)
+        message = err.message if err else str(exc)
+        raise DatabaseError(f"cannot connect to {redact_dsn(raw)}: {message}") from None

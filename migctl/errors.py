@@ -1,0 +1,117 @@
+"""Typed errors, each carrying the exit code documented in the README.
+
+Core code raises these; the root CLI maps them to one line on stderr and the
+exit code. Library exceptions (botocore, psycopg, tomllib) are translated at
+the client boundary with :func:`translate`, so no traceback reaches a user.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The exit-code table every command follows (README, "Exit codes")."""
+
+    OK = 0
+    CHECK_FAILED = 1
+    USAGE = 2
+    OPERATIONAL = 3
+    ROLLED_BACK = 4
+    ROLLBACK_FAILED = 5
+
+
+class MigctlError(Exception):
+    """Base class: a message for people and the exit code for scripts."""
+
+    exit_code: ExitCode = ExitCode.OPERATIONAL
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        text = " ".join(self.message.split())
+        return f"{text} ({self.hint})" if self.hint else text
+
+
+class CheckFailed(MigctlError):
+    """Checked and found wanting: data differs, an alarm is in ALARM, a gate was not met."""
+
+    exit_code = ExitCode.CHECK_FAILED
+
+
+class UsageError(MigctlError):
+    """Bad flags, arguments or input that the user must change."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(UsageError):
+    """migctl.toml or the environment is missing, invalid or inconsistent."""
+
+
+class OperationalError(MigctlError):
+    """AWS or a database unreachable or refusing, a tool missing, an unexpected answer."""
+
+    exit_code = ExitCode.OPERATIONAL
+
+
+class AwsError(OperationalError):
+    """An AWS API call failed after botocore's own retries."""
+
+
+class DatabaseError(OperationalError):
+    """A PostgreSQL connection or query failed."""
+
+
+class ToolMissingError(OperationalError):
+    """A required executable (pulumi, initdb, ...) is not installed."""
+
+
+class RolledBack(MigctlError):
+    """The action failed and was rolled back cleanly."""
+
+    exit_code = ExitCode.ROLLED_BACK
+
+
+class RollbackFailed(MigctlError):
+    """The action failed and so did its rollback: a person must act."""
+
+    exit_code = ExitCode.ROLLBACK_FAILED
+
+
+def translate(exc: BaseException) -> MigctlError | None:
+    """Map a library exception to a MigctlError, or None when it is not one we know.
+
+    botocore and psycopg are looked up in ``sys.modules`` rather than imported,
+    so this module stays import-free and ``migctl --help`` stays fast.
+    """
+    if isinstance(exc, MigctlError):
+        return exc
+    botocore_exc = sys.modules.get("botocore.exceptions")
+    if botocore_exc is not None:
+        if isinstance(exc, botocore_exc.ClientError):
+            err = exc.response.get("Error", {})
+            code = err.get("Code", "Unknown")
+            op = getattr(exc, "operation_name", "call")
+            return AwsError(f"AWS {op} failed: {code}: {err.get('Message', '')}".strip())
+        if isinstance(exc, botocore_exc.NoCredentialsError):
+            return AwsError(
+                "no AWS credentials found",
+                hint="set --profile, AWS_PROFILE or the AWS_ACCESS_KEY_ID pair",
+            )
+        if isinstance(exc, botocore_exc.NoRegionError):
+            return ConfigError("no AWS region set", hint="use --region or [project] region")
+        if isinstance(exc, botocore_exc.ProfileNotFound):
+            return ConfigError(str(exc))
+        if isinstance(exc, botocore_exc.BotoCoreError):
+            return AwsError(f"AWS call failed: {exc}")
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(exc, psycopg.Error):
+        from migctl.redact import redact_text
+
+        return DatabaseError(f"database error: {redact_text(str(exc))}")
+    return None

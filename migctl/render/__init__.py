@@ -1,0 +1,121 @@
+"""Rendering lives here: result dataclasses -> rich tables for people, or JSON for machines.
+
+One submodule per capability (``render/alarms.py``, ``render/validate.py``,
+...) turns that capability's results into tables; this module holds what they
+share. Rules:
+
+- stdout carries data only: one JSON object for a snapshot, or JSON lines for
+  a long-running command whose last line has ``"event": "result"``;
+- progress, logs and errors go to stderr;
+- no core module imports this package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import json
+import math
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert dataclasses, datetimes, decimals, enums, sets and paths to JSON types."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value) if f.repr}
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [to_jsonable(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, set | frozenset) else items
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() and value.is_finite() else str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(to_jsonable(value), separators=(",", ":"), ensure_ascii=False)
+
+
+class Output:
+    """Where a command writes: JSON or tables on stdout, everything else on stderr."""
+
+    def __init__(self, fmt: str = "table", *, stdout: IO[str] | None = None, stderr: IO[str] | None = None):
+        self.json = fmt == "json"
+        self._stdout = stdout
+        self._stderr = stderr
+        self._out: Console | None = None
+        self._err: Console | None = None
+
+    @property
+    def out(self) -> Console:
+        """Console on stdout, for tables (only used when not in JSON mode)."""
+        if self._out is None:
+            from rich.console import Console
+
+            self._out = Console(file=self._stdout or sys.stdout, soft_wrap=False)
+        return self._out
+
+    @property
+    def err(self) -> Console:
+        """Console on stderr, for progress, notes and errors."""
+        if self._err is None:
+            from rich.console import Console
+
+            self._err = Console(file=self._stderr or sys.stderr, soft_wrap=True)
+        return self._err
+
+    def emit(self, payload: Any) -> None:
+        """Write one JSON document (a snapshot, or one line of a stream) to stdout."""
+        stream = self._stdout or sys.stdout
+        stream.write(dumps(payload) + "\n")
+        stream.flush()
+
+    def event(self, event: str, **fields: Any) -> None:
+        """One JSON line of a long-running command; the last one is ``event="result"``."""
+        self.emit({"event": event, **fields})
+
+    def note(self, message: str, *, style: str = "dim") -> None:
+        self.err.print(message, style=style, markup=False, highlight=False)
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
+
+
+def state_style(state: str) -> str:
+    """Colour a state word the same way in every table."""
+    good = {"OK", "ok", "match", "completed", "COMPLETED", "running", "ahead", "done", "passed"}
+    bad = {"ALARM", "mismatch", "failed", "FAILED", "behind", "errored", "missing_in_target", "missing_in_source"}
+    if state in good:
+        return "green"
+    if state in bad:
+        return "bold red"
+    return "yellow"
+
+
+def fmt_time(value: dt.datetime | None) -> str:
+    if value is None:
+        return "-"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")

@@ -1,0 +1,1 @@
+"""The local rehearsal environment (``migctl sandbox``)."""

@@ -1,0 +1,170 @@
+"""The shared test harness: two real PostgreSQL clusters and in-process moto.
+
+- ``pg_clusters`` (session): a *source* and a *target* cluster, started from
+  the system binaries on free loopback ports, with ``wal_level=logical``.
+  The target has different session defaults (TimeZone, DateStyle,
+  IntervalStyle, extra_float_digits, bytea_output) and a different collation
+  provider (source ICU en-US, target C), to catch comparisons that depend on
+  how a server formats or sorts values. When the binaries are missing the
+  fixture FAILS with the install command; it never skips.
+- ``pg_pair`` (function): a fresh database on each cluster, dropped afterwards.
+- ``aws`` (function): moto's ``mock_aws`` with fake credentials and
+  ``AWS_ENDPOINT_URL*`` removed from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from migctl.errors import ToolMissingError
+from migctl.sandbox.postgres import PgCluster, find_pg_bin
+
+TARGET_SESSION_DEFAULTS = {
+    "timezone": "Asia/Kathmandu",  # +05:45: any text comparison of timestamptz shows it
+    "datestyle": "SQL, DMY",
+    "intervalstyle": "sql_standard",
+    "extra_float_digits": "0",
+    "bytea_output": "escape",
+    "lc_monetary": "C",
+}
+SOURCE_SESSION_DEFAULTS = {"timezone": "UTC", "datestyle": "ISO, MDY"}
+
+
+@dataclass(frozen=True)
+class PgPair:
+    """A fresh database on each cluster; DSNs use trust auth on loopback (no password)."""
+
+    source_dsn: str
+    target_dsn: str
+    source: PgCluster
+    target: PgCluster
+    dbname: str
+
+    def source_conn(self) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(self.source_dsn, autocommit=True)
+
+    def target_conn(self) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(self.target_dsn, autocommit=True)
+
+    def execute_both(self, sql: str) -> None:
+        for conn in (self.source_conn(), self.target_conn()):
+            with conn:
+                conn.execute(sql)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def pg_clusters() -> Iterator[tuple[PgCluster, PgCluster]]:
+    try:
+        bin_dir = find_pg_bin()
+    except ToolMissingError as exc:
+        pytest.fail(f"{exc.one_line()}", pytrace=False)
+    root = Path(tempfile.mkdtemp(prefix="migctl-pg-"))
+    common = {"wal_level": "logical", "max_wal_senders": "10", "max_replication_slots": "10",
+              "max_connections": "100", "shared_buffers": "64MB"}
+    source = PgCluster(
+        root / "source",
+        settings={**common, **SOURCE_SESSION_DEFAULTS},
+        initdb_args=("--locale-provider=icu", "--icu-locale=en-US", "--locale=C.UTF-8"),
+        bin_dir=bin_dir,
+    )
+    target = PgCluster(
+        root / "target",
+        settings={**common, **TARGET_SESSION_DEFAULTS},
+        initdb_args=("--locale=C",),
+        bin_dir=bin_dir,
+    )
+    started: list[PgCluster] = []
+    try:
+        for cluster in (source, target):
+            cluster.init()
+            cluster.start()
+            started.append(cluster)
+        yield source, target
+    finally:
+        for cluster in started:
+            cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_pair(pg_clusters: tuple[PgCluster, PgCluster]) -> Iterator[PgPair]:
+    source, target = pg_clusters
+    dbname = f"t_{secrets.token_hex(6)}"
+    for cluster in (source, target):
+        with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{dbname}"')  # type: ignore[arg-type]
+    yield PgPair(source.dsn(dbname), target.dsn(dbname), source, target, dbname)
+    for cluster in (source, target):
+        with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",  # moto's documented dummy value, not a credential
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """In-process moto for every service, with fake credentials and no endpoint override."""
+    from moto import mock_aws
+
+    for key in list(os.environ):
+        if key.startswith("AWS_ENDPOINT_URL") or key in ("AWS_PROFILE", "AWS_CONFIG_FILE"):
+            monkeypatch.delenv(key, raising=False)
+    for key, value in AWS_TEST_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """Run migctl in-process: ``cli("alarms", "--prefix", "x") -> Result(code, stdout, stderr)``.
+
+    The working directory is a fresh temp dir, so no stray migctl.toml is read.
+    """
+    from migctl.cli import run
+
+    monkeypatch.chdir(tmp_path)
+    for var in ("MIGCTL_CONFIG", "MIGCTL_OUTPUT"):
+        monkeypatch.delenv(var, raising=False)
+
+    def invoke(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = run(list(args))
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return invoke
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> object:
+        import json
+
+        return json.loads(self.stdout)
+
+    def json_lines(self) -> list[dict[str, object]]:
+        import json
+
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
