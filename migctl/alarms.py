@@ -54,7 +54,9 @@ class AlarmReport:
     timed_out: bool = False
 
     def is_ok(self, alarm: AlarmStatus) -> bool:
-        return alarm.state == OK or (self.allow_insufficient_data and alarm.state == INSUFFICIENT_DATA)
+        return alarm.state == OK or (
+            self.allow_insufficient_data and alarm.state == INSUFFICIENT_DATA
+        )
 
     @property
     def not_ok(self) -> tuple[AlarmStatus, ...]:

@@ -245,7 +245,7 @@ def _build(cls: type[Any], section: Any, table: str) -> Any:
     return cls(**values)
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:  # noqa: C901 - one branch per TOML type
+def _coerce(value: Any, hint: Any, where: str) -> Any:
     if isinstance(value, _EnvValue):
         return _coerce_env(value, hint, where)
     origin = typing.get_origin(hint)
@@ -268,12 +268,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:  # noqa: C901 - one branc
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be a table")
         return dict(value)
-    expected = {str: str, int: int, float: (int, float), bool: bool}[hint]
+    expected: type | tuple[type, ...] = (int, float) if hint is float else hint
     if isinstance(value, bool) and hint is not bool:
         raise ConfigError(f"{where} must be {hint.__name__}, not a boolean")
     if not isinstance(value, expected):
         raise ConfigError(f"{where} must be {hint.__name__}, not {type(value).__name__}")
-    return float(value) if hint is float else value
+    return float(value) if isinstance(value, int) and hint is float else value
 
 
 def _coerce_env(value: _EnvValue, hint: Any, where: str) -> Any:
@@ -292,7 +292,9 @@ def _coerce_env(value: _EnvValue, hint: Any, where: str) -> Any:
         if hint in (int, float):
             return hint(text)
     except ValueError:
-        raise ConfigError(f"{value.var}={text!r}: {where} must be {getattr(hint, '__name__', hint)}") from None
+        raise ConfigError(
+            f"{value.var}={text!r}: {where} must be {getattr(hint, '__name__', hint)}"
+        ) from None
     if origin is Mapping or hint is Mapping:
         raise ConfigError(f"{value.var}: {where} cannot be set from the environment")
     return _coerce(text, hint, where)

@@ -18,7 +18,9 @@ MASK = "***"
 _lock = threading.Lock()
 _known_secrets: set[str] = set()
 
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@", re.I)
+_URL_PASSWORD = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@", re.I
+)
 _KV_PASSWORD = re.compile(r"(?P<key>\bpassword\s*=\s*)(?P<q>'?)(?P<pw>(?:\\.|[^'\s])*)(?P=q)", re.I)
 
 

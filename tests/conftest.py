@@ -8,6 +8,9 @@
   how a server formats or sorts values. When the binaries are missing the
   fixture FAILS with the install command; it never skips.
 - ``pg_pair`` (function): a fresh database on each cluster, dropped afterwards.
+- ``moto_server`` (session) and ``moto_server_env``: a moto server process on
+  loopback and an environment whose ``AWS_ENDPOINT_URL`` points at it.
+- ``cli`` (function): run migctl in-process and capture code, stdout, stderr.
 - ``aws`` (function): moto's ``mock_aws`` with fake credentials and
   ``AWS_ENDPOINT_URL*`` removed from the environment.
 """
@@ -26,6 +29,7 @@ import psycopg
 import pytest
 
 from migctl.errors import ToolMissingError
+from migctl.sandbox.motoserver import MotoServer
 from migctl.sandbox.postgres import PgCluster, find_pg_bin
 
 TARGET_SESSION_DEFAULTS = {
@@ -68,8 +72,13 @@ def pg_clusters() -> Iterator[tuple[PgCluster, PgCluster]]:
     except ToolMissingError as exc:
         pytest.fail(f"{exc.one_line()}", pytrace=False)
     root = Path(tempfile.mkdtemp(prefix="migctl-pg-"))
-    common = {"wal_level": "logical", "max_wal_senders": "10", "max_replication_slots": "10",
-              "max_connections": "100", "shared_buffers": "64MB"}
+    common = {
+        "wal_level": "logical",
+        "max_wal_senders": "10",
+        "max_replication_slots": "10",
+        "max_connections": "100",
+        "shared_buffers": "64MB",
+    }
     source = PgCluster(
         root / "source",
         settings={**common, **SOURCE_SESSION_DEFAULTS},
@@ -130,6 +139,27 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
     with mock_aws():
         yield
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """A moto server on 127.0.0.1 (a separate process), stopped by PID at the end."""
+    server = MotoServer(log_path=tmp_path_factory.mktemp("moto") / "moto.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def moto_server_env(moto_server: MotoServer) -> dict[str, str]:
+    """An environment for a migctl subprocess that reaches the moto server via AWS_ENDPOINT_URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_TEST_ENV, AWS_ENDPOINT_URL=moto_server.url, AWS_SHARED_CREDENTIALS_FILE="/nonexistent"
+    )
+    return env
 
 
 @pytest.fixture

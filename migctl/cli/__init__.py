@@ -45,23 +45,34 @@ def root(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="Path to migctl.toml [env MIGCTL_CONFIG; default ./migctl.toml]."),
+        typer.Option(
+            "--config", help="Path to migctl.toml [env MIGCTL_CONFIG; default ./migctl.toml]."
+        ),
     ] = None,
     output: Annotated[
         str | None,
         typer.Option("--output", "-o", help="table or json [env MIGCTL_OUTPUT; default table]."),
     ] = None,
-    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile [env AWS_PROFILE].")] = None,
-    region: Annotated[str | None, typer.Option("--region", help="AWS region [env AWS_REGION].")] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="AWS profile [env AWS_PROFILE].")
+    ] = None,
+    region: Annotated[
+        str | None, typer.Option("--region", help="AWS region [env AWS_REGION].")
+    ] = None,
     verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="More logs on stderr; -vv shows tracebacks.")
+        int,
+        typer.Option(
+            "--verbose", "-v", count=True, help="More logs on stderr; -vv shows tracebacks."
+        ),
     ] = 0,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
     """Global options apply to every command."""
-    ctx.obj = AppState(config=config, output=output, profile=profile, region=region, verbose=verbose)
+    ctx.obj = AppState(
+        config=config, output=output, profile=profile, region=region, verbose=verbose
+    )
     _setup_logging(verbose)
 
 
@@ -126,8 +137,9 @@ def _report(exc: Exception, verbose: int) -> int:
 
         sys.stderr.write(redact_text("".join(traceback.format_exception(exc))))
     if err is None:
+        detail = f"{type(exc).__name__}: {exc}"
         sys.stderr.write(
-            redact_text(f"migctl: internal error: {type(exc).__name__}: {exc} (rerun with -vv for the traceback)\n")
+            redact_text(f"migctl: internal error: {detail} (rerun with -vv for the traceback)\n")
         )
         return ExitCode.OPERATIONAL
     sys.stderr.write(redact_text(f"migctl: error: {err.one_line()}\n"))

@@ -19,15 +19,22 @@ def alarms(
         str | None, typer.Option("--prefix", help="Alarm name prefix [config: alarms.prefix].")
     ] = None,
     name: Annotated[
-        list[str] | None, typer.Option("--name", help="An alarm name; repeatable [config: alarms.names].")
+        list[str] | None,
+        typer.Option("--name", help="An alarm name; repeatable [config: alarms.names]."),
     ] = None,
     allow_insufficient_data: Annotated[
         bool,
         typer.Option("--allow-insufficient-data", help="Count INSUFFICIENT_DATA as OK."),
     ] = False,
-    wait_ok: Annotated[bool, typer.Option("--wait-ok", help="Wait until every alarm is OK.")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", min=0, help="Seconds to wait with --wait-ok.")] = 600.0,
-    interval: Annotated[float, typer.Option("--interval", min=0, help="Seconds between polls.")] = 15.0,
+    wait_ok: Annotated[
+        bool, typer.Option("--wait-ok", help="Wait until every alarm is OK.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0, help="Seconds to wait with --wait-ok.")
+    ] = 600.0,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0, help="Seconds between polls.")
+    ] = 15.0,
 ) -> None:
     """Show CloudWatch metric and composite alarms and whether they are all OK.
 
@@ -65,4 +72,3 @@ def alarms(
         report = check_alarms(cloudwatch, selector, allow_insufficient_data=allow)
         render_alarm_report(out, report)
     raise typer.Exit(0 if report.ok else 1)
-

@@ -70,7 +70,9 @@ class AppState:
 def state(ctx: typer.Context) -> AppState:
     """The AppState of the root callback, from any sub-command's context."""
     obj = ctx.find_root().obj
-    if not isinstance(obj, AppState):  # pragma: no cover - only when a command runs without the root
+    if not isinstance(
+        obj, AppState
+    ):  # pragma: no cover - only when a command runs without the root
         obj = AppState()
         ctx.find_root().obj = obj
     return obj

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 def to_jsonable(value: Any) -> Any:
     """Convert dataclasses, datetimes, decimals, enums, sets and paths to JSON types."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value) if f.repr}
+        return {
+            f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value) if f.repr
+        }
     if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
@@ -43,7 +45,9 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
-        return int(value) if value == value.to_integral_value() and value.is_finite() else str(value)
+        return (
+            int(value) if value == value.to_integral_value() and value.is_finite() else str(value)
+        )
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, Path):
@@ -60,7 +64,9 @@ def dumps(value: Any) -> str:
 class Output:
     """Where a command writes: JSON or tables on stdout, everything else on stderr."""
 
-    def __init__(self, fmt: str = "table", *, stdout: IO[str] | None = None, stderr: IO[str] | None = None):
+    def __init__(
+        self, fmt: str = "table", *, stdout: IO[str] | None = None, stderr: IO[str] | None = None
+    ):
         self.json = fmt == "json"
         self._stdout = stdout
         self._stderr = stderr
@@ -73,7 +79,10 @@ class Output:
         if self._out is None:
             from rich.console import Console
 
-            self._out = Console(file=self._stdout or sys.stdout, soft_wrap=False)
+            stream = self._stdout or sys.stdout
+            # Piped output goes to logs and grep: don't fold names at 80 columns.
+            width = None if stream.isatty() else 200
+            self._out = Console(file=stream, soft_wrap=False, width=width)
         return self._out
 
     @property
@@ -105,7 +114,16 @@ class Output:
 def state_style(state: str) -> str:
     """Colour a state word the same way in every table."""
     good = {"OK", "ok", "match", "completed", "COMPLETED", "running", "ahead", "done", "passed"}
-    bad = {"ALARM", "mismatch", "failed", "FAILED", "behind", "errored", "missing_in_target", "missing_in_source"}
+    bad = {
+        "ALARM",
+        "mismatch",
+        "failed",
+        "FAILED",
+        "behind",
+        "errored",
+        "missing_in_target",
+        "missing_in_source",
+    }
     if state in good:
         return "green"
     if state in bad:

@@ -9,7 +9,8 @@ from migctl.render import Output, fmt_time, state_style
 
 
 def alarm_report_json(report: AlarmReport) -> dict[str, Any]:
-    """``{"ok": bool, "alarms": [{"name", "state", "reason", "updated_at", "namespace", "metric", "dimensions"}]}``."""
+    """The documented shape: ``{"ok": bool, "alarms": [{"name", "state", "reason",
+    "updated_at", "namespace", "metric", "dimensions"}]}`` (plus each alarm's ``type``)."""
     payload: dict[str, Any] = {
         "ok": report.ok,
         "alarms": [

@@ -45,7 +45,9 @@ def find_pg_bin(environ: Mapping[str, str] | None = None) -> Path:
     for folder in candidates:
         if (folder / "initdb").is_file() and (folder / "pg_ctl").is_file():
             return folder
-    raise ToolMissingError("PostgreSQL server binaries (initdb, pg_ctl) not found", hint=INSTALL_HINT)
+    raise ToolMissingError(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found", hint=INSTALL_HINT
+    )
 
 
 def free_port() -> int:
@@ -114,7 +116,9 @@ class PgCluster:
             *self.initdb_args,
         )
         if result.returncode != 0:
-            raise OperationalError(f"initdb failed in {self.datadir}: {result.stderr.strip()[-500:]}")
+            raise OperationalError(
+                f"initdb failed in {self.datadir}: {result.stderr.strip()[-500:]}"
+            )
 
     def start(self, *, timeout: float = 60) -> None:
         if not self.port:

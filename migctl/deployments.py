@@ -1,0 +1,272 @@
+"""Follow one ECS deployment to its end, and bake it under the gate alarms.
+
+The ``services_stable`` waiter alone is wrong for a rollout: it also succeeds
+after the circuit breaker has rolled the service back to the old revision
+(fabfuel/ecs-deploy #185). So we keep the id of the PRIMARY deployment that
+``update_service`` returned and watch that deployment only:
+
+- success: its ``rolloutState`` is ``COMPLETED`` and ``runningCount == desiredCount``;
+- failure: ``rolloutState`` is ``FAILED``, it vanished, it is no longer PRIMARY,
+  or the timeout passed.
+
+Service events that appear while we wait are passed to the step callback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from migctl.alarms import ALARM, AlarmSelector, check_alarms
+from migctl.errors import OperationalError, UsageError
+
+PRIMARY = "PRIMARY"
+COMPLETED = "COMPLETED"
+FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    id: str
+    status: str  # PRIMARY, ACTIVE, INACTIVE
+    task_definition: str
+    rollout_state: str | None  # IN_PROGRESS, COMPLETED, FAILED; None without the ECS rolling controller
+    rollout_state_reason: str | None
+    desired_count: int
+    running_count: int
+    pending_count: int
+    failed_tasks: int
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> Deployment:
+        return cls(
+            id=raw["id"],
+            status=raw.get("status", "?"),
+            task_definition=raw.get("taskDefinition", ""),
+            rollout_state=raw.get("rolloutState"),
+            rollout_state_reason=raw.get("rolloutStateReason"),
+            desired_count=int(raw.get("desiredCount", 0)),
+            running_count=int(raw.get("runningCount", 0)),
+            pending_count=int(raw.get("pendingCount", 0)),
+            failed_tasks=int(raw.get("failedTasks", 0)),
+            created_at=raw.get("createdAt"),
+            updated_at=raw.get("updatedAt"),
+        )
+
+    def summary(self) -> str:
+        state = self.rollout_state or "no rolloutState"
+        return (
+            f"{self.id} {self.status} {state} running {self.running_count}/{self.desired_count}"
+            f" pending {self.pending_count} failed tasks {self.failed_tasks}"
+        )
+
+
+@dataclass(frozen=True)
+class ServiceEvent:
+    id: str
+    created_at: dt.datetime | None
+    message: str
+
+
+@dataclass(frozen=True)
+class RolloutStep:
+    """One state change, for the step callback: an ``event`` name, a line for people, details for JSON."""
+
+    event: str
+    message: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WatchResult:
+    ok: bool
+    reason: str | None
+    deployment: Deployment | None  # the last state seen of the deployment followed
+
+
+def deployments_of(service: Mapping[str, Any]) -> list[Deployment]:
+    return [Deployment.from_api(d) for d in service.get("deployments", [])]
+
+
+def primary_of(service: Mapping[str, Any]) -> Deployment | None:
+    return next((d for d in deployments_of(service) if d.status == PRIMARY), None)
+
+
+def describe_service(ecs: Any, cluster: str, service: str) -> dict[str, Any]:
+    """The service as ``describe_services`` returns it; UsageError (exit 2) when it does not exist."""
+    answer = ecs.describe_services(cluster=cluster, services=[service])
+    for found in answer.get("services", []):
+        if found.get("status") != "INACTIVE":
+            return dict(found)
+    raise UsageError(f"ECS service {service!r} not found in cluster {cluster!r}")
+
+
+class ServiceWatcher:
+    """Polls one service; remembers which service events it has already passed on."""
+
+    def __init__(
+        self,
+        ecs: Any,
+        cluster: str,
+        service: str,
+        *,
+        emit: Callable[[RolloutStep], None],
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.ecs = ecs
+        self.cluster = cluster
+        self.service = service
+        self.emit = emit
+        self.clock = clock
+        self.sleep = sleep
+        self._seen_events: set[str] = set()
+
+    def mark_seen(self, service: Mapping[str, Any]) -> None:
+        """Events already there before we acted are history, not news."""
+        self._seen_events.update(e["id"] for e in service.get("events", []))
+
+    def poll(self) -> dict[str, Any]:
+        service = describe_service(self.ecs, self.cluster, self.service)
+        fresh = [e for e in service.get("events", []) if e["id"] not in self._seen_events]
+        fresh.sort(key=lambda e: e.get("createdAt") or dt.datetime.min.replace(tzinfo=dt.UTC))
+        for raw in fresh:
+            self._seen_events.add(raw["id"])
+            event = ServiceEvent(raw["id"], raw.get("createdAt"), raw.get("message", ""))
+            self.emit(
+                RolloutStep(
+                    "service_event",
+                    event.message,
+                    {"id": event.id, "created_at": event.created_at, "message": event.message},
+                )
+            )
+        return service
+
+    def follow(self, deployment_id: str, *, timeout: float, interval: float) -> WatchResult:
+        """Poll until the deployment completes, fails, vanishes, is replaced, or time runs out."""
+        deadline = self.clock() + timeout
+        last_key: tuple[Any, ...] | None = None
+        last: Deployment | None = None
+        while True:
+            service = self.poll()
+            deployments = deployments_of(service)
+            mine = next((d for d in deployments if d.id == deployment_id), None)
+            if mine is None:
+                primary = next((d for d in deployments if d.status == PRIMARY), None)
+                now = f"; PRIMARY is now {primary.summary()} ({primary.task_definition})" if primary else ""
+                return WatchResult(False, f"deployment {deployment_id} vanished{now}", last)
+            last = mine
+            key = (mine.status, mine.rollout_state, mine.running_count, mine.desired_count,
+                   mine.pending_count, mine.failed_tasks)
+            if key != last_key:
+                last_key = key
+                self.emit(RolloutStep("deployment", mine.summary(), _deployment_details(mine)))
+            if mine.rollout_state == FAILED:
+                why = mine.rollout_state_reason or "no reason given"
+                demoted = "" if mine.status == PRIMARY else f" (now {mine.status}: ECS rolled it back)"
+                return WatchResult(False, f"deployment {deployment_id} FAILED{demoted}: {why}", mine)
+            if mine.status != PRIMARY:
+                primary = next((d for d in deployments if d.status == PRIMARY), None)
+                other = f" {primary.id} ({primary.task_definition}) is" if primary else " none is"
+                return WatchResult(
+                    False,
+                    f"deployment {deployment_id} is no longer PRIMARY ({mine.status});{other} PRIMARY now",
+                    mine,
+                )
+            if _completed(mine, deployments):
+                return WatchResult(True, None, mine)
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                return WatchResult(
+                    False, f"timed out after {timeout:g}s following deployment: {mine.summary()}", mine
+                )
+            self.sleep(min(interval, remaining))
+
+    def bake(
+        self,
+        cloudwatch: Any,
+        selector: AlarmSelector,
+        deployment_id: str,
+        *,
+        seconds: float,
+        interval: float,
+        allow_insufficient_data: bool = False,
+    ) -> WatchResult:
+        """Watch the gate alarms (and that our deployment stays PRIMARY) for ``seconds``.
+
+        Any ALARM fails at once. INSUFFICIENT_DATA is tolerated during the bake but
+        fails it if still there at the end ("not proven OK"), unless allowed.
+        """
+        end = self.clock() + seconds
+        states: dict[str, str] = {}
+        self.emit(RolloutStep("bake", f"baking {seconds:g}s on {selector.describe()}", {"seconds": seconds}))
+        while True:
+            report = check_alarms(cloudwatch, selector, allow_insufficient_data=allow_insufficient_data)
+            for alarm in report.alarms:
+                if states.get(alarm.name) != alarm.state:
+                    states[alarm.name] = alarm.state
+                    self.emit(
+                        RolloutStep(
+                            "alarm",
+                            f"{alarm.name} is {alarm.state}",
+                            {"name": alarm.name, "state": alarm.state, "reason": alarm.reason},
+                        )
+                    )
+            firing = [a for a in report.alarms if a.state == ALARM]
+            if firing:
+                names = ", ".join(f"{a.name} ({a.reason})" if a.reason else a.name for a in firing)
+                return WatchResult(False, f"gate alarm in ALARM during the bake: {names}", None)
+            service = self.poll()
+            mine = next((d for d in deployments_of(service) if d.id == deployment_id), None)
+            if mine is None or mine.status != PRIMARY:
+                state = mine.status if mine else "vanished"
+                return WatchResult(
+                    False, f"deployment {deployment_id} stopped being PRIMARY during the bake ({state})", mine
+                )
+            remaining = end - self.clock()
+            if remaining <= 0:
+                if report.not_ok:
+                    names = ", ".join(f"{a.name}={a.state}" for a in report.not_ok)
+                    return WatchResult(False, f"gate alarms not proven OK after the bake: {names}", mine)
+                return WatchResult(True, None, mine)
+            self.sleep(min(interval, remaining))
+
+
+def _completed(mine: Deployment, deployments: list[Deployment]) -> bool:
+    if mine.running_count != mine.desired_count:
+        return False
+    if mine.rollout_state is not None:
+        return mine.rollout_state == COMPLETED
+    # No rolloutState (Classic Load Balancer): steady once ours is the only deployment left.
+    return len(deployments) == 1
+
+
+def _deployment_details(d: Deployment) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "status": d.status,
+        "task_definition": d.task_definition,
+        "rollout_state": d.rollout_state,
+        "rollout_state_reason": d.rollout_state_reason,
+        "running_count": d.running_count,
+        "desired_count": d.desired_count,
+        "pending_count": d.pending_count,
+        "failed_tasks": d.failed_tasks,
+    }
+
+
+def primary_for(service: Mapping[str, Any], task_definition: str) -> Deployment:
+    """The PRIMARY deployment ``update_service`` answered with; it must run ``task_definition``."""
+    primary = primary_of(service)
+    if primary is None:
+        raise OperationalError("update_service answered with no PRIMARY deployment")
+    if primary.task_definition != task_definition:
+        raise OperationalError(
+            f"after update_service the PRIMARY deployment {primary.id} runs "
+            f"{primary.task_definition}, not {task_definition}"
+        )
+    return primary

@@ -1,0 +1,101 @@
+"""The root app: version, help without heavy imports, config errors as one line and exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from migctl import __version__
+
+HEAVY = ("boto3", "botocore", "psycopg", "pulumi", "pulumi_aws", "moto", "rich.live")
+
+
+def test_version(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("--version")
+    assert result.code == 0 and result.stdout.strip() == f"migctl {__version__}"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["alarms", "--help"]])
+def test_help_does_not_import_boto3_psycopg_or_pulumi(args: list[str]) -> None:
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['migctl', *{args!r}]\n"
+        "try:\n    runpy.run_module('migctl', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+        f"loaded = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "print('LOADED=' + ','.join(loaded))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "LOADED=\n" in out.stdout, out.stdout[-300:]
+    assert "Usage:" in out.stdout
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "migctl", "--version"], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0 and out.stdout.strip() == f"migctl {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (None, "config file not found"),
+        ("[project\n", "invalid TOML"),
+        ('[alarms]\nprefixx = "a"\n', "unknown key 'prefixx' in [alarms]"),
+        ("[alarms]\nprefix = 3\n", "[alarms] prefix must be str, not int"),
+    ],
+)
+def test_config_errors_are_one_line_and_exit_2(
+    cli, tmp_path: Path, content: str | None, fragment: str
+) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "bad.toml"
+    if content is not None:
+        path.write_text(content)
+    result = cli("--config", str(path), "alarms", "--prefix", "x")
+    assert result.code == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and lines[0].startswith("migctl: error:")
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_output_value_exits_2(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("--output", "yaml", "alarms", "--prefix", "x")
+    assert result.code == 2 and "--output must be" in result.stderr
+
+
+def test_unknown_option_is_a_usage_error(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("alarms", "--no-such-flag")
+    assert result.code == 2 and "Traceback" not in result.stderr
+
+
+def test_help_works_even_with_a_broken_config(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "migctl.toml").write_text("[broken\n")
+    assert cli("alarms", "--help").code == 0
+
+
+def test_unexpected_exception_is_one_line_exit_3(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import migctl.alarms
+
+    def boom(*_a: object, **_k: object) -> None:
+        raise RuntimeError("kaput")
+
+    monkeypatch.setattr(migctl.alarms, "check_alarms", boom)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    result = cli("alarms", "--prefix", "x")
+    assert result.code == 3
+    assert (
+        result.stderr.strip()
+        == "migctl: internal error: RuntimeError: kaput (rerun with -vv for the traceback)"
+    )
+
+
+def test_cli_reference_is_current() -> None:
+    from migctl.cli.reference import render_reference
+
+    path = Path(__file__).parents[2] / "docs" / "cli-reference.md"
+    assert path.read_text() == render_reference(), "docs/cli-reference.md is stale: run `make docs`"
