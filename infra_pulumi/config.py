@@ -128,10 +128,6 @@ class StackConfig:
     def tags(self) -> dict[str, str]:
         return {"Environment": self.environment, "Project": PROJECT, "ManagedBy": "pulumi"}
 
-    def name(self, base: str) -> str:
-        """A physical name: ``migctl-<base>-<environment>``."""
-        return f"{PROJECT}-{base}-{self.environment}"
-
 
 def is_production(environment: str) -> bool:
     return environment in PRODUCTION_NAMES

@@ -70,8 +70,9 @@ class Evaluation:
 class FakeCloud(pulumi.runtime.Mocks):
     """Answers registrations with inputs plus computed outputs, and records the inputs."""
 
-    def __init__(self, region: str = DEFAULT_REGION) -> None:
+    def __init__(self, region: str = DEFAULT_REGION, zones: str = "abcd") -> None:
         self.region = region
+        self.zones = zones
         self.inputs: dict[tuple[str, str], dict[str, Any]] = {}
         self.custom: dict[tuple[str, str], bool] = {}
         self.invokes: list[str] = []
@@ -79,15 +80,20 @@ class FakeCloud(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.inputs[(args.typ, args.name)] = dict(args.inputs)
         self.custom[(args.typ, args.name)] = bool(args.custom)
-        return f"{args.name}-id", {**args.inputs, **self._computed(args.typ, args.name, args.inputs)}
+        return f"{args.name}-id", {
+            **args.inputs,
+            **self._computed(args.typ, args.name, args.inputs),
+        }
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:
+    def call(
+        self, args: pulumi.runtime.MockCallArgs
+    ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         self.invokes.append(args.token)
         region = self.region
         answers: dict[str, dict[str, Any]] = {
             "aws:index/getAvailabilityZones:getAvailabilityZones": {
-                "names": [f"{region}{z}" for z in "abcd"],
-                "zoneIds": [f"use1-az{i}" for i in range(1, 5)],
+                "names": [f"{region}{z}" for z in self.zones],
+                "zoneIds": [f"use1-az{i}" for i in range(1, len(self.zones) + 1)],
             },
             "aws:index/getRegion:getRegion": {"region": region, "name": region},
             "aws:index/getCallerIdentity:getCallerIdentity": {
@@ -100,13 +106,14 @@ class FakeCloud(pulumi.runtime.Mocks):
                 "randomPassword": secrets.token_urlsafe(24),
             },
         }
-        return answers.get(args.token, {}), None
+        return answers.get(args.token, {}), []
 
     def _computed(self, typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Outputs AWS would compute: ARNs, auto-names, suffixes, endpoints."""
-        service = typ.split(":")[1].split("/")[0]
+        service = typ.split(":")[1].split("/", maxsplit=1)[0]
         physical = str(inputs.get("name") or name)
-        arn = f"arn:aws:{service}:{self.region}:{ACCOUNT_ID}:{typ.rsplit(':', 1)[-1]}/{physical}"
+        kind = typ.rsplit(":", 1)[-1].lower()
+        arn = f"arn:aws:{service}:{self.region}:{ACCOUNT_ID}:{kind}/{physical}"
         out: dict[str, Any] = {"arn": arn, "name": physical}
         if typ == "aws:lb/loadBalancer:LoadBalancer":
             out["arnSuffix"] = f"app/{physical}/50dc6c495c0c9188"
@@ -143,7 +150,7 @@ class FakeCloud(pulumi.runtime.Mocks):
 
 
 def _component_of(urn: str) -> tuple[str, str, str | None]:
-    """(type, name, component) from a URN such as ``...::migctl:infra:Network$aws:ec2/vpc:Vpc::n``."""
+    """(type, name, component) of a URN like ``...::migctl:infra:Network$aws:ec2/vpc:Vpc::n``."""
     _, _, qualified_type, name = urn.split("::", 3)
     chain = qualified_type.split("$")
     parent = chain[-2] if len(chain) > 1 else ""
@@ -167,18 +174,25 @@ def evaluate(
     stack: str = "test",
     project: str = "migctl",
     preview: bool = False,
+    cloud: FakeCloud | None = None,
 ) -> Evaluation:
     """Run ``program`` under mocks with ``config`` (fully qualified keys) and record it all.
 
+    ``cloud`` replaces the default fake (for another region or fewer zones).
     Exceptions raised by the program propagate unchanged (config errors are
     ``pulumi.RunError`` subclasses).
     """
     loop = asyncio.new_event_loop()
     try:
         return contextvars.Context().run(
-            _evaluate, loop, program, dict(config), stack, project, preview
+            _evaluate, loop, program, dict(config), stack, project, preview, cloud
         )
     finally:
+        # A program that raised leaves registrations in flight: cancel them with the loop.
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
         asyncio.set_event_loop(None)
@@ -191,12 +205,16 @@ def _evaluate(
     stack: str,
     project: str,
     preview: bool,
+    cloud: FakeCloud | None,
 ) -> Evaluation:
     asyncio.set_event_loop(loop)
+    # Pulumi's context properties share their first value as the default of every
+    # context; give this evaluation its own set of pending outputs.
+    pulumi_settings.SETTINGS.outputs = set()
     logger = logging.Logger("migctl.offline")
     collect = _Collect()
     logger.addHandler(collect)
-    cloud = FakeCloud(region=config.get("aws:region", DEFAULT_REGION))
+    cloud = cloud or FakeCloud(region=config.get("aws:region", DEFAULT_REGION))
     monitor = pulumi.runtime.mocks.MockMonitor(cloud)
     pulumi.runtime.set_all_config(config)
     pulumi.runtime.set_mocks(
@@ -206,7 +224,8 @@ def _evaluate(
     program()
     _sync_await(wait_for_rpcs())
     exported = getattr(root, "outputs", {})
-    outputs: dict[str, Any] = _sync_await(pulumi.Output.from_input(exported).future()) or {}
+    resolved: Any = _sync_await(pulumi.Output.from_input(exported).future())
+    outputs: dict[str, Any] = resolved or {}
     _sync_await(wait_for_rpcs())
     resources = []
     for urn in monitor.resources:

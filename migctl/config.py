@@ -94,6 +94,7 @@ class EcsSettings:
     bake_seconds: int = 300
     timeout_seconds: int = 900
     gate_alarms: tuple[str, ...] = ()
+    interval_seconds: float = 10.0
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,9 @@ class Deployment:
     id: str
     status: str  # PRIMARY, ACTIVE, INACTIVE
     task_definition: str
-    rollout_state: str | None  # IN_PROGRESS, COMPLETED, FAILED; None without the ECS rolling controller
+    rollout_state: (
+        str | None
+    )  # IN_PROGRESS, COMPLETED, FAILED; None without the ECS rolling controller
     rollout_state_reason: str | None
     desired_count: int
     running_count: int
@@ -74,7 +76,7 @@ class ServiceEvent:
 
 @dataclass(frozen=True)
 class RolloutStep:
-    """One state change, for the step callback: an ``event`` name, a line for people, details for JSON."""
+    """One state change for the step callback: an event name, a line for people, JSON details."""
 
     event: str
     message: str
@@ -97,8 +99,14 @@ def primary_of(service: Mapping[str, Any]) -> Deployment | None:
 
 
 def describe_service(ecs: Any, cluster: str, service: str) -> dict[str, Any]:
-    """The service as ``describe_services`` returns it; UsageError (exit 2) when it does not exist."""
-    answer = ecs.describe_services(cluster=cluster, services=[service])
+    """The service as ``describe_services`` returns it; UsageError (exit 2) when missing."""
+    try:
+        answer = ecs.describe_services(cluster=cluster, services=[service])
+    except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        if code == "ClusterNotFoundException":
+            raise UsageError(f"ECS cluster {cluster!r} not found") from None
+        raise
     for found in answer.get("services", []):
         if found.get("status") != "INACTIVE":
             return dict(found)
@@ -141,7 +149,7 @@ class ServiceWatcher:
                 RolloutStep(
                     "service_event",
                     event.message,
-                    {"id": event.id, "created_at": event.created_at, "message": event.message},
+                    {"id": event.id, "created_at": event.created_at},
                 )
             )
         return service
@@ -157,24 +165,39 @@ class ServiceWatcher:
             mine = next((d for d in deployments if d.id == deployment_id), None)
             if mine is None:
                 primary = next((d for d in deployments if d.status == PRIMARY), None)
-                now = f"; PRIMARY is now {primary.summary()} ({primary.task_definition})" if primary else ""
+                now = (
+                    f"; PRIMARY is now {primary.summary()} ({primary.task_definition})"
+                    if primary
+                    else ""
+                )
                 return WatchResult(False, f"deployment {deployment_id} vanished{now}", last)
             last = mine
-            key = (mine.status, mine.rollout_state, mine.running_count, mine.desired_count,
-                   mine.pending_count, mine.failed_tasks)
+            key = (
+                mine.status,
+                mine.rollout_state,
+                mine.running_count,
+                mine.desired_count,
+                mine.pending_count,
+                mine.failed_tasks,
+            )
             if key != last_key:
                 last_key = key
                 self.emit(RolloutStep("deployment", mine.summary(), _deployment_details(mine)))
             if mine.rollout_state == FAILED:
-                why = mine.rollout_state_reason or "no reason given"
-                demoted = "" if mine.status == PRIMARY else f" (now {mine.status}: ECS rolled it back)"
-                return WatchResult(False, f"deployment {deployment_id} FAILED{demoted}: {why}", mine)
+                why = (mine.rollout_state_reason or "no reason given").rstrip(".")
+                demoted = (
+                    "" if mine.status == PRIMARY else f" (now {mine.status}: ECS rolled it back)"
+                )
+                return WatchResult(
+                    False, f"deployment {deployment_id} FAILED{demoted}: {why}", mine
+                )
             if mine.status != PRIMARY:
                 primary = next((d for d in deployments if d.status == PRIMARY), None)
                 other = f" {primary.id} ({primary.task_definition}) is" if primary else " none is"
                 return WatchResult(
                     False,
-                    f"deployment {deployment_id} is no longer PRIMARY ({mine.status});{other} PRIMARY now",
+                    f"deployment {deployment_id} is no longer PRIMARY ({mine.status});"
+                    f"{other} PRIMARY now",
                     mine,
                 )
             if _completed(mine, deployments):
@@ -182,7 +205,9 @@ class ServiceWatcher:
             remaining = deadline - self.clock()
             if remaining <= 0:
                 return WatchResult(
-                    False, f"timed out after {timeout:g}s following deployment: {mine.summary()}", mine
+                    False,
+                    f"timed out after {timeout:g}s following deployment: {mine.summary()}",
+                    mine,
                 )
             self.sleep(min(interval, remaining))
 
@@ -203,9 +228,15 @@ class ServiceWatcher:
         """
         end = self.clock() + seconds
         states: dict[str, str] = {}
-        self.emit(RolloutStep("bake", f"baking {seconds:g}s on {selector.describe()}", {"seconds": seconds}))
+        self.emit(
+            RolloutStep(
+                "bake", f"baking {seconds:g}s on {selector.describe()}", {"seconds": seconds}
+            )
+        )
         while True:
-            report = check_alarms(cloudwatch, selector, allow_insufficient_data=allow_insufficient_data)
+            report = check_alarms(
+                cloudwatch, selector, allow_insufficient_data=allow_insufficient_data
+            )
             for alarm in report.alarms:
                 if states.get(alarm.name) != alarm.state:
                     states[alarm.name] = alarm.state
@@ -225,13 +256,17 @@ class ServiceWatcher:
             if mine is None or mine.status != PRIMARY:
                 state = mine.status if mine else "vanished"
                 return WatchResult(
-                    False, f"deployment {deployment_id} stopped being PRIMARY during the bake ({state})", mine
+                    False,
+                    f"deployment {deployment_id} stopped being PRIMARY during the bake ({state})",
+                    mine,
                 )
             remaining = end - self.clock()
             if remaining <= 0:
                 if report.not_ok:
                     names = ", ".join(f"{a.name}={a.state}" for a in report.not_ok)
-                    return WatchResult(False, f"gate alarms not proven OK after the bake: {names}", mine)
+                    return WatchResult(
+                        False, f"gate alarms not proven OK after the bake: {names}", mine
+                    )
                 return WatchResult(True, None, mine)
             self.sleep(min(interval, remaining))
 

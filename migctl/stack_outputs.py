@@ -14,6 +14,8 @@ from typing import Any
 from migctl.config import Settings
 from migctl.errors import ConfigError
 
+SECRET_MASK = "[secret]"  # what the cache holds in place of a secret output's value
+
 
 def outputs_cache_path(settings: Settings) -> Path:
     return settings.state_dir / f"outputs-{settings.project.stack_name}.json"
@@ -40,7 +42,7 @@ def resolve(settings: Settings, value: str | None, output_key: str, *, what: str
     if value:
         return value
     cached = load_cached_outputs(settings).get(output_key)
-    if isinstance(cached, str) and cached:
+    if isinstance(cached, str) and cached and cached != SECRET_MASK:
         return cached
     raise ConfigError(
         f"no {what} given",

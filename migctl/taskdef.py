@@ -138,7 +138,11 @@ def diff_lines(
     new_params, _ = registrable(new)
     return tuple(
         difflib.unified_diff(
-            _lines(old_params), _lines(new_params), fromfile=old_label, tofile=new_label, lineterm=""
+            _lines(old_params),
+            _lines(new_params),
+            fromfile=old_label,
+            tofile=new_label,
+            lineterm="",
         )
     )
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pulumi
 
-TOKEN_PREFIX = "migctl:infra:"
+TOKEN_PREFIX = "migctl:infra:"  # noqa: S105 - a type token, not a password
 
 
 def assume_role_policy(*services: str) -> str:

@@ -122,8 +122,14 @@ class Compute(pulumi.ComponentResource):
                 {"name": "DB_NAME", "value": args.db_name},
             ],
             "secrets": [
-                {"name": "DB_USERNAME", "valueFrom": pulumi.Output.concat(args.db_secret_arn, ":username::")},
-                {"name": "DB_PASSWORD", "valueFrom": pulumi.Output.concat(args.db_secret_arn, ":password::")},
+                {
+                    "name": "DB_USERNAME",
+                    "valueFrom": pulumi.Output.concat(args.db_secret_arn, ":username::"),
+                },
+                {
+                    "name": "DB_PASSWORD",
+                    "valueFrom": pulumi.Output.concat(args.db_secret_arn, ":password::"),
+                },
             ],
             "logConfiguration": {
                 "logDriver": "awslogs",

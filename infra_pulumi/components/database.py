@@ -37,7 +37,7 @@ class DatabaseArgs:
 
 def parameter_group_family(engine_version: str) -> str:
     """``16.4`` -> ``aurora-postgresql16``."""
-    return f"{ENGINE}{engine_version.split('.')[0]}"
+    return f"{ENGINE}{engine_version.split('.', maxsplit=1)[0]}"
 
 
 class Database(pulumi.ComponentResource):
@@ -121,7 +121,7 @@ class Database(pulumi.ComponentResource):
                 f"{name}-instance-{index}-{env}",
                 identifier=f"{identifier}-{index}",
                 cluster_identifier=self.cluster.id,
-                engine=ENGINE,
+                engine=aws.rds.EngineType.AURORA_POSTGRESQL,
                 engine_version=args.engine_version,
                 instance_class=args.instance_class,
                 db_subnet_group_name=subnet_group.name,
@@ -141,7 +141,7 @@ class Database(pulumi.ComponentResource):
         self.reader_endpoint: pulumi.Output[str] = self.cluster.reader_endpoint
         self.port: pulumi.Output[int] = self.cluster.port
         self.secret_arn: pulumi.Output[str] = self.cluster.master_user_secrets.apply(
-            lambda secrets: secrets[0].secret_arn
+            lambda secrets: secrets[0].secret_arn or ""
         )
         self.register_outputs(
             {

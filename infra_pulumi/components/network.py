@@ -90,7 +90,8 @@ class Network(pulumi.ComponentResource):
 
         nat_zones = args.availability_zones if args.nat_per_az else args.availability_zones[:1]
         self.nat_gateways = [
-            self._nat_gateway(zone, subnet) for zone, subnet in zip(nat_zones, tiers["public"])
+            self._nat_gateway(zone, subnet)
+            for zone, subnet in zip(nat_zones, tiers["public"], strict=False)
         ]
         private_routes = [
             aws.ec2.RouteTable(
@@ -109,7 +110,10 @@ class Network(pulumi.ComponentResource):
         ]
         self._associate("private", tiers["private"], private_routes)
         isolated_routes = aws.ec2.RouteTable(
-            self._n("isolated-rt"), vpc_id=vpc_id, tags=self._tags(self._n("isolated-rt")), opts=child
+            self._n("isolated-rt"),
+            vpc_id=vpc_id,
+            tags=self._tags(self._n("isolated-rt")),
+            opts=child,
         )
         self._associate("isolated", tiers["isolated"], [isolated_routes] * len(tiers["isolated"]))
 
@@ -148,7 +152,7 @@ class Network(pulumi.ComponentResource):
     def _associate(
         self, tier: str, subnets: Sequence[aws.ec2.Subnet], tables: Sequence[aws.ec2.RouteTable]
     ) -> None:
-        for zone, subnet, table in zip(self._args.availability_zones, subnets, tables):
+        for zone, subnet, table in zip(self._args.availability_zones, subnets, tables, strict=True):
             aws.ec2.RouteTableAssociation(
                 self._n(f"{tier}-rta-{zone}"),
                 subnet_id=subnet.id,

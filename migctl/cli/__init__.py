@@ -95,8 +95,20 @@ def _setup_logging(verbose: int) -> None:
 
 def _register() -> None:
     from migctl.cli import alarms
+    from migctl.cli import dms
+    from migctl.cli import infra
+    from migctl.cli import provision
+    from migctl.cli import rollout
+    from migctl.cli import sandbox
+    from migctl.cli import validate
 
     alarms.register(app)
+    dms.register(app)
+    infra.register(app)
+    provision.register(app)
+    rollout.register(app)
+    sandbox.register(app)
+    validate.register(app)
 
 
 _register()

@@ -1,29 +1,25 @@
 """moto's DMS, extended with what migctl reads and moto 5.2 does not model. Tests and sandbox only.
 
-moto (the optional ``sandbox`` extra) keeps a task in ``creating`` until it is
-started, then flips it straight to ``running``; its stats are constants, it
-has no ``describe_table_statistics``, no stop reason, no failure message and
-no recovery checkpoint, and it builds task and instance ARNs from their
-*names*, which would hide the one mistake that empties the CDC metrics (real
-ARNs end in a random resource id). :func:`install` patches moto's DMS classes
-so that:
+moto (the optional ``sandbox`` extra) flips a started task straight to
+``running``, keeps constant stats, has no ``describe_table_statistics``, stop
+reason, failure message or checkpoint, and builds ARNs from *names*, which
+would hide the mistake that empties the CDC metrics (real ARNs end in a
+random resource id). :func:`install` patches moto's DMS classes so that:
 
 - task and replication-instance ARNs end in a random resource id, as on AWS;
-- a new task becomes ``ready`` on its first describe; ``start`` and ``stop``
-  pass through ``starting``/``stopping``, one step per describe (scriptable
-  with :func:`set_task`'s ``after_start``/``after_stop``);
+- a new task becomes ``ready`` on its first describe; ``start``/``stop`` pass
+  through ``starting``/``stopping``, a step per describe (:func:`set_task`
+  ``after_start``/``after_stop`` script them);
 - ``start_replication_task`` honours ``StartReplicationTaskType`` and
   ``CdcStopPosition`` and records each call (``task_extras(arn).start_calls``);
-- the task's status, stats, stop reason, failure message and recovery
-  checkpoint are settable (:func:`set_task`);
-- ``describe_table_statistics`` is served, paginated and filtered, from rows
-  set with :func:`set_table_statistics`;
+- status, stats, stop reason, failure message and checkpoint are settable
+  (:func:`set_task`); ``describe_table_statistics`` serves, paginated and
+  filtered, the rows of :func:`set_table_statistics`;
 - ``describe_replication_tasks`` raises ``ResourceNotFoundFault`` when its
-  filters match nothing, as AWS does, and can be made to throttle
-  (:func:`throttle`).
+  filters match nothing, as AWS does, and can throttle (:func:`throttle`).
 
-In-process (``mock_aws``) tests call :func:`install` and then the helpers. A
-moto *server* needs the patches in its own process:
+In-process (``mock_aws``) tests call :func:`install`, then the helpers. A moto
+*server* needs the patches in its own process:
 ``python -m migctl.sandbox.moto_dms -H 127.0.0.1 -p PORT`` runs one.
 """
 
@@ -31,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import importlib
 import json
 import secrets
 import string
@@ -39,7 +36,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_REGION = "us-east-1"
-_TASK_STAT_DATES = ("FreshStartDate", "StartDate", "StopDate", "FullLoadStartDate", "FullLoadFinishDate")
+_TASK_STAT_DATES = (
+    "FreshStartDate",
+    "StartDate",
+    "StopDate",
+    "FullLoadStartDate",
+    "FullLoadFinishDate",
+)
 _TABLE_DEFAULTS: dict[str, Any] = {
     "Inserts": 0,
     "Deletes": 0,
@@ -55,24 +58,7 @@ _TABLE_DEFAULTS: dict[str, Any] = {
     "ValidationState": "Not enabled",
 }
 _FILTER_KEYS = {"schema-name": "SchemaName", "table-name": "TableName", "table-state": "TableState"}
-_installed = False
-
-
-@dataclass
-class TaskExtras:
-    """What moto's FakeReplicationTask lacks; stats dates are datetimes, the rest as on the wire."""
-
-    stop_reason: str | None = None
-    last_failure_message: str | None = None
-    recovery_checkpoint: str | None = None
-    cdc_stop_position: str | None = None
-    stats: dict[str, Any] = field(default_factory=lambda: _zero_stats())
-    tables: list[dict[str, Any]] = field(default_factory=list)
-    pending_statuses: list[str] = field(default_factory=list)
-    after_start: list[str] = field(default_factory=lambda: ["running"])
-    after_stop: list[str] = field(default_factory=lambda: ["stopped"])
-    start_calls: list[dict[str, Any]] = field(default_factory=list)
-    stop_calls: int = 0
+_installed: set[str] = set()  # holds "dms" once patched
 
 
 def _zero_stats() -> dict[str, Any]:
@@ -86,30 +72,47 @@ def _zero_stats() -> dict[str, Any]:
     }
 
 
+@dataclass
+class TaskExtras:
+    """What moto's FakeReplicationTask lacks; stats dates are datetimes, the rest as on the wire."""
+
+    stop_reason: str | None = None
+    last_failure_message: str | None = None
+    recovery_checkpoint: str | None = None
+    cdc_stop_position: str | None = None
+    stats: dict[str, Any] = field(default_factory=_zero_stats)
+    tables: list[dict[str, Any]] = field(default_factory=list)
+    pending_statuses: list[str] = field(default_factory=list)
+    after_start: list[str] = field(default_factory=lambda: ["running"])
+    after_stop: list[str] = field(default_factory=lambda: ["stopped"])
+    start_calls: list[dict[str, Any]] = field(default_factory=list)
+    stop_calls: int = 0
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
 def _resource_id() -> str:
     alphabet = string.ascii_uppercase + string.digits
-    return secrets.choice(string.ascii_uppercase) + "".join(secrets.choice(alphabet) for _ in range(25))
+    return secrets.choice(string.ascii_uppercase) + "".join(
+        secrets.choice(alphabet) for _ in range(25)
+    )
 
 
 def _epoch(value: Any) -> Any:
     """JSON-protocol timestamps are epoch seconds on the wire; moto's naive datetimes are UTC."""
     if isinstance(value, dt.datetime):
         return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
-    if isinstance(value, str):
-        return _epoch(dt.datetime.fromisoformat(value))
     return value
 
 
 def install() -> None:
     """Patch moto's DMS model and responses (idempotent)."""
-    global _installed
-    if _installed:
+    if "dms" in _installed:
         return
-    from moto.dms import models, responses
+    models: Any = importlib.import_module("moto.dms.models")
+    responses: Any = importlib.import_module("moto.dms.responses")
 
     task_cls = models.FakeReplicationTask
     instance_cls = models.FakeReplicationInstance
@@ -136,13 +139,17 @@ def install() -> None:
     @functools.wraps(create_task)
     def create_replication_task(self: Any, replication_task_identifier: str, **kwargs: Any) -> Any:
         if any(t.id == replication_task_identifier for t in self.replication_tasks.values()):
-            raise models.ResourceAlreadyExistsFault("The resource you are attempting to create already exists.")
+            raise models.ResourceAlreadyExistsFault(
+                "The resource you are attempting to create already exists."
+            )
         return create_task(self, replication_task_identifier=replication_task_identifier, **kwargs)
 
     describe_tasks = backend_cls.describe_replication_tasks
 
     @functools.wraps(describe_tasks)
-    def describe_replication_tasks(self: Any, filters: list[dict[str, Any]], max_records: int) -> Any:
+    def describe_replication_tasks(
+        self: Any, filters: list[dict[str, Any]], max_records: int
+    ) -> Any:
         _maybe_throttle(self, "DescribeReplicationTasks")
         tasks = list(describe_tasks(self, filters, max_records))
         if filters and not tasks:
@@ -154,15 +161,22 @@ def install() -> None:
         return tasks
 
     def start_replication_task(
-        self: Any, replication_task_arn: str, start_type: str = "start-replication", cdc_stop_position: str | None = None
+        self: Any,
+        replication_task_arn: str,
+        start_type: str = "start-replication",
+        cdc_stop_position: str | None = None,
     ) -> Any:
         task = self.replication_tasks.get(replication_task_arn)
         if task is None:
             raise models.ResourceNotFoundFault("Replication task could not be found.")
         if task.status not in ("ready", "stopped", "failed"):
-            raise models.InvalidResourceStateFault(f"Replication task is {task.status}; it cannot be started")
+            raise models.InvalidResourceStateFault(
+                f"Replication task is {task.status}; it cannot be started"
+            )
         extras: TaskExtras = task.migctl
-        extras.start_calls.append({"StartReplicationTaskType": start_type, "CdcStopPosition": cdc_stop_position})
+        extras.start_calls.append(
+            {"StartReplicationTaskType": start_type, "CdcStopPosition": cdc_stop_position}
+        )
         now = _now()
         task.status, task.start_date, task.stop_date = "starting", now, None
         extras.stop_reason = extras.last_failure_message = None
@@ -182,7 +196,9 @@ def install() -> None:
         if task is None:
             raise models.ResourceNotFoundFault("Replication task could not be found.")
         if task.status not in ("running", "starting"):
-            raise models.InvalidResourceStateFault(f"Replication task is {task.status}, not running")
+            raise models.InvalidResourceStateFault(
+                f"Replication task is {task.status}, not running"
+            )
         extras: TaskExtras = task.migctl
         extras.stop_calls += 1
         task.status, task.stop_date = "stopping", _now()
@@ -190,7 +206,9 @@ def install() -> None:
         extras.stop_reason = "Stop Reason NORMAL"
         if extras.recovery_checkpoint is None and task.migration_type != "full-load":
             lsn = f"{secrets.randbelow(0xFFFF):08X}/{secrets.randbelow(0xFFFFFFFF):08X}"
-            extras.recovery_checkpoint = f"checkpoint:V1#{secrets.randbelow(999) + 1}#{lsn}#0#0#*#0#0"
+            extras.recovery_checkpoint = (
+                f"checkpoint:V1#{secrets.randbelow(999) + 1}#{lsn}#0#0#*#0#0"
+            )
         extras.pending_statuses = list(extras.after_stop)
         return task
 
@@ -203,12 +221,16 @@ def install() -> None:
     backend_cls.stop_replication_task = stop_replication_task
     response_cls.start_replication_task = _start_response
     response_cls.describe_table_statistics = _describe_table_statistics_response
-    _installed = True
+    _installed.add("dms")
 
 
 def _task_to_dict(task: Any) -> dict[str, Any]:
     extras: TaskExtras = task.migctl
-    stats = {k: (_epoch(v) if k in _TASK_STAT_DATES else v) for k, v in extras.stats.items() if v is not None}
+    stats = {
+        k: (_epoch(v) if k in _TASK_STAT_DATES else v)
+        for k, v in extras.stats.items()
+        if v is not None
+    }
     body: dict[str, Any] = {
         "ReplicationTaskIdentifier": task.id,
         "SourceEndpointArn": task.source_endpoint_arn,
@@ -240,21 +262,18 @@ def _start_response(self: Any) -> str:
 
 
 def _describe_table_statistics_response(self: Any) -> str:
-    from moto.dms.exceptions import ResourceNotFoundFault
-
+    exceptions: Any = importlib.import_module("moto.dms.exceptions")
     backend = self.dms_backend
     _maybe_throttle(backend, "DescribeTableStatistics")
     arn = self._get_param("ReplicationTaskArn")
     task = backend.replication_tasks.get(arn)
     if task is None:
-        raise ResourceNotFoundFault("Replication task could not be found.")
+        raise exceptions.ResourceNotFoundFault("Replication task could not be found.")
     rows = list(task.migctl.tables)
     for flt in self._get_param("Filters") or []:
         key = _FILTER_KEYS.get(flt["Name"])
         if key is None:
-            from moto.dms.exceptions import ValidationError
-
-            raise ValidationError(f"Invalid filter name: {flt['Name']}")
+            raise exceptions.ValidationError(f"Invalid filter name: {flt['Name']}")
         rows = [r for r in rows if r.get(key) in flt["Values"]]
     start = int(self._get_param("Marker") or 0)
     size = int(self._get_param("MaxRecords") or 100)
@@ -271,23 +290,23 @@ def _describe_table_statistics_response(self: Any) -> str:
 def _maybe_throttle(backend: Any, operation: str) -> None:
     remaining: dict[str, int] = backend.__dict__.setdefault("migctl_throttle", {})
     if remaining.get(operation, 0) > 0:
-        from moto.core.exceptions import JsonRESTError
-
+        core_exceptions: Any = importlib.import_module("moto.core.exceptions")
         remaining[operation] -= 1
-        raise JsonRESTError("ThrottlingException", "Rate exceeded")
+        raise core_exceptions.JsonRESTError("ThrottlingException", "Rate exceeded")
 
 
 # --- helpers for tests and the sandbox: drive state from inside the moto process ---
 
 
 def backend(*, account_id: str | None = None, region: str = DEFAULT_REGION) -> Any:
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.dms.models import dms_backends
+    models: Any = importlib.import_module("moto.dms.models")
+    default_account: str = importlib.import_module("moto.core.models").DEFAULT_ACCOUNT_ID
+    return models.dms_backends[account_id or default_account][region]
 
-    return dms_backends[account_id or DEFAULT_ACCOUNT_ID][region]
 
-
-def find_task(arn_or_id: str, *, account_id: str | None = None, region: str = DEFAULT_REGION) -> Any:
+def find_task(
+    arn_or_id: str, *, account_id: str | None = None, region: str = DEFAULT_REGION
+) -> Any:
     """The FakeReplicationTask with this ARN or identifier."""
     for task in backend(account_id=account_id, region=region).replication_tasks.values():
         if arn_or_id in (task.arn, task.id):
@@ -347,15 +366,25 @@ def set_task(
 
 def table_row(schema: str, table: str, **fields: Any) -> dict[str, Any]:
     """One TableStatistics entry with AWS's counters defaulted to 0 and the table completed."""
-    return {"SchemaName": schema, "TableName": table, **_TABLE_DEFAULTS, "LastUpdateTime": _now(), **fields}
+    return {
+        "SchemaName": schema,
+        "TableName": table,
+        **_TABLE_DEFAULTS,
+        "LastUpdateTime": _now(),
+        **fields,
+    }
 
 
 def set_table_statistics(arn_or_id: str, rows: list[dict[str, Any]], **where: Any) -> None:
     """Replace the task's table statistics; partial rows are completed by :func:`table_row`."""
-    task_extras(arn_or_id, **where).tables = [table_row(r["SchemaName"], r["TableName"], **r) for r in rows]
+    task_extras(arn_or_id, **where).tables = [
+        table_row(r["SchemaName"], r["TableName"], **r) for r in rows
+    ]
 
 
-def throttle(operation: str, times: int, *, account_id: str | None = None, region: str = DEFAULT_REGION) -> None:
+def throttle(
+    operation: str, times: int, *, account_id: str | None = None, region: str = DEFAULT_REGION
+) -> None:
     """Make the next ``times`` calls of ``operation`` (e.g. DescribeReplicationTasks) throttle."""
     b = backend(account_id=account_id, region=region)
     b.__dict__.setdefault("migctl_throttle", {})[operation] = times
@@ -364,9 +393,8 @@ def throttle(operation: str, times: int, *, account_id: str | None = None, regio
 def serve(argv: list[str] | None = None) -> None:
     """Run moto's server with these patches installed (same flags as ``python -m moto.server``)."""
     install()
-    from moto.server import main
-
-    main(argv if argv is not None else sys.argv[1:])
+    server: Any = importlib.import_module("moto.server")
+    server.main(argv if argv is not None else sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import secrets
 import uuid
 from typing import Any
 
-from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ecs.models import EC2ContainerServiceBackend, Service, ecs_backends
 
 _ORIGINAL_ATTR = "_migctl_original_update_service"
@@ -40,7 +40,9 @@ def install() -> None:
     original = EC2ContainerServiceBackend.update_service
     setattr(EC2ContainerServiceBackend, _ORIGINAL_ATTR, original)
 
-    def update_service(self: EC2ContainerServiceBackend, service_properties: dict[str, Any]) -> Service:
+    def update_service(
+        self: EC2ContainerServiceBackend, service_properties: dict[str, Any]
+    ) -> Service:
         cluster = service_properties.get("cluster", "default")
         name = str(service_properties["service"]).split("/")[-1]
         requested = service_properties.get("task_definition")
@@ -79,7 +81,10 @@ def new_deployment_id() -> str:
 
 
 def start_deployment(service: Service, task_definition: str | None = None) -> dict[str, Any]:
-    """A new PRIMARY deployment of ``task_definition`` (default: the service's); the old PRIMARY becomes ACTIVE."""
+    """Start a PRIMARY deployment of ``task_definition`` (default: the service's).
+
+    The previous PRIMARY becomes ACTIVE, as when ECS starts a rolling update.
+    """
     for deployment in service.deployments:
         if deployment["status"] == "PRIMARY":
             deployment["status"] = "ACTIVE"
@@ -181,6 +186,7 @@ class MotoEcsService:
         )
         self.service.deployments[:] = [deployment]
         self.service.running_count = desired
+        self.service.pending_count = 0
         self.add_event(f"(service {self.name}) has reached a steady state.")
         return deployment
 
@@ -195,16 +201,22 @@ class MotoEcsService:
         completed task definition, which becomes the new PRIMARY (returned)."""
         deployment = self.deployment(deployment_id)
         self.set_deployment(deployment["id"], rollout_state=FAILED, reason=reason, failed_tasks=3)
-        self.add_event(f"(service {self.name}) (deployment {deployment['id']}) deployment failed: {reason}")
+        self.add_event(
+            f"(service {self.name}) (deployment {deployment['id']}) deployment failed: {reason}"
+        )
         if not circuit_breaker_rollback:
             return None
         last_good = next(
-            (d for d in self.service.deployments if d is not deployment and d["rolloutState"] == COMPLETED),
+            (
+                d
+                for d in self.service.deployments
+                if d is not deployment and d["rolloutState"] == COMPLETED
+            ),
             None,
         )
         if last_good is None:
             return None
-        rollback = start_deployment(self.service, last_good["taskDefinition"])
+        rollback = start_deployment(self.service, str(last_good["taskDefinition"]))
         self.add_event(f"(service {self.name}) rolling back to deployment {last_good['id']}.")
         return rollback
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,3 +73,15 @@ class MotoServer:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
                 self._proc.wait(timeout)
+
+
+def wait_for_port(port: int, *, timeout: float, alive: Callable[[], bool]) -> None:
+    """Wait until something accepts connections on 127.0.0.1:port, while ``alive()`` holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise OperationalError(f"the server meant for 127.0.0.1:{port} exited during start-up")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise OperationalError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")

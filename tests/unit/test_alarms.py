@@ -185,24 +185,34 @@ def test_wait_ok_returns_after_the_alarm_flips(cli) -> None:  # type: ignore[no-
     flip.start()
     try:
         result = cli(
-            "--output",
-            "json",
-            "alarms",
-            "--prefix",
-            "payments-test-",
-            "--wait-ok",
-            "--timeout",
-            "20",
-            "--interval",
-            "0.05",
-        )
+            "--output", "json", "alarms", "--prefix", "payments-test-",
+            "--wait-ok", "--timeout", "60", "--interval", "0.05",
+        )  # fmt: skip
     finally:
         flip.cancel()
     assert result.code == 0, result.stderr
     lines = result.json_lines()
-    assert lines[0]["event"] == "poll" and lines[0]["ok"] is False
+    assert all(line["event"] == "poll" for line in lines[:-1])
     assert lines[-1]["event"] == "result" and lines[-1]["ok"] is True
     assert lines[-1]["alarms"][0]["reason"] == "recovered"
+
+
+def test_wait_for_ok_returns_once_the_alarm_flips_between_polls() -> None:
+    put_alarm("payments-test-a", state="ALARM")
+    polls: list[bool] = []
+
+    def flip(_seconds: float) -> None:
+        cloudwatch().set_alarm_state(AlarmName="payments-test-a", StateValue="OK", StateReason="fixed")
+
+    report = wait_for_ok(
+        cloudwatch(),
+        AlarmSelector(prefix="payments-test-"),
+        timeout=60,
+        interval=5,
+        on_poll=lambda r: polls.append(r.ok),
+        sleep=flip,
+    )
+    assert report.ok and polls == [False, True]
 
 
 def test_wait_ok_times_out_with_the_alarms_still_not_ok(cli) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,1 @@
+"""Lambda function sources; each folder is packaged by ``migctl lambda build``."""

@@ -1,0 +1,286 @@
+"""`migctl dms start | status | watch | stop`: run DMS and watch its cutover gates."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from migctl.cli.state import AppState, state
+
+if TYPE_CHECKING:
+    from migctl.dms import TaskRef
+    from migctl.dms_control import ControlPlan
+
+dms_app = typer.Typer(
+    name="dms",
+    help="Start, inspect, watch and stop the DMS replication task (see docs/dms.md).",
+    no_args_is_help=True,
+)
+
+TaskOption = Annotated[
+    str | None,
+    typer.Option(
+        "--task",
+        help="Task name, ARN or ARN resource id "
+        "[config: dms.task; else stack output dmsReplicationTaskArn].",
+    ),
+]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dms_app)
+
+
+def _resolve(ctx: typer.Context, task: str | None) -> tuple[AppState, TaskRef]:
+    from migctl.dms import resolve_task
+    from migctl.stack_outputs import resolve
+
+    app_state = state(ctx)
+    settings = app_state.settings
+    value = resolve(
+        settings,
+        task or settings.dms.task,
+        "dmsReplicationTaskArn",
+        what="DMS replication task",
+        flag="--task",
+    )
+    ref = resolve_task(
+        app_state.aws.client("dms"), value, instance_identifier=settings.dms.instance
+    )
+    return app_state, ref
+
+
+def _confirmer(yes: bool) -> Callable[[ControlPlan], bool]:
+    def confirm(plan: ControlPlan) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            from migctl.errors import UsageError
+
+            raise UsageError(
+                f"refusing to {plan.describe()} without confirmation: no terminal",
+                hint="pass --yes",
+            )
+        return typer.confirm(f"{plan.describe()}?", default=False, err=True)
+
+    return confirm
+
+
+@dms_app.command("start")
+def start(
+    ctx: typer.Context,
+    task: TaskOption = None,
+    start_type: Annotated[
+        str,
+        typer.Option(
+            "--type",
+            help="start (first run: start-replication), resume (resume-processing) "
+            "or reload (reload-target).",
+        ),
+    ] = "start",
+    cdc_stop_position: Annotated[
+        str | None,
+        typer.Option(
+            "--cdc-stop-position",
+            help="Stop CDC here: 'server_time:2024-01-01T12:00:00' or 'commit_time:...'.",
+        ),
+    ] = None,
+    yes: YesOption = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0, help="Seconds to wait for 'running'.")
+    ] = 600.0,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0, help="Seconds between polls.")
+    ] = 10.0,
+) -> None:
+    """Start the task and wait until it is running (polling; not the botocore waiter).
+
+    Refuses (exit 2) --type start on a task that has run before (use resume),
+    resume/reload on a task that never ran, and any start without --yes when
+    there is no terminal to ask on. Exit 0 when running (or a full-load-only
+    task finished), 1 when it failed, timed out or was not confirmed.
+    JSON: lines {"event":"status",...}, then {"event":"result", "action",
+    "outcome", "ok", "reason", "start_type", "previous_status",
+    "recovery_checkpoint", "polls", "elapsed_seconds", "task"}.
+
+    Example: migctl dms start --type resume --yes --timeout 900
+    """
+    from migctl.dms_control import start_task
+    from migctl.render.dms import ControlProgress
+
+    app_state, ref = _resolve(ctx, task)
+    progress = ControlProgress(app_state.out)
+    result = start_task(
+        app_state.aws.client("dms"),
+        ref,
+        kind=start_type,
+        cdc_stop_position=cdc_stop_position,
+        confirm=_confirmer(yes),
+        timeout=timeout,
+        interval=interval,
+        on_poll=progress,
+    )
+    progress.result(ref, result)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@dms_app.command("status")
+def status(
+    ctx: typer.Context,
+    task: TaskOption = None,
+    minutes: Annotated[
+        float, typer.Option("--minutes", min=1, help="CDC metrics over the last N minutes.")
+    ] = 15.0,
+) -> None:
+    """Snapshot of the task, every table's statistics and the CDC metrics.
+
+    Exit 0 when healthy; 1 when the task failed, a table is in error, or
+    validation has failed or suspended records. Phases: not-running,
+    starting, full-load, cdc, stopped, failed. A metric with no datapoints is
+    reported as such (JSON null with "datapoints": 0), never as 0.
+    JSON keys: healthy, problems[], task {arn, identifier, resource_id,
+    instance_identifier, migration_type, status, phase, stop_reason,
+    last_failure_message, recovery_checkpoint, cdc_stop_position, started_at,
+    full_load_percent, tables_loaded, tables_loading, tables_queued,
+    tables_errored, elapsed_seconds, fresh_start_date, start_date, stop_date,
+    full_load_start_date, full_load_finish_date}, tables[] {schema, table,
+    state, full_load_rows, full_load_error_rows, inserts, updates, deletes,
+    ddls, validation_state, validation_failed_records,
+    validation_pending_records, validation_suspended_records,
+    last_updated_at} (null when unavailable, see tables_error), cdc
+    {window_start, window_end, period_seconds, statistic, dimensions,
+    datapoints, latency_source_seconds, latency_target_seconds,
+    incoming_changes: {latest, latest_at, maximum, datapoints}}.
+
+    Example: migctl --output json dms status --minutes 30
+    """
+    from migctl.dms import task_status
+    from migctl.render.dms import render_status
+
+    app_state, ref = _resolve(ctx, task)
+    report = task_status(
+        app_state.aws.client("dms"),
+        app_state.aws.client("cloudwatch"),
+        ref,
+        minutes=minutes,
+        period_seconds=app_state.settings.dms.metric_period_seconds,
+    )
+    render_status(app_state.out, report)
+    raise typer.Exit(0 if report.healthy else 1)
+
+
+@dms_app.command("watch")
+def watch(
+    ctx: typer.Context,
+    task: TaskOption = None,
+    until: Annotated[str, typer.Option("--until", help="full-load or cdc-ready.")] = "cdc-ready",
+    max_latency: Annotated[
+        float | None,
+        typer.Option(
+            "--max-latency",
+            min=0,
+            help="cdc-ready: CDCLatencyTarget ceiling, s [config: dms.max_latency_seconds; 5].",
+        ),
+    ] = None,
+    stable_for: Annotated[
+        int | None,
+        typer.Option(
+            "--stable-for",
+            min=1,
+            help="cdc-ready: consecutive datapoints needed [config: dms.stable_for; 3].",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0, help="Seconds before giving up.")
+    ] = 3600.0,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0, help="Seconds between polls.")
+    ] = 15.0,
+    table_stats_every: Annotated[
+        int,
+        typer.Option(
+            "--table-stats-every",
+            min=1,
+            help="Read table statistics every N polls (and on count changes).",
+        ),
+    ] = 5,
+) -> None:
+    """Live view until the full load is done or CDC is ready; exit 0 reached, 1 failed or timed out.
+
+    cdc-ready: phase cdc, no errored table, and CDCLatencyTarget <=
+    --max-latency and CDCIncomingChanges = 0 for --stable-for consecutive
+    datapoints (the newest at most 5 periods old). Each poll costs one
+    describe_replication_tasks and one get_metric_data call; throttling slows
+    the polls down instead of failing. JSON: {"event":"state", polls,
+    elapsed_seconds, next_poll_seconds, throttled, ready, stable_datapoints,
+    needed, waiting_for, task, table_states, cdc} on each change,
+    {"event":"throttled", message, polls}, and last {"event":"result", until,
+    reached, outcome (reached|failed|timed-out), reason, ..., tables}.
+
+    Example: migctl dms watch --until cdc-ready --max-latency 5 --stable-for 3 --timeout 7200
+    """
+    from migctl.dms_watch import watch_task
+    from migctl.render.dms import WatchView
+
+    app_state, ref = _resolve(ctx, task)
+    settings = app_state.settings.dms
+    with WatchView(app_state.out, ref, until) as view:
+        result = watch_task(
+            app_state.aws.client("dms"),
+            app_state.aws.client("cloudwatch"),
+            ref,
+            until=until,
+            timeout=timeout,
+            interval=interval,
+            max_latency_seconds=settings.max_latency_seconds
+            if max_latency is None
+            else max_latency,
+            stable_for=settings.stable_for if stable_for is None else stable_for,
+            period_seconds=settings.metric_period_seconds,
+            table_stats_every=table_stats_every,
+            on_update=view.update,
+        )
+    view.result(result)
+    raise typer.Exit(0 if result.reached else 1)
+
+
+@dms_app.command("stop")
+def stop(
+    ctx: typer.Context,
+    task: TaskOption = None,
+    yes: YesOption = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0, help="Seconds to wait for 'stopped'.")
+    ] = 600.0,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0, help="Seconds between polls.")
+    ] = 10.0,
+) -> None:
+    """Stop the task, wait until it is stopped, and print its RecoveryCheckpoint.
+
+    A task already stopped is reported (exit 0) without a call. Exit 1 when the
+    task is failed, the wait timed out or the stop was not confirmed; 2 when
+    the task is not running or there is no terminal and no --yes. JSON: as for
+    start; "recovery_checkpoint" holds the checkpoint (null when DMS reports none).
+
+    Example: migctl dms stop --yes
+    """
+    from migctl.dms_control import stop_task
+    from migctl.render.dms import ControlProgress
+
+    app_state, ref = _resolve(ctx, task)
+    progress = ControlProgress(app_state.out)
+    result = stop_task(
+        app_state.aws.client("dms"),
+        ref,
+        confirm=_confirmer(yes),
+        timeout=timeout,
+        interval=interval,
+        on_poll=progress,
+    )
+    progress.result(ref, result)
+    raise typer.Exit(0 if result.ok else 1)

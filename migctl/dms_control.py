@@ -1,0 +1,272 @@
+"""Start and stop a DMS task, and wait for it by polling (not the botocore waiter).
+
+``replication_task_running`` treats ``stopped`` as a failure, so it fails on
+full-load-only tasks that finish before it looks; our own loop knows a
+full-load-only task that stopped with FULL_LOAD_ONLY_FINISHED has done its job.
+Both actions check the task's state first and refuse what would do damage:
+``start-replication`` on a task that has run before would reload the target
+from scratch; ``resume``/``reload`` on a task that never ran is invalid.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from migctl.dms import FAILED, TaskRef, TaskSnapshot, describe_task, is_throttling
+from migctl.errors import UsageError
+
+START_TYPES = {
+    "start": "start-replication",
+    "resume": "resume-processing",
+    "reload": "reload-target",
+}
+# A stopped task whose stop reason says it finished what it was asked to do.
+FINISHED_STOP_REASONS = (
+    "FULL_LOAD_ONLY_FINISHED",
+    "STOPPED_AFTER_FULL_LOAD",
+    "STOPPED_AFTER_CACHED_EVENTS",
+)
+_STARTABLE = frozenset({"ready", "stopped", "failed"})
+_STOPPABLE = frozenset({"running", "starting"})
+
+
+@dataclass(frozen=True)
+class ControlPlan:
+    """What is about to happen, shown to the operator before asking."""
+
+    action: str  # "start" or "stop"
+    task: TaskSnapshot
+    start_type: str | None = None  # the StartReplicationTaskType sent
+    cdc_stop_position: str | None = None
+
+    def describe(self) -> str:
+        if self.action == "stop":
+            task = self.task
+            return f"stop DMS task {task.identifier} (now {task.status}, phase {task.phase})"
+        stop = f" until {self.cdc_stop_position}" if self.cdc_stop_position else ""
+        return f"{self.start_type} DMS task {self.task.identifier} (now {self.task.status}){stop}"
+
+
+@dataclass(frozen=True)
+class ControlResult:
+    """Outcome: running | finished | stopped | already-stopped | failed | timed-out | declined."""
+
+    action: str
+    outcome: str
+    ok: bool
+    reason: str
+    task: TaskSnapshot
+    previous_status: str
+    start_type: str | None
+    polls: int
+    elapsed_seconds: float
+
+
+def plan_start(task: TaskSnapshot, kind: str, cdc_stop_position: str | None = None) -> ControlPlan:
+    """Check the task may be started this way; else UsageError (exit 2) naming what to do."""
+    if kind not in START_TYPES:
+        raise UsageError(f"--type must be one of {', '.join(START_TYPES)}, not {kind!r}")
+    if task.status in ("running", "starting"):
+        raise UsageError(f"DMS task {task.identifier} is already {task.status}")
+    if task.status not in _STARTABLE:
+        raise UsageError(
+            f"DMS task {task.identifier} is {task.status}; wait until it is ready or stopped"
+        )
+    if kind == "start" and task.has_run:
+        raise UsageError(
+            f"DMS task {task.identifier} has run before (status {task.status}); "
+            "start-replication would reload the target from scratch",
+            hint="use --type resume to continue from its checkpoint, "
+            "or --type reload to reload on purpose",
+        )
+    if kind != "start" and not task.has_run:
+        raise UsageError(
+            f"DMS task {task.identifier} has never run; "
+            f"{START_TYPES[kind]} is not valid for a first run",
+            hint="use --type start",
+        )
+    return ControlPlan("start", task, START_TYPES[kind], cdc_stop_position)
+
+
+def start_task(
+    dms: Any,
+    ref: TaskRef,
+    *,
+    kind: str,
+    confirm: Callable[[ControlPlan], bool],
+    timeout: float,
+    interval: float,
+    cdc_stop_position: str | None = None,
+    on_poll: Callable[[TaskSnapshot], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ControlResult:
+    """Check, ask, start, then poll until ``running`` (or a full-load-only task finished)."""
+    before = describe_task(dms, ref.arn)
+    plan = plan_start(before, kind, cdc_stop_position)
+    if not confirm(plan):
+        return _declined(plan)
+    kwargs = {"ReplicationTaskArn": ref.arn, "StartReplicationTaskType": plan.start_type}
+    if cdc_stop_position:
+        kwargs["CdcStopPosition"] = cdc_stop_position
+    dms.start_replication_task(**kwargs)
+
+    seen_start = False
+
+    def settled(task: TaskSnapshot) -> tuple[str, bool, str] | None:
+        nonlocal seen_start
+        # Until the task shows this start, an old stopped/failed status is stale.
+        seen_start = (
+            seen_start
+            or task.status in ("starting", "running")
+            or task.started_at != before.started_at
+        )
+        if task.status == "running":
+            return "running", True, f"task is running ({task.phase})"
+        if not seen_start:
+            return None
+        if task.phase == FAILED:
+            return "failed", False, f"task failed: {task.failure}"
+        if task.status == "stopped":
+            if any(r in (task.stop_reason or "") for r in FINISHED_STOP_REASONS):
+                return "finished", True, f"task ran and stopped as configured: {task.stop_reason}"
+            return "failed", False, f"task stopped: {task.failure}"
+        return None
+
+    return _wait(dms, ref, plan, settled, timeout, interval, on_poll, clock, sleep, "running")
+
+
+def stop_task(
+    dms: Any,
+    ref: TaskRef,
+    *,
+    confirm: Callable[[ControlPlan], bool],
+    timeout: float,
+    interval: float,
+    on_poll: Callable[[TaskSnapshot], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ControlResult:
+    """Ask, stop, then poll until ``stopped``; the result's task holds the RecoveryCheckpoint."""
+    before = describe_task(dms, ref.arn)
+    plan = ControlPlan("stop", before)
+    if before.status == "stopped":
+        return ControlResult(
+            "stop",
+            "already-stopped",
+            True,
+            "task was already stopped",
+            before,
+            "stopped",
+            None,
+            1,
+            0.0,
+        )
+    if before.phase == FAILED:
+        return ControlResult(
+            "stop",
+            "failed",
+            False,
+            f"task is {before.status}: {before.failure}",
+            before,
+            before.status,
+            None,
+            1,
+            0.0,
+        )
+    if before.status != "stopping":
+        if before.status not in _STOPPABLE:
+            raise UsageError(
+                f"DMS task {before.identifier} is {before.status}; "
+                "only a running task can be stopped"
+            )
+        if not confirm(plan):
+            return _declined(plan)
+        dms.stop_replication_task(ReplicationTaskArn=ref.arn)
+
+    def settled(task: TaskSnapshot) -> tuple[str, bool, str] | None:
+        if task.status == "stopped":
+            return "stopped", True, "task stopped"
+        if task.phase == FAILED:
+            return "failed", False, f"task failed while stopping: {task.failure}"
+        return None
+
+    return _wait(dms, ref, plan, settled, timeout, interval, on_poll, clock, sleep, "stopped")
+
+
+def _declined(plan: ControlPlan) -> ControlResult:
+    return ControlResult(
+        plan.action,
+        "declined",
+        False,
+        "not confirmed; nothing was done",
+        plan.task,
+        plan.task.status,
+        plan.start_type,
+        1,
+        0.0,
+    )
+
+
+def _wait(
+    dms: Any,
+    ref: TaskRef,
+    plan: ControlPlan,
+    settled: Callable[[TaskSnapshot], tuple[str, bool, str] | None],
+    timeout: float,
+    interval: float,
+    on_poll: Callable[[TaskSnapshot], None] | None,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    goal: str,
+) -> ControlResult:
+    """Poll the task until ``settled`` says so or time runs out; throttling slows the polls."""
+    started = clock()
+    deadline = started + timeout
+    delay = interval
+    polls = 0
+    task = plan.task
+    while True:
+        try:
+            task = describe_task(dms, ref.arn)
+            delay = interval
+        except Exception as exc:
+            if not is_throttling(exc):
+                raise
+            delay = min(max(delay, 1.0) * 2, max(interval * 8, 60.0))
+        else:
+            polls += 1
+            if on_poll:
+                on_poll(task)
+            verdict = settled(task)
+            if verdict is not None:
+                outcome, ok, reason = verdict
+                return ControlResult(
+                    plan.action,
+                    outcome,
+                    ok,
+                    reason,
+                    task,
+                    plan.task.status,
+                    plan.start_type,
+                    polls,
+                    clock() - started,
+                )
+        remaining = deadline - clock()
+        if remaining <= 0:
+            reason = f"timed out after {timeout:g}s waiting for {goal}; task is {task.status}"
+            return ControlResult(
+                plan.action,
+                "timed-out",
+                False,
+                reason,
+                task,
+                plan.task.status,
+                plan.start_type,
+                polls,
+                clock() - started,
+            )
+        sleep(min(delay, remaining))

@@ -1,0 +1,302 @@
+"""Watch a DMS task until its full load is done or CDC is ready, cheaply, and say why it ended.
+
+Each poll makes one describe_replication_tasks call and one get_metric_data
+call. Table statistics (paginated, so possibly many calls) are read on the
+first poll, every ``table_stats_every`` polls, and whenever the task's table
+counts change. Throttling (after botocore's own retries) doubles the delay
+between polls instead of failing the watch; a good poll restores it.
+
+``cdc-ready`` means: phase ``cdc``, no errored table, and for ``stable_for``
+consecutive periods (the newest no older than 5 periods) CDCLatencyTarget <=
+``max_latency_seconds`` and CDCIncomingChanges == 0. CDCLatencySource is not
+part of it: it reads 0 whenever the source is idle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from migctl.dms import (
+    CDC,
+    FAILED,
+    STOPPED,
+    TableStats,
+    TaskRef,
+    TaskSnapshot,
+    describe_task,
+    is_throttling,
+    table_statistics_or_reason,
+)
+from migctl.dms_metrics import CdcMetrics, fetch_cdc_metrics, stable_datapoints
+from migctl.errors import UsageError
+
+UNTIL_FULL_LOAD = "full-load"
+UNTIL_CDC_READY = "cdc-ready"
+UNTIL = (UNTIL_FULL_LOAD, UNTIL_CDC_READY)
+STALE_AFTER_PERIODS = 5
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    stable_datapoints: int
+    needed: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class WatchState:
+    """What the watch knows after a poll."""
+
+    task: TaskSnapshot
+    tables: tuple[TableStats, ...] | None
+    cdc: CdcMetrics | None
+    readiness: Readiness
+    polls: int
+    elapsed_seconds: float
+    next_poll_seconds: float
+    throttled: int  # throttled calls so far
+
+
+@dataclass(frozen=True)
+class WatchUpdate:
+    kind: str  # "state" after a poll, "throttled" when AWS throttled a call
+    changed: bool  # the state differs from the last one reported (always True for "throttled")
+    state: WatchState | None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class WatchResult:
+    until: str
+    outcome: str  # reached | failed | timed-out
+    reason: str
+    state: WatchState | None  # None only when every describe was throttled
+
+    @property
+    def reached(self) -> bool:
+        return self.outcome == "reached"
+
+
+def cdc_readiness(
+    task: TaskSnapshot,
+    cdc: CdcMetrics | None,
+    *,
+    max_latency_seconds: float,
+    stable_for: int,
+    now: dt.datetime,
+) -> Readiness:
+    run = stable_datapoints(cdc, max_latency_seconds=max_latency_seconds) if cdc else 0
+
+    def waiting(reason: str) -> Readiness:
+        return Readiness(False, run, stable_for, reason)
+
+    if task.phase != CDC:
+        return waiting(f"not in CDC: phase {task.phase} (status {task.status})")
+    if task.stats.tables_errored:
+        return waiting(f"{task.stats.tables_errored} table(s) errored")
+    if cdc is None:
+        return waiting("no CDC metrics read yet")
+    newest = cdc.newest_at()
+    if newest is None:
+        since = cdc.window_start.strftime("%H:%M:%SZ")
+        return waiting(f"no CDCLatencyTarget/CDCIncomingChanges datapoints since {since}")
+    age = (now - newest).total_seconds()
+    if age > STALE_AFTER_PERIODS * cdc.period_seconds:
+        return waiting(f"newest CDC datapoint is {age:.0f}s old")
+    if run < stable_for:
+        latency, incoming = cdc.latency_target.latest, cdc.incoming_changes.latest
+        return waiting(
+            f"{run} of {stable_for} consecutive datapoints within limits "
+            f"(latest CDCLatencyTarget {_num(latency)}s, CDCIncomingChanges {_num(incoming)})"
+        )
+    return Readiness(
+        True,
+        run,
+        stable_for,
+        f"CDCLatencyTarget <= {max_latency_seconds:g}s and CDCIncomingChanges = 0 "
+        f"for {run} consecutive datapoints",
+    )
+
+
+def _num(value: float | None) -> str:
+    return "no data" if value is None else f"{value:g}"
+
+
+def verdict(until: str, task: TaskSnapshot, readiness: Readiness) -> tuple[str, str] | None:
+    """("reached" | "failed", reason) when the watch is over, else None."""
+    if task.phase == FAILED:
+        return "failed", f"task failed: {task.failure}"
+    if until == UNTIL_FULL_LOAD:
+        stats = task.stats
+        if stats.full_load_finished:
+            if stats.tables_errored:
+                return "failed", f"full load finished with {stats.tables_errored} table(s) errored"
+            return "reached", f"full load finished: {stats.tables_loaded} table(s) loaded"
+        if task.phase == STOPPED:
+            return "failed", f"task stopped before its full load finished: {task.failure}"
+        return None
+    if task.phase == STOPPED:
+        return "failed", f"task stopped: {task.failure}"
+    return ("reached", readiness.reason) if readiness.ready else None
+
+
+def _check_until(until: str, ref: TaskRef) -> None:
+    if until not in UNTIL:
+        raise UsageError(f"--until must be one of {', '.join(UNTIL)}, not {until!r}")
+    if until == UNTIL_FULL_LOAD and ref.migration_type == "cdc":
+        raise UsageError(f"DMS task {ref.identifier} is CDC-only: it has no full load to wait for")
+    if until == UNTIL_CDC_READY and ref.migration_type == "full-load":
+        raise UsageError(f"DMS task {ref.identifier} is full-load only: it never reaches CDC")
+
+
+def _fingerprint(state: WatchState) -> Hashable:
+    task, stats, cdc = state.task, state.task.stats, state.cdc
+    metrics = tuple((s.latest, s.latest_at) for s in cdc.series()) if cdc else ()
+    tables = tuple((t.schema, t.table, t.state, t.validation_state) for t in state.tables or ())
+    return (
+        task.status,
+        task.phase,
+        task.stop_reason,
+        task.last_failure_message,
+        stats.full_load_percent,
+        (stats.tables_loaded, stats.tables_loading, stats.tables_queued, stats.tables_errored),
+        metrics,
+        tables,
+        state.readiness.ready,
+        state.readiness.stable_datapoints,
+    )
+
+
+def watch_task(
+    dms: Any,
+    cloudwatch: Any,
+    ref: TaskRef,
+    *,
+    until: str,
+    timeout: float,
+    interval: float,
+    max_latency_seconds: float,
+    stable_for: int,
+    period_seconds: int,
+    table_stats_every: int = 5,
+    on_update: Callable[[WatchUpdate], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    now: Callable[[], dt.datetime] | None = None,
+) -> WatchResult:
+    """Poll until ``until`` is reached, the task fails or stops, or time runs out."""
+    _check_until(until, ref)
+    wall = now or (lambda: dt.datetime.now(dt.UTC))
+    lookback = period_seconds * max(stable_for + 2, 10)
+    started = clock()
+    deadline = started + timeout
+    max_delay = max(interval * 8, 60.0)
+    delay = interval
+    polls = throttled = 0
+    state: WatchState | None = None
+    cdc: CdcMetrics | None = None
+    tables: tuple[TableStats, ...] | None = None
+    tables_read_at_poll = 0
+    last_counts: tuple[int, ...] | None = None
+    last_fingerprint: Hashable = None
+
+    def backoff(what: str) -> None:
+        nonlocal delay, throttled
+        throttled += 1
+        delay = min(max(delay, 1.0) * 2, max_delay)
+        if on_update:
+            on_update(
+                WatchUpdate(
+                    "throttled", True, state, f"{what} throttled by AWS; next poll in {delay:g}s"
+                )
+            )
+
+    while True:
+        good_poll = True
+        try:
+            task = describe_task(dms, ref.arn)
+        except Exception as exc:
+            if not is_throttling(exc):
+                raise
+            backoff("describe_replication_tasks")
+            good_poll = False
+        else:
+            polls += 1
+            try:
+                cdc = fetch_cdc_metrics(
+                    cloudwatch,
+                    instance_identifier=ref.instance_identifier,
+                    task_resource_id=ref.resource_id,
+                    lookback_seconds=lookback,
+                    period_seconds=period_seconds,
+                    now=wall,
+                )
+            except Exception as exc:
+                if not is_throttling(exc):
+                    raise
+                backoff(
+                    "get_metric_data"
+                )  # keep the previous metrics; they are shown with their timestamps
+                good_poll = False
+            stats = task.stats
+            counts = (
+                stats.tables_loaded,
+                stats.tables_loading,
+                stats.tables_queued,
+                stats.tables_errored,
+            )
+            if (
+                tables_read_at_poll == 0
+                or polls - tables_read_at_poll >= table_stats_every
+                or counts != last_counts
+            ):
+                try:
+                    tables = table_statistics_or_reason(dms, ref.arn)[0]
+                    tables_read_at_poll = polls
+                except Exception as exc:
+                    if not is_throttling(exc):
+                        raise
+                    backoff("describe_table_statistics")
+                    good_poll = False
+            last_counts = counts
+            if good_poll:
+                delay = interval
+            readiness = cdc_readiness(
+                task,
+                cdc,
+                max_latency_seconds=max_latency_seconds,
+                stable_for=stable_for,
+                now=wall(),
+            )
+            state = WatchState(
+                task, tables, cdc, readiness, polls, clock() - started, delay, throttled
+            )
+            fingerprint = _fingerprint(state)
+            if on_update:
+                on_update(WatchUpdate("state", fingerprint != last_fingerprint, state))
+            last_fingerprint = fingerprint
+            ended = verdict(until, task, readiness)
+            if ended is not None:
+                return WatchResult(until, ended[0], ended[1], state)
+        remaining = deadline - clock()
+        if remaining <= 0:
+            waiting_for = (
+                state.readiness.reason
+                if state
+                else "every describe_replication_tasks was throttled"
+            )
+            if state and until == UNTIL_FULL_LOAD:
+                percent = _num(state.task.stats.full_load_percent)
+                waiting_for = f"full load at {percent}% (status {state.task.status})"
+            return WatchResult(
+                until,
+                "timed-out",
+                f"timed out after {timeout:g}s waiting for {until}: {waiting_for}",
+                state,
+            )
+        sleep(min(delay, remaining))

@@ -1,0 +1,178 @@
+"""Validation reports as a summary table, as the documented JSON, and progress while it runs."""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from migctl.render import Output, state_style
+from migctl.validate.report import Progress, SequenceResult, TableResult, ValidationReport
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as RichProgress
+    from rich.progress import TaskID
+
+
+def table_json(t: TableResult) -> dict[str, Any]:
+    return {
+        "table": t.table,
+        "status": t.status,
+        "source_rows": t.source_rows,
+        "target_rows": t.target_rows,
+        "missing_in_target_count": t.missing_in_target_count,
+        "missing_in_source_count": t.missing_in_source_count,
+        "changed_count": t.changed_count,
+        "missing_in_target": [list(k) for k in t.missing_in_target],
+        "missing_in_source": [list(k) for k in t.missing_in_source],
+        "changed": [list(k) for k in t.changed],
+        "schema_differences": list(t.schema_differences),
+        "data_match": t.data_match,
+        "method": t.method,
+        "key_columns": list(t.key_columns),
+        "chunks": t.chunks,
+        "differing_chunks": t.differing_chunks,
+        "queries": t.queries,
+        "retries": t.retries,
+        "duration_seconds": t.duration_seconds,
+        "error": t.error,
+    }
+
+
+def sequence_json(s: SequenceResult) -> dict[str, Any]:
+    return {
+        "sequence": s.sequence,
+        "source_last_value": s.source_last_value,
+        "target_last_value": s.target_last_value,
+        "status": s.status,
+        "source_is_called": s.source_is_called,
+        "target_is_called": s.target_is_called,
+        "owned_by": s.owned_by,
+        "column_max": s.column_max,
+        "increment": s.increment,
+    }
+
+
+def validation_json(report: ValidationReport) -> dict[str, Any]:
+    """The shape of issue 3, plus a few added fields (never renamed ones)."""
+    return {
+        "ok": report.ok,
+        "source": report.source,
+        "target": report.target,
+        "duration_seconds": report.duration_seconds,
+        "tables": [table_json(t) for t in report.tables],
+        "sequences": [sequence_json(s) for s in report.sequences],
+        "algorithm": report.algorithm,
+        "source_version": report.source_version,
+        "target_version": report.target_version,
+    }
+
+
+def render_validation(out: Output, report: ValidationReport) -> None:
+    if out.json:
+        out.emit(validation_json(report))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"validate {report.source} -> {report.target}", title_justify="left")
+    for column in ("table", "status", "source rows", "target rows", "missing in target", "missing in source",
+                   "changed", "notes"):
+        table.add_column(column, overflow="fold", justify="right" if "rows" in column else "left")
+    for t in report.tables:
+        table.add_row(
+            t.table,
+            f"[{state_style(t.status)}]{t.status}[/]",
+            _num(t.source_rows),
+            _num(t.target_rows),
+            _count_and_keys(t.missing_in_target_count, t.missing_in_target),
+            _count_and_keys(t.missing_in_source_count, t.missing_in_source),
+            _count_and_keys(t.changed_count, t.changed),
+            "; ".join([*t.schema_differences, *([t.error] if t.error else [])]) or "",
+        )
+    out.out.print(table)
+    if report.sequences:
+        seqs = Table(title="sequences", title_justify="left")
+        for column in ("sequence", "status", "source last_value", "target last_value", "column max"):
+            seqs.add_column(column, justify="left" if column in ("sequence", "status") else "right")
+        for s in report.sequences:
+            seqs.add_row(s.sequence, f"[{state_style(s.status)}]{s.status}[/]", _num(s.source_last_value),
+                         _num(s.target_last_value), _num(s.column_max))
+        out.out.print(seqs)
+    bad = [t for t in report.tables if not t.ok]
+    behind = [s for s in report.sequences if not s.ok]
+    if report.errored:
+        out.err.print(f"[bold red]{len(report.errored)} table(s) could not be compared[/]: not a match")
+    if report.ok:
+        out.err.print(f"[green]all {len(report.tables)} table(s) and {len(report.sequences)} sequence(s) match[/]"
+                      f" ({report.duration_seconds:.1f} s)")
+    else:
+        out.err.print(f"[bold red]{len(bad)} table(s) and {len(behind)} sequence(s) differ[/]"
+                      f" ({report.duration_seconds:.1f} s)")
+
+
+def _num(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _count_and_keys(count: int, keys: tuple[tuple[Any, ...], ...], shown: int = 3) -> str:
+    if not count:
+        return "0"
+    sample = ", ".join(_key(k) for k in keys[:shown])
+    more = " ..." if count > shown and keys else ""
+    return f"{count:,}: {sample}{more}" if sample else f"{count:,}"
+
+
+def _key(key: tuple[Any, ...]) -> str:
+    return str(key[0]) if len(key) == 1 else "(" + ", ".join(map(str, key)) + ")"
+
+
+class ValidationProgress:
+    """rich progress on stderr, one line per table: rows, chunks, rows/s. Thread-safe."""
+
+    def __init__(self, out: Output) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+        self._tasks: dict[str, TaskID] = {}
+        self._progress: RichProgress | None = None
+
+    def __enter__(self) -> ValidationProgress:
+        if self._out.json:
+            return self
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=self._out.err,
+            transient=False,
+        )
+        self._progress.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def __call__(self, event: Progress) -> None:
+        if self._progress is None:
+            return
+        with self._lock:
+            task = self._tasks.get(event.table)
+            if task is None:
+                task = self._progress.add_task(event.table, total=None, status="scanning")
+                self._tasks[event.table] = task
+            rows = max(event.source_rows or 0, event.target_rows or 0)
+            speed = f"{rows / event.elapsed_seconds:,.0f} rows/s" if event.elapsed_seconds > 0 and rows else ""
+            if event.phase == "scanned":
+                status = f"{rows:,} rows, {event.chunks} chunks, {event.differing_chunks} differ  {speed}"
+                self._progress.update(task, total=max(event.differing_chunks, 1), completed=0, status=status)
+            elif event.phase == "narrowing":
+                status = f"{rows:,} rows, narrowing chunk {event.chunks_done}/{event.differing_chunks}"
+                self._progress.update(task, completed=event.chunks_done, status=status)
+            elif event.phase == "done" and event.result is not None:
+                r = event.result
+                status = f"{r.status}: {rows:,} rows, {r.chunks} chunks  {speed}"
+                self._progress.update(task, total=1, completed=1, status=status)

@@ -1,0 +1,360 @@
+"""Ship a new image to an ECS service safely: follow the deployment, gate on alarms, roll back.
+
+:func:`rollout` reads the service and its task definition, registers a copy
+with one container's image swapped (keeping the tags), updates the service,
+follows the PRIMARY deployment that ``update_service`` returned (see
+``deployments.py``), bakes under the gate alarms, and on any failure puts the
+previous task definition back and follows *that* deployment too.
+:func:`undo` does the same towards the previous revision (no register, no bake).
+
+Outcomes and exit codes: ``completed`` 0, ``dry_run`` 0, ``failed`` 1 (with
+``rollback=False``), ``aborted`` 1 (the operator said no; nothing changed),
+``rolled_back`` 4, ``rollback_failed`` 5 (the result carries the exact state
+and the manual steps). No task definition is ever deregistered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from migctl.alarms import ALARM, AlarmStatus, check_alarms
+from migctl.deployments import (
+    Deployment,
+    RolloutStep,
+    ServiceWatcher,
+    WatchResult,
+    deployments_of,
+    describe_service,
+    primary_for,
+)
+from migctl.errors import CheckFailed, ExitCode, OperationalError, translate
+from migctl.rollout_plan import (
+    RolloutOptions,
+    RolloutPlan,
+    check_deployment_controller,
+    check_steady,
+    manual_steps,
+    plan_rollout,
+    plan_undo,
+)
+
+Outcome = Literal["completed", "failed", "rolled_back", "rollback_failed", "dry_run", "aborted"]
+EXIT_CODES: Mapping[str, int] = {
+    "completed": ExitCode.OK,
+    "dry_run": ExitCode.OK,
+    "failed": ExitCode.CHECK_FAILED,
+    "aborted": ExitCode.CHECK_FAILED,
+    "rolled_back": ExitCode.ROLLED_BACK,
+    "rollback_failed": ExitCode.ROLLBACK_FAILED,
+}
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RolloutOptions", "RolloutPlan", "RolloutResult", "RolloutStep", "rollout", "undo"]
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    outcome: Outcome
+    cluster: str
+    service: str
+    task_definition: str | None  # what was (or would be) deployed; None in a dry run
+    previous_task_definition: str  # what ran before, and what a rollback puts back
+    reason: str | None = None
+    deployment_id: str | None = None
+    rollback_deployment_id: str | None = None
+    plan: RolloutPlan | None = None
+    steps: tuple[RolloutStep, ...] = ()
+    final_deployments: tuple[Deployment, ...] = ()  # the service's state when a person must act
+    manual_steps: tuple[str, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        return int(EXIT_CODES[self.outcome])
+
+
+Confirm = Callable[[RolloutPlan], bool]
+OnStep = Callable[[RolloutStep], None]
+
+
+class _Run:
+    """What one rollout or undo carries around: clients, options, the steps so far."""
+
+    def __init__(
+        self,
+        ecs: Any,
+        cloudwatch: Any,
+        options: RolloutOptions,
+        on_step: OnStep | None,
+        clock: Callable[[], float] | None,
+        sleep: Callable[[float], None] | None,
+    ) -> None:
+        self.ecs = ecs
+        self.cloudwatch = cloudwatch
+        self.options = options
+        self.steps: list[RolloutStep] = []
+        self._on_step = on_step
+        # Looked up at call time so tests can swap this module's ``time``.
+        self.watcher = ServiceWatcher(
+            ecs,
+            options.cluster,
+            options.service,
+            emit=self.emit,
+            clock=clock or time.monotonic,
+            sleep=sleep or time.sleep,
+        )
+
+    def emit(self, step: RolloutStep) -> None:
+        self.steps.append(step)
+        if self._on_step is None:
+            return
+        try:
+            self._on_step(step)
+        except Exception:
+            # Showing progress must never decide a deployment's fate.
+            log.warning("could not report rollout step %r", step.event, exc_info=True)
+
+    def result(self, outcome: Outcome, plan: RolloutPlan, **fields: Any) -> RolloutResult:
+        return RolloutResult(
+            outcome=outcome,
+            cluster=self.options.cluster,
+            service=self.options.service,
+            task_definition=plan.task_definition,
+            previous_task_definition=plan.previous_task_definition,
+            plan=plan,
+            steps=tuple(self.steps),
+            **fields,
+        )
+
+
+def rollout(
+    ecs: Any,
+    cloudwatch: Any,
+    options: RolloutOptions,
+    *,
+    confirm: Confirm | None = None,
+    on_step: OnStep | None = None,
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> RolloutResult:
+    """Deploy ``options.image`` into ``options.container`` of the service; see the module doc."""
+    run = _Run(ecs, cloudwatch, options, on_step, clock, sleep)
+    service = describe_service(ecs, options.cluster, options.service)
+    check_deployment_controller(service)
+    check_steady(service)
+    plan, new_copy = plan_rollout(ecs, service, options)
+    if plan.gate is not None:
+        plan = replace(
+            plan, gate_states=_preflight_gate(cloudwatch, options, refuse=not options.dry_run)
+        )
+    run.emit(RolloutStep("plan", plan.summary(), plan.details()))
+    if options.dry_run:
+        return run.result("dry_run", plan)
+    if confirm is not None and not confirm(plan):
+        return run.result("aborted", plan, reason="not confirmed; nothing was changed")
+    registered = ecs.register_task_definition(**new_copy.register_kwargs())["taskDefinition"]
+    new_arn: str = registered["taskDefinitionArn"]
+    plan = replace(plan, task_definition=new_arn)
+    run.emit(
+        RolloutStep(
+            "registered",
+            f"registered {new_arn} ({plan.container}: {plan.new_image})",
+            {"task_definition": new_arn, "tags": list(new_copy.tags)},
+        )
+    )
+    return _deploy(run, plan, service)
+
+
+def undo(
+    ecs: Any,
+    cloudwatch: Any,
+    options: RolloutOptions,
+    *,
+    to: str | None = None,
+    confirm: Confirm | None = None,
+    on_step: OnStep | None = None,
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> RolloutResult:
+    """Go back to the previous revision (or ``to``), followed like a rollout; no bake.
+
+    Undo is the way out when the gate alarms already fire, so it neither checks
+    nor bakes on them: they would hold it back or bounce it to the bad revision.
+    """
+    options = replace(options, gate=None, bake_seconds=0)
+    run = _Run(ecs, cloudwatch, options, on_step, clock, sleep)
+    service = describe_service(ecs, options.cluster, options.service)
+    check_deployment_controller(service)
+    plan = plan_undo(ecs, service, options, to=to)
+    run.emit(RolloutStep("plan", plan.summary(), plan.details()))
+    if options.dry_run:
+        return run.result("dry_run", plan)
+    if confirm is not None and not confirm(plan):
+        return run.result("aborted", plan, reason="not confirmed; nothing was changed")
+    return _deploy(run, plan, service)
+
+
+def _preflight_gate(
+    cloudwatch: Any, options: RolloutOptions, *, refuse: bool
+) -> tuple[AlarmStatus, ...]:
+    """The gate alarms exist and none fires already (the bake could not judge the image then)."""
+    assert options.gate is not None
+    report = check_alarms(
+        cloudwatch, options.gate, allow_insufficient_data=options.allow_insufficient_data
+    )
+    firing = [a.name for a in report.alarms if a.state == ALARM]
+    if firing and refuse:
+        raise CheckFailed(
+            f"gate alarm(s) already in ALARM before the rollout: {', '.join(firing)}; "
+            "the bake could not judge the new image. Nothing was changed",
+            hint="fix or silence them first, or use 'migctl rollout undo' to go back",
+        )
+    return report.alarms
+
+
+class _NotApplied(OperationalError):
+    """update_service failed and the service, as described afterwards, did not change."""
+
+
+def _deploy(run: _Run, plan: RolloutPlan, service_before: Mapping[str, Any]) -> RolloutResult:
+    """Update the service to ``plan.task_definition``, follow, bake, and roll back on failure."""
+    options = run.options
+    target = plan.task_definition
+    assert target is not None
+    run.watcher.mark_seen(service_before)
+    deployment_id: str | None = None
+    try:
+        deployment_id = _update(run, target, plan.previous_task_definition).id
+        outcome = run.watcher.follow(
+            deployment_id, timeout=options.timeout, interval=options.interval
+        )
+        if outcome.ok and options.gate is not None:
+            outcome = run.watcher.bake(
+                run.cloudwatch,
+                options.gate,
+                deployment_id,
+                seconds=options.bake_seconds,
+                interval=options.interval,
+                allow_insufficient_data=options.allow_insufficient_data,
+            )
+    except _NotApplied:
+        raise  # nothing changed: an operational error (exit 3), no rollback needed
+    except KeyboardInterrupt:
+        _interrupted(run, plan)
+        raise
+    except Exception as exc:
+        # Lost track of a deployment that may be live: a failure, never a success.
+        what = f"deployment {deployment_id}" if deployment_id else f"the update to {target}"
+        outcome = WatchResult(False, f"lost track of {what}: {_describe_error(exc)}", None)
+    if outcome.ok:
+        run.emit(RolloutStep("completed", f"{target} is deployed", {"task_definition": target}))
+        return run.result("completed", plan, deployment_id=deployment_id)
+    reason = outcome.reason or "unknown failure"
+    run.emit(RolloutStep("failure", reason, {"reason": reason, "deployment_id": deployment_id}))
+    if not options.rollback:
+        return run.result(
+            "failed",
+            plan,
+            reason=reason,
+            deployment_id=deployment_id,
+            final_deployments=_final_state(run),
+            manual_steps=manual_steps(options, plan, rollback_attempted=False),
+        )
+    return _roll_back(run, plan, deployment_id, reason)
+
+
+def _update(run: _Run, target: str, previous: str) -> Deployment:
+    """``update_service`` to ``target``; the PRIMARY deployment it answered with."""
+    options = run.options
+    try:
+        answer = run.ecs.update_service(
+            cluster=options.cluster, service=options.service, taskDefinition=target
+        )
+        service = answer["service"]
+    except Exception as exc:
+        # A lost answer may still have been applied: look before claiming nothing changed.
+        service = describe_service(run.ecs, options.cluster, options.service)
+        if service.get("taskDefinition") != target:
+            raise _NotApplied(
+                f"update_service to {target} failed: {_describe_error(exc)}; "
+                f"the service still runs {service.get('taskDefinition', previous)}"
+            ) from exc
+    deployment = primary_for(service, target)
+    run.emit(
+        RolloutStep(
+            "updated",
+            f"service updated to {target}; following deployment {deployment.id}",
+            {"task_definition": target, "deployment_id": deployment.id},
+        )
+    )
+    return deployment
+
+
+def _roll_back(
+    run: _Run, plan: RolloutPlan, failed_deployment: str | None, reason: str
+) -> RolloutResult:
+    options = run.options
+    previous = plan.previous_task_definition
+    run.emit(RolloutStep("rollback", f"rolling back to {previous}", {"task_definition": previous}))
+    rollback_id: str | None = None
+    try:
+        deployment = _update(run, previous, plan.task_definition or previous)
+        rollback_id = deployment.id
+        outcome = run.watcher.follow(
+            deployment.id, timeout=options.timeout, interval=options.interval
+        )
+    except KeyboardInterrupt:
+        _interrupted(run, plan)
+        raise
+    except Exception as exc:
+        outcome = WatchResult(False, _describe_error(exc), None)
+    if outcome.ok:
+        run.emit(RolloutStep("rolled_back", f"back on {previous}", {"task_definition": previous}))
+        return run.result(
+            "rolled_back",
+            plan,
+            reason=reason,
+            deployment_id=failed_deployment,
+            rollback_deployment_id=rollback_id,
+        )
+    full = f"{reason}; the rollback to {previous} failed too: {outcome.reason}"
+    run.emit(RolloutStep("rollback_failed", full, {"reason": full}))
+    return run.result(
+        "rollback_failed",
+        plan,
+        reason=full,
+        deployment_id=failed_deployment,
+        rollback_deployment_id=rollback_id,
+        final_deployments=_final_state(run),
+        manual_steps=manual_steps(options, plan, rollback_attempted=True),
+    )
+
+
+def _interrupted(run: _Run, plan: RolloutPlan) -> None:
+    steps = manual_steps(run.options, plan, rollback_attempted=False)
+    run.emit(
+        RolloutStep(
+            "interrupted",
+            f"interrupted while the service moves to {plan.task_definition}; "
+            "it may be half-deployed",
+            {"manual_steps": list(steps)},
+        )
+    )
+
+
+def _final_state(run: _Run) -> tuple[Deployment, ...]:
+    """The service's deployments right now, best effort (AWS may be what is failing)."""
+    try:
+        service = describe_service(run.ecs, run.options.cluster, run.options.service)
+    except Exception:
+        return ()
+    return tuple(deployments_of(service))
+
+
+def _describe_error(exc: BaseException) -> str:
+    err = translate(exc)
+    return err.one_line() if err is not None else f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,39 @@
+"""The sandbox's local AWS endpoint: moto's server, its DMS and ECS extensions, and the controller.
+
+``python -m migctl.sandbox.server --port P --source-dsn DSN --target-dsn DSN``
+serves the AWS APIs on 127.0.0.1:P and runs :class:`Controller` in a thread of
+the same process, so the controller can reach moto's backends directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="migctl-sandbox-aws")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--source-dsn", required=True)
+    parser.add_argument("--target-dsn", required=True)
+    parser.add_argument("--region", default="us-east-1")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    from migctl.sandbox import moto_dms, moto_ecs
+    from migctl.sandbox.controller import Controller
+
+    moto_dms.install()
+    moto_ecs.install()
+    controller = Controller(args.source_dsn, args.target_dsn, region=args.region)
+    threading.Thread(target=controller.run_forever, name="sandbox-controller", daemon=True).start()
+
+    from moto.server import main as moto_main
+
+    moto_main(["-H", "127.0.0.1", "-p", str(args.port)])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

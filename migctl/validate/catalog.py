@@ -1,0 +1,195 @@
+"""What each side holds: tables, columns, types, primary keys and sequences, from pg_catalog.
+
+Works on PostgreSQL 11 and later (``pg_sequence``, ``relispartition``). Only
+ordinary and partitioned tables are compared; partitions are covered by their
+parent. Table selection takes fnmatch globs against ``schema.table`` (or the
+bare table name when the glob has no dot).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from migctl.errors import UsageError
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class PgType:
+    """A column's type as far as hashing cares: its base (domains resolved) in pg_catalog or not."""
+
+    name: str  # typname of the base type, e.g. "numeric", "_int4", "mood"
+    builtin: bool  # base type lives in pg_catalog
+    kind: str  # typtype of the base: b base, e enum, c composite, r range, m multirange, p pseudo
+    element: str | None = None  # element typname for arrays of pg_catalog types
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type_sql: str  # format_type(), as people read it: numeric(18,4)
+    type: PgType
+    not_null: bool
+    position: int
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    schema: str
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    estimated_rows: float  # reltuples, or a guess from the size when never analyzed
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+@dataclass(frozen=True)
+class SequenceInfo:
+    schema: str
+    name: str
+    increment: int
+    owned_by: tuple[str, str, str] | None  # (schema, table, column)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Catalog:
+    server_version: int
+    tables: dict[str, TableInfo]
+    sequences: dict[str, SequenceInfo]
+
+
+_TABLES_SQL = """
+SELECT c.oid, n.nspname, c.relname,
+       CASE WHEN c.reltuples >= 0 THEN c.reltuples
+            ELSE pg_relation_size(c.oid) / current_setting('block_size')::int * 60 END
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname = ANY(%s)
+"""
+
+_COLUMNS_SQL = """
+SELECT a.attrelid, a.attname, a.attnum, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atttypid
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname = ANY(%s)
+  AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attrelid, a.attnum
+"""
+
+_PRIMARY_KEYS_SQL = """
+SELECT i.indrelid, a.attname
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indisprimary AND n.nspname = ANY(%s)
+ORDER BY i.indrelid, k.ord
+"""
+
+_TYPES_SQL = """
+SELECT t.oid, t.typname, n.nspname = 'pg_catalog', t.typtype, t.typbasetype, t.typelem, t.typcategory
+FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+"""
+
+_SEQUENCES_SQL = """
+SELECT n.nspname, c.relname, s.seqincrement, tn.nspname, tc.relname, ta.attname
+FROM pg_sequence s
+JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid
+     AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')
+LEFT JOIN pg_class tc ON tc.oid = d.refobjid
+LEFT JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+LEFT JOIN pg_attribute ta ON ta.attrelid = d.refobjid AND ta.attnum = d.refobjsubid
+WHERE n.nspname = ANY(%s)
+ORDER BY 1, 2
+"""
+
+
+def read_catalog(conn: Any, schemas: Sequence[str]) -> Catalog:
+    """Tables, columns, primary keys and sequences in ``schemas`` (one read-only transaction)."""
+    schema_list = list(schemas)
+    version = int(conn.execute("SHOW server_version_num").fetchone()[0])
+    rows = conn.execute(_TABLES_SQL, (schema_list,)).fetchall()
+    column_rows = conn.execute(_COLUMNS_SQL, (schema_list,)).fetchall()
+    types = _resolve_types(conn.execute(_TYPES_SQL).fetchall())
+    columns: dict[int, list[Column]] = {}
+    for relid, name, attnum, type_sql, not_null, type_oid in column_rows:
+        columns.setdefault(relid, []).append(
+            Column(name, type_sql, types.get(type_oid, PgType("unknown", False, "b")), bool(not_null), attnum)
+        )
+    keys: dict[int, list[str]] = {}
+    for relid, attname in conn.execute(_PRIMARY_KEYS_SQL, (schema_list,)).fetchall():
+        keys.setdefault(relid, []).append(attname)
+    tables = {}
+    for oid, schema, name, estimate in rows:
+        info = TableInfo(
+            schema, name, tuple(columns.get(oid, ())), tuple(keys.get(oid, ())), max(float(estimate or 0), 0.0)
+        )
+        tables[info.qualified] = info
+    sequences = {}
+    for schema, name, increment, t_schema, t_name, t_col in conn.execute(_SEQUENCES_SQL, (schema_list,)):
+        owner = (t_schema, t_name, t_col) if t_name else None
+        seq = SequenceInfo(schema, name, int(increment), owner)
+        sequences[seq.qualified] = seq
+    conn.rollback()
+    return Catalog(version, tables, sequences)
+
+
+def _resolve_types(rows: Iterable[tuple[Any, ...]]) -> dict[int, PgType]:
+    raw = {r[0]: r for r in rows}
+
+    def base(oid: int) -> tuple[Any, ...]:
+        seen = 0
+        row = raw[oid]
+        while row[3] == "d" and row[4] in raw and seen < 32:  # domain over domain over ...
+            row = raw[row[4]]
+            seen += 1
+        return row
+
+    resolved: dict[int, PgType] = {}
+    for oid in raw:
+        _, typname, builtin, typtype, _, typelem, category = base(oid)
+        element = None
+        if category == "A" and typelem in raw:
+            elem = base(typelem)
+            element = elem[1] if elem[2] else None
+        resolved[oid] = PgType(typname, bool(builtin), typtype, element)
+    return resolved
+
+
+def is_glob(pattern: str) -> bool:
+    return any(ch in _GLOB_CHARS for ch in pattern)
+
+
+def matches(qualified: str, pattern: str) -> bool:
+    """``public.pay*`` matches the qualified name; ``pay*`` (no dot) matches the table name."""
+    if "." in pattern:
+        return fnmatch.fnmatchcase(qualified, pattern)
+    return fnmatch.fnmatchcase(qualified.split(".", 1)[1], pattern)
+
+
+def select_tables(names: Iterable[str], include: Sequence[str], exclude: Sequence[str]) -> list[str]:
+    """Sorted qualified names matching any include glob (all when none) and no exclude glob.
+
+    An include pattern without wildcards that names no table on either side is
+    a mistake the operator must hear about: UsageError (exit 2), not "0 tables, all match".
+    """
+    universe = sorted(set(names))
+    for pattern in include:
+        if not is_glob(pattern) and not any(matches(n, pattern) for n in universe):
+            raise UsageError(f"unknown table {pattern!r}: not found on source or target")
+    selected = [n for n in universe if not include or any(matches(n, p) for p in include)]
+    return [n for n in selected if not any(matches(n, p) for p in exclude)]

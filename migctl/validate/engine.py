@@ -1,0 +1,140 @@
+"""``validate()``: every selected table and sequence, source against target, into one report.
+
+Tables run ``jobs`` at a time; each worker thread holds one read-only
+connection per side, and each table's queries run on both servers at once,
+so at most ``jobs`` queries run per side. Connection failures at the start
+raise ``DatabaseError`` (exit 3); an unknown explicit table raises
+``UsageError`` (exit 2) before any data is read.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from migctl.clients import Database
+from migctl.errors import UsageError
+from migctl.validate.catalog import read_catalog, select_tables
+from migctl.validate.checksum import ALGORITHMS, choose_algorithm
+from migctl.validate.report import Progress, TableResult, ValidationReport
+from migctl.validate.sequences import compare_sequences, select_sequences
+from migctl.validate.session import Pair, SessionOptions, Side
+from migctl.validate.table import TableOptions, compare_table
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+@dataclass(frozen=True)
+class ValidateOptions:
+    schemas: tuple[str, ...] = ("public",)
+    tables: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    jobs: int = 2
+    max_keys: int = 100
+    chunk_rows: int = 10_000
+    session: SessionOptions = field(default_factory=SessionOptions)
+    algorithm: str | None = None  # force "record" or "concat"; default: chosen from the server versions
+    sequences: bool = True
+
+
+def validate(
+    source: Database,
+    target: Database,
+    options: ValidateOptions | None = None,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> ValidationReport:
+    """Compare every selected table and sequence; never raises for a data difference."""
+    options = options or ValidateOptions()
+    _check(options)
+    started = clock()
+    report_progress = progress or (lambda _: None)
+    main = Pair(Side(source.dsn, "source", options.session), Side(target.dsn, "target", options.session))
+    workers: list[Pair] = []
+    workers_lock = threading.Lock()
+    try:
+        source_catalog = read_catalog(main.source.conn, options.schemas)
+        target_catalog = read_catalog(main.target.conn, options.schemas)
+        algorithm = options.algorithm or choose_algorithm(
+            source_catalog.server_version, target_catalog.server_version
+        )
+        names = select_tables(
+            set(source_catalog.tables) | set(target_catalog.tables), options.tables, options.exclude
+        )
+        table_options = TableOptions(chunk_rows=options.chunk_rows, max_keys=options.max_keys)
+        local = threading.local()
+
+        with ThreadPoolExecutor(options.jobs, "validate") as tables_pool, ThreadPoolExecutor(
+            options.jobs, "validate-side"
+        ) as side_pool:
+
+            def both(on_source: Callable[[], T], on_target: Callable[[], U]) -> tuple[T, U]:
+                """Run one step on both servers at once; wait for both before raising."""
+                future = side_pool.submit(on_source)
+                try:
+                    on_target_result = on_target()
+                except BaseException:
+                    wait([future])
+                    raise
+                return future.result(), on_target_result
+
+            def run(name: str) -> TableResult:
+                pair: Pair | None = getattr(local, "pair", None)
+                if pair is None:
+                    pair = Pair(
+                        Side(source.dsn, "source", options.session), Side(target.dsn, "target", options.session)
+                    )
+                    local.pair = pair
+                    with workers_lock:
+                        workers.append(pair)
+                return compare_table(
+                    pair,
+                    name,
+                    source_catalog.tables.get(name),
+                    target_catalog.tables.get(name),
+                    algorithm,
+                    table_options,
+                    both,
+                    report_progress,
+                    clock,
+                )
+
+            tables = tuple(tables_pool.map(run, names))
+        sequences = ()
+        if options.sequences:
+            chosen = select_sequences(source_catalog, names, options.tables, options.exclude)
+            sequences = compare_sequences(main.source, main.target, source_catalog, target_catalog, chosen)
+        return ValidationReport(
+            source=source.display,
+            target=target.display,
+            duration_seconds=round(clock() - started, 3),
+            tables=tables,
+            sequences=sequences,
+            algorithm=algorithm,
+            source_version=source_catalog.server_version,
+            target_version=target_catalog.server_version,
+        )
+    finally:
+        main.close()
+        for pair in workers:
+            pair.close()
+
+
+def _check(options: ValidateOptions) -> None:
+    if options.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    if options.max_keys < 0:
+        raise UsageError("--max-keys must be 0 or more")
+    if options.chunk_rows < 1:
+        raise UsageError("--chunk-rows must be at least 1")
+    if not options.schemas:
+        raise UsageError("no schema to validate", hint="use --schema or [validate] schemas")
+    if options.algorithm is not None and options.algorithm not in ALGORITHMS:
+        raise UsageError(f"unknown checksum algorithm {options.algorithm!r}; known: {', '.join(ALGORITHMS)}")
+

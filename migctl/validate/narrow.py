@@ -1,0 +1,287 @@
+"""From differing chunks to exact keys: missing in the target, missing in the source, changed.
+
+Integer keys narrow by key ranges: a differing range is split at the key
+quantiles of its bigger side (one index range scan), both sides checksum the
+sub-ranges (one more each), and only differing sub-ranges go on, until a
+range is small enough to stream ``(key, row_hash)`` from both sides in key
+order and merge. k differences cost about k·log(n) small queries.
+
+Other keys (text, uuid, composite) narrow by more bits of the key's hash,
+then stream the rows of the differing hash buckets ordered by
+``(key_hash, key text COLLATE "C")``: the order is the same on both servers
+whatever their collations.
+
+Streams go through server-side cursors and a merge that holds one row per
+side, so memory stays flat however large the difference; only the first
+``max_keys`` keys of each kind are kept, the counts are always exact.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from psycopg import sql
+
+from migctl.validate.checksum import (
+    Buckets,
+    BucketSum,
+    ChecksumPlan,
+    bucket_checksums,
+    bucket_filter,
+    key_hash_sql,
+    key_int_sql,
+    key_output_sql,
+    row_hash_sql,
+)
+from migctl.validate.report import Key
+from migctl.validate.session import Pair
+
+T = TypeVar("T")
+U = TypeVar("U")
+Both = Callable[[Callable[[], T], Callable[[], U]], tuple[T, U]]
+
+FANOUT = 64  # sub-ranges per narrowing step
+MAX_DEPTH = 48  # ranges shrink strictly, so this is only a guard
+HASH_STEP_BITS = 8  # hash narrowing refines by 256
+MAX_HASH_BITS = 56
+
+
+@dataclass
+class Tally:
+    """Differences found so far: exact counts, and the first ``max_keys`` keys of each kind."""
+
+    max_keys: int
+    missing_in_target_count: int = 0
+    missing_in_source_count: int = 0
+    changed_count: int = 0
+    missing_in_target: list[Key] = field(default_factory=list)
+    missing_in_source: list[Key] = field(default_factory=list)
+    changed: list[Key] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.missing_in_target_count + self.missing_in_source_count + self.changed_count
+
+    def add(self, kind: str, key: Key | None, count: int = 1) -> None:
+        setattr(self, f"{kind}_count", getattr(self, f"{kind}_count") + count)
+        keys: list[Key] = getattr(self, kind)
+        if key is not None and len(keys) < self.max_keys:
+            keys.append(key)
+
+    def absorb(self, other: Tally) -> None:
+        for kind in ("missing_in_target", "missing_in_source", "changed"):
+            setattr(self, f"{kind}_count", getattr(self, f"{kind}_count") + getattr(other, f"{kind}_count"))
+            keys: list[Key] = getattr(self, kind)
+            keys.extend(getattr(other, kind)[: max(0, self.max_keys - len(keys))])
+
+
+def differs(a: BucketSum | None, b: BucketSum | None) -> bool:
+    if a is None or b is None:
+        return (a or b) is not None
+    return (a.rows, a.checksum) != (b.rows, b.checksum)
+
+
+def rows_of(s: BucketSum | None) -> int:
+    return s.rows if s else 0
+
+
+def differing(
+    source: dict[int, BucketSum], target: dict[int, BucketSum]
+) -> dict[int, tuple[int, int]]:
+    """Buckets whose (count, checksum) differ, with each side's row count."""
+    return {
+        b: (rows_of(source.get(b)), rows_of(target.get(b)))
+        for b in sorted(set(source) | set(target))
+        if differs(source.get(b), target.get(b))
+    }
+
+
+# -- merging two sorted streams -------------------------------------------------
+
+Row = tuple[Any, Key, int]  # (sort key, reported key, row hash)
+
+
+def _runs(rows: Iterable[Row]) -> Iterator[tuple[Any, Key, list[int]]]:
+    """Group consecutive rows with the same sort key (duplicates only where a side lacks the PK)."""
+    current: tuple[Any, Key, list[int]] | None = None
+    for sort_key, key, row_hash in rows:
+        if current is not None and current[0] == sort_key:
+            current[2].append(row_hash)
+            continue
+        if current is not None:
+            yield current
+        current = (sort_key, key, [row_hash])
+    if current is not None:
+        yield current
+
+
+def merge_keyed(source: Iterable[Row], target: Iterable[Row], tally: Tally) -> None:
+    """Walk two key-ordered streams once: keys on one side only, and keys whose row hash differs."""
+    src, tgt = _runs(source), _runs(target)
+    a, b = next(src, None), next(tgt, None)
+    while a is not None or b is not None:
+        if b is None or (a is not None and a[0] < b[0]):
+            assert a is not None
+            tally.add("missing_in_target", a[1], len(a[2]))
+            a = next(src, None)
+        elif a is None or b[0] < a[0]:
+            tally.add("missing_in_source", b[1], len(b[2]))
+            b = next(tgt, None)
+        else:
+            common = Counter(a[2]) & Counter(b[2])
+            only_src = len(a[2]) - sum(common.values())
+            only_tgt = len(b[2]) - sum(common.values())
+            changed = min(only_src, only_tgt)
+            if changed:
+                tally.add("changed", a[1], changed)
+            if only_src - changed:
+                tally.add("missing_in_target", a[1], only_src - changed)
+            if only_tgt - changed:
+                tally.add("missing_in_source", b[1], only_tgt - changed)
+            a, b = next(src, None), next(tgt, None)
+
+
+def merge_counts(source: Iterable[tuple[int, int]], target: Iterable[tuple[int, int]], tally: Tally) -> None:
+    """Multiset merge of ``(row_hash, count)`` streams ordered by row hash."""
+    src, tgt = iter(source), iter(target)
+    a, b = next(src, None), next(tgt, None)
+    while a is not None or b is not None:
+        if b is None or (a is not None and a[0] < b[0]):
+            assert a is not None
+            tally.add("missing_in_target", None, a[1])
+            a = next(src, None)
+        elif a is None or b[0] < a[0]:
+            tally.add("missing_in_source", None, b[1])
+            b = next(tgt, None)
+        else:
+            if a[1] > b[1]:
+                tally.add("missing_in_target", None, a[1] - b[1])
+            elif b[1] > a[1]:
+                tally.add("missing_in_source", None, b[1] - a[1])
+            a, b = next(src, None), next(tgt, None)
+
+
+def _merge_streams(
+    pair: Pair, query: sql.Composable, params: list[Any], merge: Callable[[Any, Any], None]
+) -> None:
+    src = pair.source.stream(query, params)
+    tgt = pair.target.stream(query, params)
+    try:
+        merge(src, tgt)
+    finally:
+        src.close()
+        tgt.close()
+
+
+# -- integer keys: ranges ---------------------------------------------------------
+
+Range = tuple[int | None, int | None]  # [lo, hi); None is unbounded
+
+
+def resolve_range(
+    pair: Pair, plan: ChecksumPlan, lo: int | None, hi: int | None, counts: tuple[int, int],
+    tally: Tally, both: Both[Any, Any], leaf_rows: int,
+) -> None:
+    """Find the exact differing keys in ``[lo, hi)``, whose chunk checksums differed."""
+    leaves: list[Range] = []
+    _narrow(pair, plan, (lo, hi), counts, both, leaf_rows, leaves, 0)
+    key = sql.Identifier(plan.key[0])
+    for leaf in _coalesce(leaves):
+        where, params = bucket_filter(plan, Buckets("range", lo=leaf[0], hi=leaf[1]))
+        query = sql.SQL("SELECT {k}, {h} FROM {t} WHERE {w} ORDER BY {o}").format(
+            k=key_int_sql(plan), h=row_hash_sql(plan), t=plan.relation, w=where, o=key
+        )
+        _merge_streams(pair, query, params, lambda s, t: merge_keyed(_int_rows(s), _int_rows(t), tally))
+
+
+def _int_rows(rows: Iterable[tuple[Any, ...]]) -> Iterator[Row]:
+    for key, row_hash in rows:
+        yield key, (key,), row_hash
+
+
+def _narrow(
+    pair: Pair, plan: ChecksumPlan, rng: Range, counts: tuple[int, int], both: Both[Any, Any],
+    leaf_rows: int, leaves: list[Range], depth: int,
+) -> None:
+    lo, hi = rng
+    if max(counts) <= leaf_rows or depth >= MAX_DEPTH:
+        leaves.append(rng)
+        return
+    bigger = pair.source if counts[0] >= counts[1] else pair.target
+    where, params = bucket_filter(plan, Buckets("range", lo=lo, hi=hi))
+    query = sql.SQL("SELECT percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY {k}) FROM {t} WHERE {w}").format(
+        k=key_int_sql(plan), t=plan.relation, w=where
+    )
+    fractions = [i / FANOUT for i in range(1, FANOUT)]
+    found = bigger.execute(query, [fractions, *params])[0][0] or []
+    bounds = tuple(sorted({int(v) for v in found if v is not None and (lo is None or v > lo)}))
+    if not bounds:
+        leaves.append(rng)
+        return
+    spec = Buckets("range", bounds=bounds, lo=lo, hi=hi)
+    sums = both(
+        lambda: bucket_checksums(pair.source.execute, plan, spec),
+        lambda: bucket_checksums(pair.target.execute, plan, spec),
+    )
+    for bucket, sub_counts in differing(*sums).items():
+        sub_lo = lo if bucket == 0 else bounds[bucket - 1]
+        sub_hi = hi if bucket == len(bounds) else bounds[bucket]
+        _narrow(pair, plan, (sub_lo, sub_hi), sub_counts, both, leaf_rows, leaves, depth + 1)
+
+
+def _coalesce(ranges: list[Range]) -> list[Range]:
+    """Adjacent leaf ranges become one stream."""
+    merged: list[Range] = []
+    for lo, hi in sorted(ranges, key=lambda r: (r[0] is not None, r[0] or 0)):
+        if merged and merged[-1][1] is not None and merged[-1][1] == lo:
+            merged[-1] = (merged[-1][0], hi)
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+# -- other keys, and tables without a key: hash buckets ------------------------------
+
+
+def resolve_hash(
+    pair: Pair, plan: ChecksumPlan, buckets: dict[int, tuple[int, int]], bits: int,
+    tally: Tally, both: Both[Any, Any], stream_rows: int,
+) -> None:
+    """Refine differing hash buckets while they hold many rows, then stream and merge them."""
+    while buckets and sum(max(c) for c in buckets.values()) > stream_rows and bits + HASH_STEP_BITS <= MAX_HASH_BITS:
+        spec = Buckets("hash", bits=bits + HASH_STEP_BITS, restrict_bits=bits, restrict=tuple(buckets))
+        sums = both(
+            lambda spec=spec: bucket_checksums(pair.source.execute, plan, spec),
+            lambda spec=spec: bucket_checksums(pair.target.execute, plan, spec),
+        )
+        buckets, bits = differing(*sums), bits + HASH_STEP_BITS
+    if not buckets:
+        return
+    where, params = bucket_filter(plan, Buckets("hash", bits=bits, restrict_bits=bits, restrict=tuple(buckets)))
+    if not plan.key:
+        rh = row_hash_sql(plan)
+        query = sql.SQL("SELECT {h}, count(*) FROM {t} WHERE {w} GROUP BY 1 ORDER BY 1").format(
+            h=rh, t=plan.relation, w=where
+        )
+        _merge_streams(pair, query, params, lambda s, t: merge_counts(s, t, tally))
+        return
+    texts = [sql.SQL("coalesce({}::text, '') COLLATE \"C\"").format(sql.Identifier(k)) for k in plan.key]
+    query = sql.SQL("SELECT {kh}, {out}, {h} FROM {t} WHERE {w} ORDER BY 1, {texts}").format(
+        kh=key_hash_sql(plan),
+        out=sql.SQL(", ").join(key_output_sql(plan)),
+        h=row_hash_sql(plan),
+        t=plan.relation,
+        w=where,
+        texts=sql.SQL(", ").join(texts),
+    )
+    _merge_streams(pair, query, params, lambda s, t: merge_keyed(_hashed_rows(s), _hashed_rows(t), tally))
+
+
+def _hashed_rows(rows: Iterable[tuple[Any, ...]]) -> Iterator[Row]:
+    for row in rows:
+        key = tuple(row[1:-1])
+        text_key = tuple("" if v is None else str(v) for v in key)
+        yield (row[0], text_key), key, row[-1]

@@ -1,0 +1,130 @@
+"""What ``migctl validate`` found: frozen result dataclasses, rendered by ``migctl.render.validate``.
+
+A key is a tuple of the key columns' values in key order: integers as ``int``,
+every other type as its PostgreSQL text form under the pinned session
+settings (see ``session.PINNED_SETTINGS``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Key = tuple[int | str, ...]
+
+TableStatus = Literal["match", "mismatch", "missing_in_target", "missing_in_source", "error"]
+SequenceStatus = Literal["match", "ahead", "behind", "missing_in_target"]
+Method = Literal["range", "hash", "multiset"]
+
+#: How data is compared when both sides have the table: by integer key ranges,
+#: by key-hash buckets (text, uuid, composite keys), or as a multiset (no key).
+METHODS: tuple[Method, ...] = ("range", "hash", "multiset")
+
+
+@dataclass(frozen=True)
+class TableResult:
+    table: str
+    status: TableStatus
+    source_rows: int | None = None
+    target_rows: int | None = None
+    missing_in_target_count: int = 0
+    missing_in_source_count: int = 0
+    changed_count: int = 0
+    missing_in_target: tuple[Key, ...] = ()
+    missing_in_source: tuple[Key, ...] = ()
+    changed: tuple[Key, ...] = ()
+    schema_differences: tuple[str, ...] = ()
+    method: Method | None = None
+    key_columns: tuple[str, ...] = ()
+    chunks: int = 0
+    differing_chunks: int = 0
+    queries: int = 0
+    retries: int = 0
+    duration_seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def data_match(self) -> bool:
+        """Rows equal on the shared columns (a schema difference alone does not clear this)."""
+        return (
+            self.status in ("match", "mismatch")
+            and self.error is None
+            and self.source_rows == self.target_rows
+            and self.missing_in_target_count == 0
+            and self.missing_in_source_count == 0
+            and self.changed_count == 0
+        )
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "match"
+
+
+@dataclass(frozen=True)
+class SequenceResult:
+    """One source sequence against the target's.
+
+    ``*_last_value`` are the raw ``last_value`` of each side; whether it was
+    handed out yet is in ``*_is_called``. ``column_max`` is the largest value
+    (smallest for descending sequences) of the owning column on either side.
+    """
+
+    sequence: str
+    status: SequenceStatus
+    source_last_value: int | None
+    target_last_value: int | None
+    source_is_called: bool = False
+    target_is_called: bool = False
+    owned_by: str | None = None
+    column_max: int | None = None
+    increment: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("match", "ahead")
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    source: str  # redacted DSN
+    target: str  # redacted DSN
+    duration_seconds: float
+    tables: tuple[TableResult, ...]
+    sequences: tuple[SequenceResult, ...] = ()
+    algorithm: str = "record"
+    source_version: int | None = None
+    target_version: int | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return all(t.ok for t in self.tables) and all(s.ok for s in self.sequences)
+
+    @property
+    def errored(self) -> tuple[TableResult, ...]:
+        return tuple(t for t in self.tables if t.status == "error")
+
+    @property
+    def exit_code(self) -> int:
+        """0 all match, 1 any difference, 3 when a comparison could not complete."""
+        if self.errored:
+            return 3
+        return 0 if self.ok else 1
+
+
+Phase = Literal["start", "scanned", "narrowing", "done"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of one table, for a progress display; ``result`` is set when ``phase == "done"``."""
+
+    table: str
+    phase: Phase
+    source_rows: int | None = None
+    target_rows: int | None = None
+    chunks: int = 0
+    differing_chunks: int = 0
+    chunks_done: int = 0
+    elapsed_seconds: float = 0.0
+    result: TableResult | None = None

@@ -1,0 +1,204 @@
+"""Compare one table: presence, schema, one checksum pass per side, then narrowing.
+
+One read-only snapshot per table per side. The first pass computes every
+chunk's ``(count, checksum)`` in ONE scan per side, both servers at once;
+equal tables end there. Differing chunks are narrowed to exact keys, one
+chunk at a time; a chunk whose connection drops is redone from its start on
+a fresh snapshot. A table whose comparison cannot complete is ``error``,
+never ``match``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import sql
+
+from migctl.redact import redact_text
+from migctl.validate.catalog import TableInfo
+from migctl.validate.checksum import Buckets, BucketSum, bucket_checksums, sample_bounds
+from migctl.validate.narrow import Both, Tally, differing, resolve_hash, resolve_range
+from migctl.validate.plan import plan_table
+from migctl.validate.report import Key, Progress, TableResult
+from migctl.validate.session import Pair, Side, planner_hints, retry_unit
+
+MAX_RANGE_BUCKETS = 65_536
+MAX_HASH_BITS = 16
+SAMPLE_ROWS_PER_BUCKET = 200  # block sampling: enough blocks for even quantiles
+BIG_TABLE_ROWS = 50_000  # below this, planner hints and parallel workers cost more than they save
+
+
+class InconsistentResult(RuntimeError):
+    """A chunk's checksums differed but no differing row was found on the same snapshots."""
+
+
+@dataclass(frozen=True)
+class TableOptions:
+    chunk_rows: int = 10_000
+    max_keys: int = 100
+
+    @property
+    def leaf_rows(self) -> int:
+        return max(1, self.chunk_rows // 8)
+
+    @property
+    def stream_rows(self) -> int:
+        return 16 * self.chunk_rows
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def compare_table(
+    pair: Pair,
+    name: str,
+    source: TableInfo | None,
+    target: TableInfo | None,
+    algorithm: str,
+    options: TableOptions,
+    both: Both[Any, Any],
+    progress: ProgressFn,
+    clock: Callable[[], float],
+) -> TableResult:
+    start = clock()
+    progress(Progress(name, "start"))
+    queries_before, retries_before = pair.queries, pair.retries
+    try:
+        pair.source.new_snapshot()
+        pair.target.new_snapshot()
+        if source is None or target is None:
+            result = _missing(pair, name, source, target)
+        else:
+            result = _compare(pair, name, source, target, algorithm, options, both, progress, clock, start)
+    except Exception as exc:  # never a match when the comparison could not complete
+        result = TableResult(name, "error", error=redact_text(f"{type(exc).__name__}: {exc}".strip()))
+    finally:
+        pair.source.new_snapshot()
+        pair.target.new_snapshot()
+    result = _with_stats(result, pair.queries - queries_before, pair.retries - retries_before, clock() - start)
+    progress(Progress(name, "done", result.source_rows, result.target_rows, result.chunks,
+                      result.differing_chunks, result.differing_chunks, clock() - start, result))
+    return result
+
+
+def _with_stats(result: TableResult, queries: int, retries: int, seconds: float) -> TableResult:
+    from dataclasses import replace
+
+    return replace(result, queries=queries, retries=retries, duration_seconds=round(seconds, 3))
+
+
+def _count(side: Side, table: TableInfo) -> int:
+    query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table.schema, table.name))
+    return int(retry_unit(lambda: side.execute(query)[0][0], side))
+
+
+def _missing(pair: Pair, name: str, source: TableInfo | None, target: TableInfo | None) -> TableResult:
+    if source is not None:
+        return TableResult(name, "missing_in_target", source_rows=_count(pair.source, source))
+    assert target is not None
+    return TableResult(name, "missing_in_source", target_rows=_count(pair.target, target))
+
+
+def range_buckets(estimated_rows: float, chunk_rows: int) -> tuple[int, float]:
+    """How many first-pass chunks, and what percentage of blocks to sample for their bounds."""
+    buckets = min(MAX_RANGE_BUCKETS, max(1, math.ceil(estimated_rows / max(1, chunk_rows))))
+    percent = min(100.0, 100.0 * SAMPLE_ROWS_PER_BUCKET * buckets / max(estimated_rows, 1.0))
+    return buckets, percent
+
+
+def hash_bits(estimated_rows: float, chunk_rows: int) -> int:
+    wanted = max(1.0, estimated_rows / max(1, chunk_rows))
+    return min(MAX_HASH_BITS, math.ceil(math.log2(wanted)))
+
+
+def _compare(
+    pair: Pair,
+    name: str,
+    source: TableInfo,
+    target: TableInfo,
+    algorithm: str,
+    options: TableOptions,
+    both: Both[Any, Any],
+    progress: ProgressFn,
+    clock: Callable[[], float],
+    start: float,
+) -> TableResult:
+    table_plan = plan_table(source, target, algorithm)
+    plan, method = table_plan.plan, table_plan.method
+    estimate = max(source.estimated_rows, target.estimated_rows)
+    if method == "range":
+        count, percent = range_buckets(estimate, options.chunk_rows)
+        bounds = retry_unit(lambda: sample_bounds(pair.source.execute, plan, count, percent), pair.source)
+        spec = Buckets("range", bounds=bounds)
+    else:
+        spec = Buckets("hash", bits=hash_bits(estimate, options.chunk_rows))
+    big = estimate >= BIG_TABLE_ROWS
+
+    def first_pass(side: Side) -> dict[int, BucketSum]:
+        def unit() -> dict[int, BucketSum]:
+            with planner_hints(side, big=big):
+                return bucket_checksums(side.execute, plan, spec)
+
+        return retry_unit(unit, side, on_retry=pair.note_retry)
+
+    source_sums, target_sums = both(lambda: first_pass(pair.source), lambda: first_pass(pair.target))
+    pass_generations = (pair.source.generation, pair.target.generation)
+    diff = differing(source_sums, target_sums)
+    source_rows = sum(s.rows for s in source_sums.values())
+    target_rows = sum(s.rows for s in target_sums.values())
+    chunks = len(set(source_sums) | set(target_sums))
+    progress(Progress(name, "scanned", source_rows, target_rows, chunks, len(diff), 0, clock() - start))
+
+    tally = Tally(options.max_keys)
+
+    def run_chunk(resolve: Callable[[Tally], None]) -> None:
+        def unit() -> Tally:
+            generations = (pair.source.generation, pair.target.generation)
+            found = Tally(options.max_keys)
+            resolve(found)
+            if found.total == 0 and generations == pass_generations:
+                raise InconsistentResult("chunk checksums differ but no differing row was found")
+            return found
+
+        tally.absorb(retry_unit(unit, pair.source, pair.target, on_retry=pair.note_retry))
+
+    if method == "range":
+        bounds = spec.bounds
+        for done, (bucket, counts) in enumerate(diff.items(), start=1):
+            lo = None if bucket == 0 else bounds[bucket - 1]
+            hi = None if bucket == len(bounds) else bounds[bucket]
+            run_chunk(
+                lambda t, lo=lo, hi=hi, counts=counts: resolve_range(
+                    pair, plan, lo, hi, counts, t, both, options.leaf_rows
+                )
+            )
+            progress(Progress(name, "narrowing", source_rows, target_rows, chunks, len(diff), done, clock() - start))
+    elif diff:
+        run_chunk(lambda t: resolve_hash(pair, plan, diff, spec.bits, t, both, options.stream_rows))
+
+    same = tally.total == 0 and source_rows == target_rows
+    return TableResult(
+        name,
+        "match" if same and not table_plan.schema_differences else "mismatch",
+        source_rows=source_rows,
+        target_rows=target_rows,
+        missing_in_target_count=tally.missing_in_target_count,
+        missing_in_source_count=tally.missing_in_source_count,
+        changed_count=tally.changed_count,
+        missing_in_target=_sorted(tally.missing_in_target),
+        missing_in_source=_sorted(tally.missing_in_source),
+        changed=_sorted(tally.changed),
+        schema_differences=table_plan.schema_differences,
+        method=method,
+        key_columns=plan.key,
+        chunks=chunks,
+        differing_chunks=len(diff),
+    )
+
+
+def _sorted(keys: list[Key]) -> tuple[Key, ...]:
+    return tuple(sorted(keys, key=lambda k: tuple((0, v, "") if isinstance(v, int) else (1, 0, str(v)) for v in k)))
+

@@ -1,0 +1,127 @@
+"""Migration: DMS through Secrets Manager only, a full-load-and-cdc task, the validation Lambda."""
+
+from __future__ import annotations
+
+import json
+
+from infra_support import SOURCE_HOST, SOURCE_KMS_KEY_ARN, SOURCE_SECRET_ARN, Evaluate, policy
+
+from infra_pulumi.offline import Evaluation
+
+TASK = "aws:dms/replicationTask:ReplicationTask"
+INSTANCE = "aws:dms/replicationInstance:ReplicationInstance"
+FUNCTION = "aws:lambda/function:Function"
+
+
+def test_replication_instance_class_from_config_multi_az_in_production(
+    test_env: Evaluation, prod_env: Evaluation
+) -> None:
+    test_instance = test_env.one(INSTANCE).inputs
+    assert test_instance["replicationInstanceClass"] == "dms.t3.medium"
+    assert test_instance["multiAz"] is False and test_instance["publiclyAccessible"] is False
+    assert test_instance["vpcSecurityGroupIds"] == ["network-dms-sg-test-id"]
+    prod_instance = prod_env.one(INSTANCE).inputs
+    assert prod_instance["multiAz"] is True and prod_instance["engineVersion"] == "3.5.4"
+    group = test_env.one("aws:dms/replicationSubnetGroup:ReplicationSubnetGroup").inputs
+    assert group["subnetIds"] == test_env.outputs["privateSubnetIds"]
+
+
+def test_endpoints_use_secrets_manager_with_an_access_role(test_env: Evaluation) -> None:
+    endpoints = {
+        e.inputs["endpointType"]: e.inputs for e in test_env.of_type("aws:dms/endpoint:Endpoint")
+    }
+    role_arn = "arn:aws:iam:us-east-1:123456789012:role/migctl-dms-secrets-test"
+    assert endpoints["source"]["engineName"] == "postgres"
+    assert endpoints["source"]["secretsManagerArn"] == SOURCE_SECRET_ARN
+    assert endpoints["target"]["engineName"] == "aurora-postgresql"
+    for endpoint in endpoints.values():
+        assert endpoint["secretsManagerAccessRoleArn"] == role_arn
+        assert endpoint["sslMode"] == "require"
+    trust = json.loads(test_env.named("migration-secrets-role-test").inputs["assumeRolePolicy"])
+    assert trust["Statement"][0]["Principal"]["Service"] == ["dms.us-east-1.amazonaws.com"]
+    document = policy(test_env.named("migration-secrets-policy-test").inputs)
+    readable = document["Statement"][0]["Resource"]  # type: ignore[index]
+    assert readable == [SOURCE_SECRET_ARN, endpoints["target"]["secretsManagerArn"]]
+
+
+def test_the_target_secret_is_generated_write_only_and_secret(test_env: Evaluation) -> None:
+    secret = test_env.one("aws:secretsmanager/secret:Secret").inputs
+    assert secret["name"] == "migctl/test/dms-target" and secret["recoveryWindowInDays"] == 0
+    version = test_env.one("aws:secretsmanager/secretVersion:SecretVersion").inputs
+    assert "secretString" not in version and version["secretStringWoVersion"] == 1
+    wrapped = version["secretStringWo"]
+    assert set(wrapped) == {"4dabf18193072939515e22adb298388d", "value"}  # Pulumi's secret marker
+    connection = json.loads(wrapped["value"])
+    assert connection["host"] == test_env.outputs["auroraEndpoint"]
+    assert connection["username"] == "migctl_dms" and len(connection["password"]) >= 30
+    assert "aws:secretsmanager/getRandomPassword:getRandomPassword" in test_env.invokes
+
+
+def test_replication_task_is_full_load_and_cdc_validated_logged_and_not_started(
+    test_env: Evaluation, run_program: Evaluate
+) -> None:
+    task = test_env.one(TASK).inputs
+    assert task["migrationType"] == "full-load-and-cdc"
+    assert task["startReplicationTask"] is False
+    settings = json.loads(task["replicationTaskSettings"])
+    assert settings["ValidationSettings"]["EnableValidation"] is True
+    assert settings["Logging"]["EnableLogging"] is True
+    rules = json.loads(task["tableMappings"])["rules"]
+    assert [r["object-locator"]["schema-name"] for r in rules] == ["public"]
+    two = run_program(migrationSchemas=["payments", "ledger"]).one(TASK).inputs
+    locators = [r["object-locator"] for r in json.loads(two["tableMappings"])["rules"]]
+    assert locators == [
+        {"schema-name": "payments", "table-name": "%"},
+        {"schema-name": "ledger", "table-name": "%"},
+    ]
+
+
+def test_validation_lambda_reads_only_the_two_secrets(
+    test_env: Evaluation, prod_env: Evaluation
+) -> None:
+    for ev in (test_env, prod_env):
+        env = ev.outputs["environment"]
+        function = ev.one(FUNCTION).inputs
+        assert function["runtime"] == "python3.12" and function["name"] == f"migctl-validate-{env}"
+        assert function["vpcConfig"]["subnetIds"] == ev.outputs["privateSubnetIds"]
+        assert function["vpcConfig"]["securityGroupIds"] == [f"network-lambda-sg-{env}-id"]
+        variables = function["environment"]["variables"]
+        assert variables["SOURCE_HOST"] == SOURCE_HOST and variables["SOURCE_PORT"] == "5432"
+        assert variables["TARGET_SECRET_ARN"] == ev.outputs["auroraSecretArn"]
+        document = policy(ev.named(f"migration-lambda-secrets-{env}").inputs)
+        statements = document["Statement"]
+        assert statements[0]["Resource"] == [ev.outputs["auroraSecretArn"], SOURCE_SECRET_ARN]  # type: ignore[index]
+        assert statements[0]["Action"] == [
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:DescribeSecret",
+        ]  # type: ignore[index]
+        secrets_statements = [
+            s for s in statements if "secretsmanager:GetSecretValue" in s["Action"]
+        ]  # type: ignore[union-attr, operator]
+        assert len(secrets_statements) == 1
+        assert (
+            ev.named(f"migration-lambda-logs-{env}").inputs["name"]
+            == f"/aws/lambda/migctl-validate-{env}"
+        )
+    keys = policy(prod_env.named("migration-lambda-secrets-prod").inputs)["Statement"][1][
+        "Resource"
+    ]  # type: ignore[index]
+    assert SOURCE_KMS_KEY_ARN in keys
+
+
+def test_without_a_source_the_lambda_reads_only_the_aurora_secret(
+    no_source_env: Evaluation,
+) -> None:
+    variables = no_source_env.one(FUNCTION).inputs["environment"]["variables"]
+    assert not [k for k in variables if k.startswith("SOURCE_")]
+    document = policy(no_source_env.named("migration-lambda-secrets-staging").inputs)
+    assert document["Statement"][0]["Resource"] == [no_source_env.outputs["auroraSecretArn"]]  # type: ignore[index]
+    assert no_source_env.of_type("aws:secretsmanager/secret:Secret") == []
+
+
+def test_dms_service_roles_only_when_asked(test_env: Evaluation, prod_env: Evaluation) -> None:
+    names = {r.inputs["name"] for r in prod_env.of_type("aws:iam/role:Role")}
+    assert {"dms-vpc-role", "dms-cloudwatch-logs-role"} <= names
+    assert not {"dms-vpc-role", "dms-cloudwatch-logs-role"} & {
+        r.inputs["name"] for r in test_env.of_type("aws:iam/role:Role")
+    }

@@ -1,0 +1,220 @@
+"""`migctl sandbox`: the whole system on one machine, driven by the ordinary migctl commands.
+
+One sandbox is shared by the module (it takes a few seconds to start); the
+crash test starts its own small one. Every test ends with no process left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from migctl.sandbox.environment import SandboxState, is_alive
+
+
+def migctl(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "migctl", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def sandbox_env(directory: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MIGCTL_"))}
+    for line in (directory / "sandbox.env").read_text().splitlines():
+        key, _, value = line.partition("=")
+        env[key] = value
+    return env
+
+
+def alive_pids(directory: Path, state: SandboxState) -> list[str]:
+    return [r.name for r in state.processes.values() if is_alive(r)]
+
+
+def fresh_dir(name: str) -> Path:
+    # Not under pytest's basetemp: every pytest session resets it to mode 0700, which
+    # would lock out the postgres user that runs the clusters when tests run as root.
+    return Path(tempfile.mkdtemp(prefix="migctl-sbx-")) / name
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[tuple[Path, dict[str, str], SandboxState]]:
+    directory = fresh_dir("sandbox")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MIGCTL_"))}
+    up = migctl(env, "--output", "json", "sandbox", "up", "--dir", str(directory), "--rows", "3000", "--traffic")
+    assert up.returncode == 0, up.stderr
+    state = SandboxState.load(directory)
+    assert state is not None
+    try:
+        yield directory, sandbox_env(directory), state
+    finally:
+        down = migctl(env, "--output", "json", "sandbox", "down", "--dir", str(directory))
+        assert down.returncode == 0, down.stderr
+        assert not alive_pids(directory, state), "sandbox down left processes behind"
+        assert not directory.exists()
+
+
+def source_conn(state: SandboxState) -> psycopg.Connection[Any]:
+    return psycopg.connect(state.source_dsn(), autocommit=True)
+
+
+def target_conn(state: SandboxState) -> psycopg.Connection[Any]:
+    return psycopg.connect(state.target_dsn(), autocommit=True)
+
+
+def table_fingerprint(conn: psycopg.Connection[Any], table: str) -> tuple[int, Any]:
+    row = conn.execute(f"SELECT count(*), sum(hash_record_extended(t, 0)) FROM {table} t").fetchone()
+    assert row is not None
+    return int(row[0]), row[1]
+
+
+def test_status_reports_every_process_on_loopback(sandbox: tuple[Path, dict[str, str], SandboxState]) -> None:
+    directory, env, state = sandbox
+    result = migctl(env, "--output", "json", "sandbox", "status", "--dir", str(directory))
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    names = {p["name"]: p for p in payload["processes"]}
+    assert set(names) == {"source-postgres", "target-postgres", "aws", "traffic"}
+    assert all(p["running"] for p in names.values())
+    assert payload["aws_endpoint_url"].startswith("http://127.0.0.1:")
+    config = (directory / "migctl.toml").read_text()
+    assert "password" not in config.lower()
+
+
+def test_every_command_finds_the_sandbox_from_its_config(sandbox: tuple[Path, dict[str, str], SandboxState]) -> None:
+    _, env, _ = sandbox
+    result = migctl(env, "--output", "json", "alarms")
+    assert result.returncode == 0, result.stderr
+    names = {a["name"] for a in json.loads(result.stdout)["alarms"]}
+    assert {"payments-sandbox-healthy-hosts", "payments-sandbox-alb-5xx"} <= names
+
+
+def test_replication_carries_traffic_then_validate_matches(sandbox: tuple[Path, dict[str, str], SandboxState]) -> None:
+    directory, env, state = sandbox
+    assert migctl(env, "dms", "start", "--yes").returncode == 0
+    full = migctl(env, "dms", "watch", "--until", "full-load", "--timeout", "120", "--interval", "1")
+    assert full.returncode == 0, full.stderr
+    with source_conn(state) as conn:
+        before = conn.execute("SELECT count(*) FROM payments").fetchone()
+    time.sleep(3)  # the writer keeps inserting, updating and deleting while CDC runs
+    assert migctl(env, "sandbox", "traffic", "stop", "--dir", str(directory)).returncode == 0
+    ready = migctl(env, "dms", "watch", "--until", "cdc-ready", "--timeout", "120", "--interval", "1")
+    assert ready.returncode == 0, ready.stderr
+
+    status = json.loads(migctl(env, "--output", "json", "dms", "status").stdout)
+    payments = next(t for t in status["tables"] if t["table"] == "payments")
+    assert payments["inserts"] > 0 and payments["updates"] > 0 and payments["deletes"] > 0
+    with source_conn(state) as src, target_conn(state) as tgt:
+        after = src.execute("SELECT count(*) FROM payments").fetchone()
+        assert before != after
+        for table in ("customers", "accounts", "payments", "ledger_entries", "audit_log"):
+            assert table_fingerprint(src, table) == table_fingerprint(tgt, table), table
+
+    result = migctl(env, "--output", "json", "validate")
+    report = json.loads(result.stdout)
+    assert {t["table"]: t["status"] for t in report["tables"]} == {
+        f"public.{t}": "match" for t in ("customers", "accounts", "payments", "ledger_entries", "audit_log")
+    }
+    # DMS does not carry sequences: they are behind until cutover syncs them.
+    assert result.returncode == 1
+    assert {s["status"] for s in report["sequences"]} == {"behind"}
+
+
+def ensure_replicating(env: dict[str, str]) -> None:
+    status = json.loads(migctl(env, "--output", "json", "dms", "status").stdout)
+    if status["task"]["status"] != "running":
+        assert migctl(env, "dms", "start", "--yes").returncode == 0
+    ready = migctl(env, "dms", "watch", "--until", "full-load", "--timeout", "120", "--interval", "1")
+    assert ready.returncode == 0, ready.stderr
+
+
+def test_dms_stop_and_resume(sandbox: tuple[Path, dict[str, str], SandboxState]) -> None:
+    directory, env, state = sandbox
+    ensure_replicating(env)
+    assert migctl(env, "sandbox", "traffic", "stop", "--dir", str(directory)).returncode == 0
+    stopped = migctl(env, "--output", "json", "dms", "stop", "--yes")
+    assert stopped.returncode == 0, stopped.stderr
+    with source_conn(state) as src:
+        src.execute("INSERT INTO audit_log (actor, action) VALUES ('test', 'while-stopped')")
+    time.sleep(2)
+    with target_conn(state) as tgt:
+        missing = tgt.execute("SELECT count(*) FROM audit_log WHERE action = 'while-stopped'").fetchone()
+    assert missing == (0,)
+    assert migctl(env, "dms", "start", "--type", "start", "--yes").returncode == 2  # it ran before
+    assert migctl(env, "dms", "start", "--type", "resume", "--yes").returncode == 0
+    ready = migctl(env, "dms", "watch", "--until", "cdc-ready", "--timeout", "120", "--interval", "1")
+    assert ready.returncode == 0, ready.stderr
+    with target_conn(state) as tgt:
+        arrived = tgt.execute("SELECT count(*) FROM audit_log WHERE action = 'while-stopped'").fetchone()
+    assert arrived == (1,)
+
+
+def test_rollout_completes_and_a_broken_image_rolls_back(sandbox: tuple[Path, dict[str, str], SandboxState]) -> None:
+    _, env, _ = sandbox
+    ok = migctl(env, "--output", "json", "rollout", "--image", "payments-app:2.0.0-aurora", "--bake", "1", "--yes")
+    assert ok.returncode == 0, ok.stderr
+    result = json.loads(ok.stdout.splitlines()[-1])
+    assert result["event"] == "result" and result["outcome"] == "completed"
+    bad = migctl(env, "--output", "json", "rollout", "--image", "payments-app:2.0.1-broken", "--bake", "1", "--yes")
+    assert bad.returncode == 4, bad.stderr
+    final = json.loads(bad.stdout.splitlines()[-1])
+    assert final["outcome"] == "rolled_back"
+    assert final["previous_task_definition"] == result["task_definition"]
+
+
+def test_up_refuses_a_running_sandbox(sandbox: tuple[Path, dict[str, str], SandboxState]) -> None:
+    directory, env, _ = sandbox
+    again = migctl(env, "sandbox", "up", "--dir", str(directory), "--rows", "10")
+    assert again.returncode == 2
+    assert "already runs" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_down_cleans_up_after_a_crash() -> None:
+    directory = fresh_dir("crashy")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MIGCTL_"))}
+    assert migctl(env, "sandbox", "up", "--dir", str(directory), "--rows", "10").returncode == 0
+    state = SandboxState.load(directory)
+    assert state is not None
+    os.kill(state.processes["aws"].pid, signal.SIGKILL)
+    os.kill(state.processes["source-postgres"].pid, signal.SIGKILL)
+    time.sleep(0.5)
+    status = migctl(env, "--output", "json", "sandbox", "status", "--dir", str(directory))
+    assert status.returncode == 1
+    running = {p["name"]: p["running"] for p in json.loads(status.stdout)["processes"]}
+    assert running == {"source-postgres": False, "target-postgres": True, "aws": False}
+    down = migctl(env, "--output", "json", "sandbox", "down", "--dir", str(directory))
+    assert down.returncode == 0, down.stderr
+    report = json.loads(down.stdout)
+    assert report["stopped"] == ["target-postgres"] and set(report["already_gone"]) == {"aws", "source-postgres"}
+    assert not directory.exists()
+    # The killed postmaster leaves its children to exit on their own; none may linger.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and alive_pids(directory, state):
+        time.sleep(0.1)
+    assert not alive_pids(directory, state)
+
+
+def test_missing_postgres_binaries_exit_3(cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import migctl.sandbox.postgres as pg
+
+    monkeypatch.setattr(pg.glob, "glob", lambda _pattern: [])
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("MIGCTL_PG_BIN", raising=False)
+    result = cli("sandbox", "up", "--dir", str(tmp_path / "s"), "--rows", "10")
+    assert result.code == 3
+    assert "apt-get install postgresql" in result.stderr and "Traceback" not in result.stderr

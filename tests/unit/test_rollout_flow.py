@@ -1,0 +1,325 @@
+"""migctl.rollout core against moto: every way a deployment ends, and what migctl does about it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
+from test_rollout_world import (
+    ALARMS,
+    CLUSTER,
+    FAMILY,
+    SERVICE,
+    TAGS,
+    Calls,
+    FakeTime,
+    Scheduler,
+    World,
+    build_world,
+    deploying_moto,
+    spy_calls,
+)
+
+from migctl.alarms import AlarmSelector
+from migctl.deployments import RolloutStep
+from migctl.errors import CheckFailed, OperationalError
+from migctl.rollout import RolloutOptions, RolloutResult, rollout
+
+
+@pytest.fixture
+def world(aws: None) -> Iterator[World]:
+    with deploying_moto():
+        yield build_world()
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
+    return spy_calls(monkeypatch)
+
+
+NEW_IMAGE = "registry.example/app:v2"
+
+
+def run(
+    w: World,
+    scheduler: Scheduler,
+    *,
+    steps: list[RolloutStep] | None = None,
+    **overrides: Any,
+) -> RolloutResult:
+    fake = FakeTime(scheduler)
+    options = RolloutOptions(
+        cluster=CLUSTER,
+        service=SERVICE,
+        image=NEW_IMAGE,
+        bake_seconds=60,
+        timeout=300,
+        interval=10,
+        gate=AlarmSelector(names=ALARMS),
+    )
+    for key, value in overrides.items():
+        options = options.__class__(**{**options.__dict__, key: value})
+    return rollout(
+        w.ecs,
+        w.cloudwatch,
+        options,
+        on_step=steps.append if steps is not None else None,
+        clock=fake.monotonic,
+        sleep=fake.sleep,
+    )
+
+
+def second_revision() -> str:
+    return f"arn:aws:ecs:us-east-1:123456789012:task-definition/{FAMILY}:2"
+
+
+def test_completed_registers_a_copy_with_the_new_image_and_its_tags(
+    world: World, calls: Calls
+) -> None:
+    steps: list[RolloutStep] = []
+    result = run(world, world.scheduler("complete"), steps=steps)
+    assert result.outcome == "completed" and result.exit_code == 0, result.reason
+    assert result.task_definition == second_revision()
+    assert result.previous_task_definition == world.first_revision
+    service = world.service()
+    assert service["taskDefinition"] == second_revision()
+    assert [(d["status"], d["rolloutState"]) for d in service["deployments"]] == [
+        ("PRIMARY", "COMPLETED")
+    ]
+    old, new = world.task_definition(world.first_revision), world.task_definition(second_revision())
+    assert new["containerDefinitions"][0]["image"] == NEW_IMAGE
+    for key in ("cpu", "memory", "networkMode", "executionRoleArn", "requiresCompatibilities"):
+        assert new[key] == old[key]
+    assert (
+        new["containerDefinitions"][0]["environment"]
+        == old["containerDefinitions"][0]["environment"]
+    )
+    tags = world.ecs.list_tags_for_resource(resourceArn=second_revision())["tags"]
+    assert sorted(tags, key=lambda t: t["key"]) == sorted(TAGS, key=lambda t: t["key"])
+    (register,) = calls.params("RegisterTaskDefinition")
+    assert (
+        "revision" not in register
+        and "taskDefinitionArn" not in register
+        and "status" not in register
+    )
+    assert calls.count("UpdateService") == 1 and calls.count("DeregisterTaskDefinition") == 0
+    events = [s.event for s in steps]
+    assert events[:3] == ["plan", "registered", "updated"]
+    assert "bake" in events and events[-1] == "completed"
+    messages = [s.message for s in steps if s.event == "service_event"]
+    assert messages == [
+        f"(service {SERVICE}) has started 1 tasks: (task 0001).",
+        f"(service {SERVICE}) has reached a steady state.",
+    ]  # only the new events, oldest first; the steady-state event from before is history
+    states = [s.details["rollout_state"] for s in steps if s.event == "deployment"]
+    assert states == ["IN_PROGRESS", "IN_PROGRESS", "COMPLETED"]
+
+
+def test_circuit_breaker_failure_rolls_back_and_exits_4(world: World, calls: Calls) -> None:
+    """The case services_stable gets wrong: ECS rolled back itself and the service is 'stable'."""
+    result = run(world, world.scheduler("fail_cb", "complete"))
+    assert result.outcome == "rolled_back" and result.exit_code == 4
+    assert "FAILED" in (result.reason or "") and "circuit breaker" in (result.reason or "")
+    service = world.service()
+    assert service["taskDefinition"] == world.first_revision
+    primary = next(d for d in service["deployments"] if d["status"] == "PRIMARY")
+    assert primary["rolloutState"] == "COMPLETED" and primary["id"] == result.rollback_deployment_id
+    assert [p["taskDefinition"] for p in calls.params("UpdateService")] == [
+        second_revision(),
+        world.first_revision,
+    ]
+    assert world.task_definition(world.first_revision)["status"] == "ACTIVE"
+    assert calls.count("DeregisterTaskDefinition") == 0
+
+
+def test_failed_deployment_without_circuit_breaker_is_rolled_back(world: World) -> None:
+    steps: list[RolloutStep] = []
+    result = run(world, world.scheduler("fail", "complete"), steps=steps)
+    assert result.outcome == "rolled_back" and result.exit_code == 4
+    assert result.deployment_id != result.rollback_deployment_id
+    assert world.service()["taskDefinition"] == world.first_revision
+    events = [s.event for s in steps]
+    assert events.index("failure") < events.index("rollback") < events.index("rolled_back")
+    assert "bake" not in events
+
+
+def test_vanished_deployment_is_a_failure(world: World) -> None:
+    result = run(world, world.scheduler("vanish", "complete"))
+    assert result.outcome == "rolled_back"
+    assert "vanished" in (result.reason or "")
+
+
+def test_deployment_that_stops_being_primary_is_a_failure(world: World) -> None:
+    result = run(world, world.scheduler("replaced", "complete"))
+    assert result.outcome == "rolled_back"
+    assert "no longer PRIMARY" in (result.reason or "")
+
+
+def test_timeout_rolls_back(world: World) -> None:
+    scheduler = world.scheduler("hang", "complete")
+    fake = FakeTime(scheduler)
+    result = rollout(
+        world.ecs,
+        world.cloudwatch,
+        RolloutOptions(CLUSTER, SERVICE, image=NEW_IMAGE, bake_seconds=0, timeout=45, interval=10),
+        clock=fake.monotonic,
+        sleep=fake.sleep,
+    )
+    assert result.outcome == "rolled_back" and result.exit_code == 4
+    assert "timed out after 45s" in (result.reason or "")
+    assert fake.sleeps[:5] == [10, 10, 10, 10, 5]  # never sleeps past the deadline
+    assert world.service()["taskDefinition"] == world.first_revision
+
+
+def test_alarm_during_the_bake_rolls_back(world: World, calls: Calls) -> None:
+    scheduler = world.scheduler("complete", "complete")
+    # Once the new deployment has completed, the 5xx alarm fires a little later.
+    scheduler.hooks.append(lambda tick: world.set_alarm(ALARMS[0], "ALARM") if tick == 4 else None)
+    steps: list[RolloutStep] = []
+    result = run(world, scheduler, steps=steps)
+    assert result.outcome == "rolled_back" and result.exit_code == 4
+    assert f"gate alarm in ALARM during the bake: {ALARMS[0]}" in (result.reason or "")
+    events = [s.event for s in steps]
+    assert events.index("bake") < events.index("failure") < events.index("rollback")
+    assert any(s.event == "alarm" and s.details["state"] == "ALARM" for s in steps)
+    assert world.service()["taskDefinition"] == world.first_revision
+    assert calls.count("DeregisterTaskDefinition") == 0
+
+
+def test_insufficient_data_at_the_end_of_the_bake_is_not_ok(world: World) -> None:
+    world.set_alarm(ALARMS[1], "INSUFFICIENT_DATA")
+    result = run(world, world.scheduler("complete", "complete"))
+    assert result.outcome == "rolled_back"
+    assert f"not proven OK after the bake: {ALARMS[1]}=INSUFFICIENT_DATA" in (result.reason or "")
+
+
+def test_insufficient_data_allowed_when_configured(world: World) -> None:
+    world.set_alarm(ALARMS[1], "INSUFFICIENT_DATA")
+    result = run(world, world.scheduler("complete"), allow_insufficient_data=True)
+    assert result.outcome == "completed", result.reason
+
+
+def test_rollback_that_fails_too_exits_5_with_state_and_manual_steps(world: World) -> None:
+    result = run(world, world.scheduler("fail", "fail"))
+    assert result.outcome == "rollback_failed" and result.exit_code == 5
+    assert "the rollback to" in (result.reason or "") and (result.reason or "").count("FAILED") == 2
+    assert result.final_deployments and result.final_deployments[0].rollout_state == "FAILED"
+    steps = "\n".join(result.manual_steps)
+    assert (
+        f"aws ecs update-service --cluster {CLUSTER} --service {SERVICE} "
+        f"--task-definition {world.first_revision}"
+    ) in steps
+    assert "migctl rollout status" in steps and "stays registered" in steps
+
+
+def test_rollback_refused_by_aws_exits_5(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """update_service itself fails on the way back (permissions, outage), at the botocore call."""
+    original = BaseClient._make_api_call
+
+    def refuse_rollback(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "UpdateService" and params.get("taskDefinition") == world.first_revision:
+            error = {"Code": "AccessDeniedException", "Message": "the pipeline role cannot update"}
+            raise ClientError({"Error": error}, operation)
+        return original(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", refuse_rollback)
+    result = run(world, world.scheduler("fail"))
+    assert result.outcome == "rollback_failed" and result.exit_code == 5
+    assert "AccessDeniedException" in (result.reason or "")
+    assert result.final_deployments[0].task_definition == second_revision()
+    assert result.final_deployments[0].rollout_state == "FAILED"
+    assert any(world.first_revision in line for line in result.manual_steps)
+
+
+def test_no_rollback_stops_at_failed_exit_1(world: World, calls: Calls) -> None:
+    result = run(world, world.scheduler("fail"), rollback=False)
+    assert result.outcome == "failed" and result.exit_code == 1
+    assert calls.count("UpdateService") == 1
+    assert world.service()["taskDefinition"] == second_revision()
+    assert result.manual_steps and result.final_deployments
+
+
+def test_dry_run_registers_and_updates_nothing(world: World, calls: Calls) -> None:
+    result = run(world, world.scheduler(), dry_run=True)
+    assert result.outcome == "dry_run" and result.exit_code == 0
+    assert result.task_definition is None
+    assert calls.count("RegisterTaskDefinition") == 0 and calls.count("UpdateService") == 0
+    assert result.plan is not None
+    assert '-      "image": "registry.example/app:v1",' in result.plan.diff
+    assert f'+      "image": "{NEW_IMAGE}",' in result.plan.diff
+    assert world.ecs.list_task_definitions(familyPrefix=FAMILY)["taskDefinitionArns"] == [
+        world.first_revision
+    ]
+
+
+def test_gate_alarm_already_firing_refuses_before_any_change(world: World, calls: Calls) -> None:
+    world.set_alarm(ALARMS[0], "ALARM")
+    with pytest.raises(CheckFailed, match="already in ALARM"):
+        run(world, world.scheduler())
+    assert calls.count("RegisterTaskDefinition") == 0 and calls.count("UpdateService") == 0
+
+
+def test_service_mid_deployment_is_refused(world: World, calls: Calls) -> None:
+    world.control.set_deployment(rollout_state="IN_PROGRESS", running=1)
+    with pytest.raises(CheckFailed, match="mid-deployment"):
+        run(world, world.scheduler())
+    assert calls.count("RegisterTaskDefinition") == 0
+
+
+def test_declined_confirmation_changes_nothing(world: World, calls: Calls) -> None:
+    seen: list[str] = []
+    fake = FakeTime()
+    result = rollout(
+        world.ecs,
+        world.cloudwatch,
+        RolloutOptions(CLUSTER, SERVICE, image=NEW_IMAGE, bake_seconds=0),
+        confirm=lambda plan: seen.append(plan.summary()) is not None,
+        clock=fake.monotonic,
+        sleep=fake.sleep,
+    )
+    assert result.outcome == "aborted" and result.exit_code == 1
+    assert seen == [
+        f"rollout {CLUSTER}/{SERVICE}: {FAMILY}:1 -> a new revision "
+        f"(app: registry.example/app:v1 -> {NEW_IMAGE})"
+    ]
+    assert calls.count("RegisterTaskDefinition") == 0 and calls.count("UpdateService") == 0
+
+
+def test_update_refused_changes_nothing_and_is_exit_3(
+    world: World, calls: Calls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = BaseClient._make_api_call
+
+    def refuse_update(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "UpdateService":
+            raise ClientError({"Error": {"Code": "ServerException", "Message": "boom"}}, operation)
+        return original(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", refuse_update)
+    with pytest.raises(OperationalError, match="the service still runs") as caught:
+        run(world, world.scheduler())
+    assert caught.value.exit_code == 3
+    assert world.service()["taskDefinition"] == world.first_revision
+    assert calls.count("RegisterTaskDefinition") == 1  # the new revision exists, unused
+
+
+def test_interrupt_while_following_reports_the_state_and_reraises(world: World) -> None:
+    steps: list[RolloutStep] = []
+
+    def interrupt(_: float) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rollout(
+            world.ecs,
+            world.cloudwatch,
+            RolloutOptions(CLUSTER, SERVICE, image=NEW_IMAGE, bake_seconds=0),
+            on_step=steps.append,
+            clock=FakeTime().monotonic,
+            sleep=interrupt,
+        )
+    assert steps[-1].event == "interrupted" and "half-deployed" in steps[-1].message
+    assert any(world.first_revision in line for line in steps[-1].details["manual_steps"])
