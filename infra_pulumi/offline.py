@@ -8,7 +8,10 @@ makes (availability zones, region, account, a generated password).
 
 Pulumi keeps its runtime state (settings, root stack, config) in context
 variables. Each evaluation runs in a fresh :class:`contextvars.Context` on its
-own event loop, so evaluations do not leak into each other or into the caller.
+own event loop, so evaluations do not leak into each other or into the caller:
+the caller's root stack and config are untouched. (Pulumi does promote the
+first value ever set of each setting to the default of every context; the
+evaluation therefore sets every setting it relies on, pending outputs included.)
 """
 
 from __future__ import annotations
@@ -56,15 +59,18 @@ class Evaluation:
         return [r for r in self.resources if r.type == token]
 
     def one(self, token: str) -> RecordedResource:
-        """The single resource of a type (an AssertionError when there is not exactly one)."""
-        found = self.of_type(token)
-        assert len(found) == 1, f"{len(found)} resources of type {token}"
-        return found[0]
+        """The single resource of a type; LookupError when there is not exactly one."""
+        return _single(self.of_type(token), f"of type {token}")
 
     def named(self, name: str) -> RecordedResource:
-        found = [r for r in self.resources if r.name == name]
-        assert len(found) == 1, f"{len(found)} resources named {name}"
-        return found[0]
+        """The resource with this logical name; LookupError when there is none."""
+        return _single([r for r in self.resources if r.name == name], f"named {name}")
+
+
+def _single(found: list[RecordedResource], what: str) -> RecordedResource:
+    if len(found) != 1:
+        raise LookupError(f"{len(found)} resources {what}, not one")
+    return found[0]
 
 
 class FakeCloud(pulumi.runtime.Mocks):

@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from migctl.config import Settings
 from migctl.errors import MigctlError, OperationalError, UsageError
@@ -47,6 +47,7 @@ from migctl.redact import redact_text, register_secret
 from migctl.stack_outputs import SECRET_MASK, outputs_cache_path
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def infra_program() -> None:
@@ -188,13 +189,7 @@ def outputs(settings: Settings, *, pulumi_root: Path | None = None) -> StackOutp
     """The stack outputs; also caches them (secrets masked) for the other commands."""
     spec = stack_spec(settings, pulumi_root=pulumi_root)
     stack = open_stack(spec, program=infra_program, create=False)
-    try:
-        raw = stack.outputs()
-    except Exception as exc:
-        err = translate_pulumi_error(exc, spec, "stack output")
-        if err is None:
-            raise
-        raise err from None
+    raw = _pulumi_call(spec, "stack output", stack.outputs)
     return write_outputs_cache(settings, _stack_outputs(spec.stack, raw))
 
 
@@ -231,24 +226,28 @@ def _prepare(
     plugin_version = aws_plugin_version()
     spec = stack_spec(settings, pulumi_root=pulumi_root)
     stack = open_stack(spec, program=program or infra_program, create=create)
+    synced = _pulumi_call(spec, "config", lambda: sync_config(stack, entries))
+    changed = synced.set_keys + synced.removed_keys
+    if changed:
+        _note(on_progress, f"stack config updated: {', '.join(changed)}")
+    installed = _pulumi_call(
+        spec, "plugin", lambda: ensure_aws_plugin(stack.workspace, plugin_version)
+    )
+    if installed:
+        _note(on_progress, f"installed the Pulumi aws plugin v{plugin_version}")
+    return stack, spec, _Prepared(changed, installed)
+
+
+def _pulumi_call(spec: StackSpec, action: str, call: Callable[[], T]) -> T:
     try:
-        synced = sync_config(stack, entries)
-        if synced.set_keys or synced.removed_keys:
-            _note(
-                on_progress,
-                f"stack config updated: {', '.join(synced.set_keys + synced.removed_keys)}",
-            )
-        installed = ensure_aws_plugin(stack.workspace, plugin_version)
-        if installed:
-            _note(on_progress, f"installed the Pulumi aws plugin v{plugin_version}")
+        return call()
     except MigctlError:
         raise
     except Exception as exc:
-        err = translate_pulumi_error(exc, spec, "config")
+        err = translate_pulumi_error(exc, spec, action)
         if err is None:
             raise
         raise err from None
-    return stack, spec, _Prepared(synced.set_keys + synced.removed_keys, installed)
 
 
 def _note(on_progress: OnProgress | None, message: str) -> None:
@@ -289,8 +288,8 @@ def _run(
         resources=tuple(tracker.rows.values()),
         errors=tuple(tracker.errors),
     )
-    if outcome.cancelled:
-        return _cancelled(stack, spec, base, outcome)
+    if outcome.cancelled and (outcome.error is not None or not outcome.finished):
+        return _cancelled(stack, spec, base, outcome)  # else it finished before the cancel landed
     if outcome.error is not None:
         err = translate_pulumi_error(
             outcome.error,

@@ -153,7 +153,7 @@ class ProgressTracker:
         message = redact_text(str(diag.message or "").strip())
         if not message:
             return []
-        if severity == "error":
+        if severity == "error" and message not in self.errors:
             self.errors.append(message)
         return [
             ProgressEvent(

@@ -14,7 +14,7 @@ from typing import Any
 from migctl.config import Settings
 from migctl.errors import ConfigError
 
-SECRET_MASK = "[secret]"  # what the cache holds in place of a secret output's value
+SECRET_MASK = "[secret]"  # noqa: S105 - the placeholder the cache holds instead of a secret
 
 
 def outputs_cache_path(settings: Settings) -> Path:

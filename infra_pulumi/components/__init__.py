@@ -13,8 +13,6 @@ from typing import Any
 
 import pulumi
 
-TOKEN_PREFIX = "migctl:infra:"  # noqa: S105 - a type token, not a password
-
 
 def assume_role_policy(*services: str) -> str:
     """A trust policy letting the given AWS service principals assume a role."""
@@ -41,4 +39,4 @@ def json_output(value: Any) -> pulumi.Output[str]:
     return pulumi.Output.json_dumps(value)
 
 
-__all__ = ["TOKEN_PREFIX", "assume_role_policy", "json_output", "policy_document"]
+__all__ = ["assume_role_policy", "json_output", "policy_document"]

@@ -14,7 +14,9 @@ sandbox_app = typer.Typer(
     help="A local rehearsal: two PostgreSQL clusters and a local AWS endpoint on 127.0.0.1.",
     no_args_is_help=True,
 )
-traffic_app = typer.Typer(name="traffic", help="Start or stop the writer that feeds CDC.", no_args_is_help=True)
+traffic_app = typer.Typer(
+    name="traffic", help="Start or stop the writer that feeds CDC.", no_args_is_help=True
+)
 fault_app = typer.Typer(name="fault", help="Inject faults into the sandbox.", no_args_is_help=True)
 sandbox_app.add_typer(traffic_app)
 sandbox_app.add_typer(fault_app)
@@ -30,9 +32,13 @@ def register(app: typer.Typer) -> None:
 @sandbox_app.command("up")
 def up(
     ctx: typer.Context,
-    rows: Annotated[int, typer.Option("--rows", min=10, help="Payments to seed on the source.")] = 100_000,
+    rows: Annotated[
+        int, typer.Option("--rows", min=10, help="Payments to seed on the source.")
+    ] = 100_000,
     directory: DirOption = DEFAULT_DIR,
-    traffic: Annotated[bool, typer.Option("--traffic", help="Keep writing payments so CDC has work.")] = False,
+    traffic: Annotated[
+        bool, typer.Option("--traffic", help="Keep writing payments so CDC has work.")
+    ] = False,
 ) -> None:
     """Start the sandbox and write <dir>/migctl.toml and <dir>/sandbox.env.
 
@@ -102,7 +108,11 @@ def traffic_stop(ctx: typer.Context, directory: DirOption = DEFAULT_DIR) -> None
     from migctl.sandbox.environment import stop_traffic
 
     was_running = stop_traffic(directory.resolve())
-    _say(ctx, {"traffic": "stopped", "was_running": was_running}, "traffic stopped" if was_running else "traffic was not running")
+    _say(
+        ctx,
+        {"traffic": "stopped", "was_running": was_running},
+        "traffic stopped" if was_running else "traffic was not running",
+    )
 
 
 @fault_app.command("alarm")

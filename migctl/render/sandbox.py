@@ -16,7 +16,9 @@ def render_up(out: Output, result: SandboxUp) -> None:
     out.out.print(f"  source rows: {rows}")
     out.out.print(f"  local AWS:   {result.aws_url}")
     out.out.print(f"  config:      {result.config_path}")
-    out.out.print(f"  traffic:     {'pid ' + str(result.traffic_pid) if result.traffic_pid else 'off'}")
+    out.out.print(
+        f"  traffic:     {'pid ' + str(result.traffic_pid) if result.traffic_pid else 'off'}"
+    )
     out.out.print(f"\nUse it:  set -a; . {result.env_path}; set +a   then   migctl dms start --yes")
 
 
@@ -43,7 +45,8 @@ def render_status(out: Output, status: SandboxStatus) -> None:
                 "source": status.source or None,
                 "target": status.target or None,
                 "processes": [
-                    {"name": p.name, "pid": p.pid, "running": p.running, "port": p.port} for p in status.processes
+                    {"name": p.name, "pid": p.pid, "running": p.running, "port": p.port}
+                    for p in status.processes
                 ],
             }
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from migctl.errors import OperationalError
 from migctl.sandbox import environment as env
 from migctl.sandbox import preload, schema
 
@@ -51,12 +53,30 @@ def up(directory: Path, *, rows: int, traffic: bool, progress: env.Progress) -> 
         )
         state.outputs = loaded.outputs()
         state.save()
+        _wait_service_steady(env.aws_session(state), loaded, progress)
         config_path, env_path = _write_files(state, loaded)
         traffic_pid = env.start_traffic(directory).pid if traffic else None
     except BaseException as exc:
         env.down(directory)
         raise exc from None
-    return SandboxUp(str(directory), str(config_path), str(env_path), state.aws_url, counts, traffic_pid)
+    return SandboxUp(
+        str(directory), str(config_path), str(env_path), state.aws_url, counts, traffic_pid
+    )
+
+
+def _wait_service_steady(session: Any, loaded: preload.Preloaded, progress: env.Progress) -> None:
+    """Return a steady environment: the service's first deployment has completed."""
+    progress("waiting for the ECS service's first deployment")
+    ecs = session.client("ecs")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        service = ecs.describe_services(cluster=loaded.ecs_cluster, services=[loaded.ecs_service])[
+            "services"
+        ][0]
+        if all(d.get("rolloutState") == "COMPLETED" for d in service["deployments"]):
+            return
+        time.sleep(0.25)
+    raise OperationalError("the sandbox's ECS service did not reach a steady state within 60s")
 
 
 def _databases(state: env.SandboxState, rows: int, progress: env.Progress) -> dict[str, int]:
@@ -79,8 +99,14 @@ def _databases(state: env.SandboxState, rows: int, progress: env.Progress) -> di
 def _grant_app(conn: Any) -> None:
     role = sql.Identifier(env.APP_ROLE)
     with conn.transaction():
-        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(role))
-        conn.execute(sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(role))
+        conn.execute(
+            sql.SQL(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}"
+            ).format(role)
+        )
+        conn.execute(
+            sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(role)
+        )
 
 
 def _write_files(state: env.SandboxState, loaded: preload.Preloaded) -> tuple[Path, Path]:
@@ -91,7 +117,7 @@ def _write_files(state: env.SandboxState, loaded: preload.Preloaded) -> tuple[Pa
         f"""# Written by `migctl sandbox up`: every migctl command works against the sandbox with it.
 [project]
 environment = "{preload.ENV}"
-region = "{env.AWS_ENV['AWS_REGION']}"
+region = "{env.AWS_ENV["AWS_REGION"]}"
 
 [source]
 secret_arn = "{loaded.source_secret_arn}"
@@ -115,6 +141,7 @@ cluster = "{loaded.ecs_cluster}"
 service = "{loaded.ecs_service}"
 container = "{loaded.ecs_container}"
 bake_seconds = 10
+interval_seconds = 1
 timeout_seconds = 120
 gate_alarms = [{alarms}]
 

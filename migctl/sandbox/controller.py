@@ -117,7 +117,9 @@ class Controller:
         loading = sum(t.state == "Full load" for t in snap.tables)
         queued = sum(t.state == "Before load" for t in snap.tables)
         stats: dict[str, Any] = {
-            "FullLoadProgressPercent": int(100 * snap.tables_loaded / snap.tables_total) if snap.tables_total else 0,
+            "FullLoadProgressPercent": int(100 * snap.tables_loaded / snap.tables_total)
+            if snap.tables_total
+            else 0,
             "TablesLoaded": snap.tables_loaded,
             "TablesLoading": loading,
             "TablesQueued": queued,
@@ -134,7 +136,12 @@ class Controller:
         from moto.cloudwatch.models import cloudwatch_backends
 
         instance = next(
-            (i for i in backend.replication_instances.values() if i.arn == task.replication_instance_arn), None
+            (
+                i
+                for i in backend.replication_instances.values()
+                if i.arn == task.replication_instance_arn
+            ),
+            None,
         )
         if instance is None:
             return
@@ -169,12 +176,19 @@ class Controller:
             for service in list(backend.services.values()):
                 deployment: dict[str, Any]
                 for deployment in list(service.deployments):
-                    if deployment.get("rolloutState") != IN_PROGRESS or deployment.get("status") != "PRIMARY":
+                    if (
+                        deployment.get("rolloutState") != IN_PROGRESS
+                        or deployment.get("status") != "PRIMARY"
+                    ):
                         continue
-                    age = (dt.datetime.now(dt.UTC) - _aware(deployment["createdAt"])).total_seconds()
+                    age = (
+                        dt.datetime.now(dt.UTC) - _aware(deployment["createdAt"])
+                    ).total_seconds()
                     if age < DEPLOY_SECONDS:
                         continue
-                    driver = MotoEcsService(service.cluster_name, service.name, account_id=account, region=self.region)
+                    driver = MotoEcsService(
+                        service.cluster_name, service.name, account_id=account, region=self.region
+                    )
                     image = _image_of(backend, str(deployment["taskDefinition"]))
                     deployment_id = str(deployment["id"])
                     if "broken" in image.rsplit(":", 1)[-1]:

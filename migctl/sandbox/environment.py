@@ -116,7 +116,12 @@ class DownReport:
 
 def is_alive(record: ProcessRecord) -> bool:
     try:
-        cmdline = Path(f"/proc/{record.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        cmdline = (
+            Path(f"/proc/{record.pid}/cmdline")
+            .read_bytes()
+            .replace(b"\0", b" ")
+            .decode(errors="replace")
+        )
         stat = Path(f"/proc/{record.pid}/stat").read_text()
     except OSError:
         return False
@@ -184,7 +189,14 @@ def start_traffic(directory: Path, *, interval: float = 0.05) -> ProcessRecord:
         raise UsageError(f"traffic already runs (pid {existing.pid})")
     log = open(directory / "logs" / "traffic.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        [sys.executable, "-m", "migctl.sandbox.traffic", state.source_dsn(APP_ROLE), "--interval", str(interval)],
+        [
+            sys.executable,
+            "-m",
+            "migctl.sandbox.traffic",
+            state.source_dsn(APP_ROLE),
+            "--interval",
+            str(interval),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -232,7 +244,9 @@ class _EndpointSession:
     def client(self, service: str) -> Any:
         from botocore.config import Config
 
-        return self._session.client(service, endpoint_url=self._url, config=Config(user_agent_extra=self._agent))
+        return self._session.client(
+            service, endpoint_url=self._url, config=Config(user_agent_extra=self._agent)
+        )
 
 
 def set_alarm(directory: Path, name: str, state_value: str, reason: str) -> None:
@@ -249,7 +263,9 @@ def clear_faults(directory: Path) -> list[str]:
     return names
 
 
-def start_postgres(state: SandboxState, name: str, settings: dict[str, str], progress: Progress) -> PgCluster:
+def start_postgres(
+    state: SandboxState, name: str, settings: dict[str, str], progress: Progress
+) -> PgCluster:
     cluster = PgCluster(state.path / name, settings=settings, bin_dir=find_pg_bin())
     progress(f"starting the {name} PostgreSQL cluster")
     cluster.init()
@@ -269,8 +285,15 @@ def start_aws(state: SandboxState, progress: Progress) -> None:
     log = open(state.path / "logs" / "aws.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "migctl.sandbox.server", "--port", str(port),
-            "--source-dsn", state.source_dsn(), "--target-dsn", state.target_dsn(),
+            sys.executable,
+            "-m",
+            "migctl.sandbox.server",
+            "--port",
+            str(port),
+            "--source-dsn",
+            state.source_dsn(),
+            "--target-dsn",
+            state.target_dsn(),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -288,7 +311,9 @@ def ensure_free(directory: Path) -> None:
     """Refuse to start over a running sandbox; clean up after a crashed one."""
     current = status(directory)
     if current.exists and any(p.running for p in current.processes):
-        raise UsageError(f"a sandbox already runs in {directory}", hint="run 'migctl sandbox down' first")
+        raise UsageError(
+            f"a sandbox already runs in {directory}", hint="run 'migctl sandbox down' first"
+        )
     if directory.exists():
         down(directory)
 

@@ -81,7 +81,9 @@ def preload(session: Any, source: Database, target: Database) -> Preloaded:
     alb_suffix, tg_suffix = _load_balancer(session.client("ec2"), session.client("elbv2"))
     cluster, service, taskdef_arn = _ecs(session.client("ecs"), target_arn)
     topic_arn = str(session.client("sns").create_topic(Name=f"payments-{ENV}-alerts")["TopicArn"])
-    alarms = _alarms(session.client("cloudwatch"), topic_arn, alb_suffix, tg_suffix, cluster, service)
+    alarms = _alarms(
+        session.client("cloudwatch"), topic_arn, alb_suffix, tg_suffix, cluster, service
+    )
     return Preloaded(
         source_secret_arn=source_arn,
         target_secret_arn=target_arn,
@@ -139,14 +141,19 @@ def _dms(dms: Any, source: Database, target: Database) -> tuple[str, str]:
 def _load_balancer(ec2: Any, elbv2: Any) -> tuple[str, str]:
     vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
     subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.42.{i}.0/24", AvailabilityZone=f"us-east-1{az}")["Subnet"][
-            "SubnetId"
-        ]
+        ec2.create_subnet(
+            VpcId=vpc, CidrBlock=f"10.42.{i}.0/24", AvailabilityZone=f"us-east-1{az}"
+        )["Subnet"]["SubnetId"]
         for i, az in enumerate("ab")
     ]
     lb = elbv2.create_load_balancer(Name=f"payments-{ENV}-alb", Subnets=subnets)["LoadBalancers"][0]
     tg = elbv2.create_target_group(
-        Name=f"payments-{ENV}-tg", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip", HealthCheckPath="/health"
+        Name=f"payments-{ENV}-tg",
+        Protocol="HTTP",
+        Port=8080,
+        VpcId=vpc,
+        TargetType="ip",
+        HealthCheckPath="/health",
     )["TargetGroups"][0]
     elbv2.create_listener(
         LoadBalancerArn=lb["LoadBalancerArn"],
@@ -154,7 +161,9 @@ def _load_balancer(ec2: Any, elbv2: Any) -> tuple[str, str]:
         Port=80,
         DefaultActions=[{"Type": "forward", "TargetGroupArn": tg["TargetGroupArn"]}],
     )
-    return _arn_suffix(lb["LoadBalancerArn"], "loadbalancer/"), _arn_suffix(tg["TargetGroupArn"], "")
+    return _arn_suffix(lb["LoadBalancerArn"], "loadbalancer/"), _arn_suffix(
+        tg["TargetGroupArn"], ""
+    )
 
 
 def _arn_suffix(arn: str, strip: str) -> str:
@@ -180,23 +189,51 @@ def _ecs(ecs: Any, target_secret_arn: str) -> tuple[str, str, str]:
                 "secrets": [{"name": "DB_SECRET", "valueFrom": target_secret_arn}],
             }
         ],
-        tags=[{"key": "Environment", "value": ENV}, {"key": "ManagedBy", "value": "migctl-sandbox"}],
+        tags=[
+            {"key": "Environment", "value": ENV},
+            {"key": "ManagedBy", "value": "migctl-sandbox"},
+        ],
     )["taskDefinition"]["taskDefinitionArn"]
     service = f"payments-app-{ENV}"
     ecs.create_service(
-        cluster=cluster, serviceName=service, taskDefinition=taskdef, desiredCount=2, launchType="FARGATE"
+        cluster=cluster,
+        serviceName=service,
+        taskDefinition=taskdef,
+        desiredCount=2,
+        launchType="FARGATE",
     )
     return cluster, service, str(taskdef)
 
 
 def _alarms(cw: Any, topic: str, alb: str, tg: str, cluster: str, service: str) -> tuple[str, ...]:
     specs = [
-        ("healthy-hosts", "AWS/ApplicationELB", "HealthyHostCount", {"LoadBalancer": alb, "TargetGroup": tg},
-         "Minimum", 2, "LessThanThreshold"),
-        ("alb-5xx", "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", {"LoadBalancer": alb}, "Sum", 10,
-         "GreaterThanThreshold"),
-        ("ecs-cpu", "AWS/ECS", "CPUUtilization", {"ClusterName": cluster, "ServiceName": service}, "Average", 80,
-         "GreaterThanThreshold"),
+        (
+            "healthy-hosts",
+            "AWS/ApplicationELB",
+            "HealthyHostCount",
+            {"LoadBalancer": alb, "TargetGroup": tg},
+            "Minimum",
+            2,
+            "LessThanThreshold",
+        ),
+        (
+            "alb-5xx",
+            "AWS/ApplicationELB",
+            "HTTPCode_Target_5XX_Count",
+            {"LoadBalancer": alb},
+            "Sum",
+            10,
+            "GreaterThanThreshold",
+        ),
+        (
+            "ecs-cpu",
+            "AWS/ECS",
+            "CPUUtilization",
+            {"ClusterName": cluster, "ServiceName": service},
+            "Average",
+            80,
+            "GreaterThanThreshold",
+        ),
     ]
     names = []
     for suffix, namespace, metric, dims, stat, threshold, op in specs:

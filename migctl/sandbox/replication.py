@@ -89,18 +89,24 @@ class Replication:
                             sql.SQL(", ").join(sql.Identifier(s, t) for s, t in tables)
                         )
                     )
-            exists = src.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (NAME,)).fetchone()
+            exists = src.execute(
+                "SELECT 1 FROM pg_publication WHERE pubname = %s", (NAME,)
+            ).fetchone()
             if not exists:
                 src.execute(
                     sql.SQL("CREATE PUBLICATION {} FOR TABLES IN SCHEMA {}").format(
                         sql.Identifier(NAME), sql.SQL(", ").join(map(sql.Identifier, self.schemas))
                     )
                 )
-            sub = tgt.execute("SELECT subenabled FROM pg_subscription WHERE subname = %s", (NAME,)).fetchone()
+            sub = tgt.execute(
+                "SELECT subenabled FROM pg_subscription WHERE subname = %s", (NAME,)
+            ).fetchone()
             if sub is None:
                 self._baseline = {}
                 tgt.execute(
-                    sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true)").format(
+                    sql.SQL(
+                        "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true)"
+                    ).format(
                         sql.Identifier(NAME), sql.Literal(self.source_dsn), sql.Identifier(NAME)
                     )
                 )
@@ -135,7 +141,9 @@ class Replication:
     def snapshot(self) -> ReplicationSnapshot:
         """What DMS would report: per-table state and rows, and the lag."""
         with self._target() as tgt:
-            sub = tgt.execute("SELECT oid, subenabled FROM pg_subscription WHERE subname = %s", (NAME,)).fetchone()
+            sub = tgt.execute(
+                "SELECT oid, subenabled FROM pg_subscription WHERE subname = %s", (NAME,)
+            ).fetchone()
             if sub is None:
                 return ReplicationSnapshot(exists=False, enabled=False)
             rels = tgt.execute(

@@ -130,6 +130,6 @@ def seed(conn: Any, payments: int) -> dict[str, int]:
         conn.execute("ANALYZE")
     counts = {}
     for table in TABLES:
-        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608 - fixed names
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
         counts[table] = int(row[0])
     return counts

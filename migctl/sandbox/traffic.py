@@ -44,7 +44,9 @@ class TrafficCounts:
     deletes: int = 0
 
 
-def run(conn: Any, *, interval: float, max_seconds: float, stop: list[bool], seed: int | None = None) -> TrafficCounts:
+def run(
+    conn: Any, *, interval: float, max_seconds: float, stop: list[bool], seed: int | None = None
+) -> TrafficCounts:
     """Write until ``stop[0]`` is set or ``max_seconds`` pass; returns what was done."""
     rng = random.Random(seed)  # noqa: S311 - a load generator, not cryptography
     counts = TrafficCounts()

@@ -53,7 +53,7 @@ def test_failure_01_missing_test_implementation(all_envs: dict[str, Evaluation])
             assert (REPO / "tests" / "infra" / f"test_infra_{module.name}").is_file(), module.name
     names = {
         node.name
-        for path in (REPO / "tests").rglob("test_*.py")
+        for path in (REPO / "tests" / "infra").glob("test_*.py")
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.FunctionDef)
     }

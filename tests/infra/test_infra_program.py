@@ -208,3 +208,10 @@ def test_program_modules_import_nothing_from_migctl() -> None:
             elif isinstance(node, ast.ImportFrom) and node.module:
                 imported.add(node.module)
         assert not {m for m in imported if m.split(".")[0] == "migctl"}, path
+
+
+def test_lookups_of_the_recorded_graph_name_what_is_missing(test_env: Evaluation) -> None:
+    with pytest.raises(LookupError, match="9 resources of type aws:ec2/subnet:Subnet"):
+        test_env.one("aws:ec2/subnet:Subnet")
+    with pytest.raises(LookupError, match="0 resources named nothing"):
+        test_env.named("nothing")

@@ -23,7 +23,9 @@ import pytest
 from migctl.sandbox.environment import SandboxState, is_alive
 
 
-def migctl(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def migctl(
+    env: dict[str, str], *args: str, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "migctl", *args],
         env=env,
@@ -56,7 +58,18 @@ def fresh_dir(name: str) -> Path:
 def sandbox() -> Iterator[tuple[Path, dict[str, str], SandboxState]]:
     directory = fresh_dir("sandbox")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MIGCTL_"))}
-    up = migctl(env, "--output", "json", "sandbox", "up", "--dir", str(directory), "--rows", "3000", "--traffic")
+    up = migctl(
+        env,
+        "--output",
+        "json",
+        "sandbox",
+        "up",
+        "--dir",
+        str(directory),
+        "--rows",
+        "3000",
+        "--traffic",
+    )
     assert up.returncode == 0, up.stderr
     state = SandboxState.load(directory)
     assert state is not None
@@ -78,13 +91,17 @@ def target_conn(state: SandboxState) -> psycopg.Connection[Any]:
 
 
 def table_fingerprint(conn: psycopg.Connection[Any], table: str) -> tuple[int, Any]:
-    row = conn.execute(f"SELECT count(*), sum(hash_record_extended(t, 0)) FROM {table} t").fetchone()
+    row = conn.execute(
+        f"SELECT count(*), sum(hash_record_extended(t, 0)) FROM {table} t"
+    ).fetchone()
     assert row is not None
     return int(row[0]), row[1]
 
 
-def test_status_reports_every_process_on_loopback(sandbox: tuple[Path, dict[str, str], SandboxState]) -> None:
-    directory, env, state = sandbox
+def test_status_reports_every_process_on_loopback(
+    sandbox: tuple[Path, dict[str, str], SandboxState],
+) -> None:
+    directory, env, _ = sandbox
     result = migctl(env, "--output", "json", "sandbox", "status", "--dir", str(directory))
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
@@ -96,7 +113,9 @@ def test_status_reports_every_process_on_loopback(sandbox: tuple[Path, dict[str,
     assert "password" not in config.lower()
 
 
-def test_every_command_finds_the_sandbox_from_its_config(sandbox: tuple[Path, dict[str, str], SandboxState]) -> None:
+def test_every_command_finds_the_sandbox_from_its_config(
+    sandbox: tuple[Path, dict[str, str], SandboxState],
+) -> None:
     _, env, _ = sandbox
     result = migctl(env, "--output", "json", "alarms")
     assert result.returncode == 0, result.stderr
@@ -104,16 +123,22 @@ def test_every_command_finds_the_sandbox_from_its_config(sandbox: tuple[Path, di
     assert {"payments-sandbox-healthy-hosts", "payments-sandbox-alb-5xx"} <= names
 
 
-def test_replication_carries_traffic_then_validate_matches(sandbox: tuple[Path, dict[str, str], SandboxState]) -> None:
+def test_replication_carries_traffic_then_validate_matches(
+    sandbox: tuple[Path, dict[str, str], SandboxState],
+) -> None:
     directory, env, state = sandbox
     assert migctl(env, "dms", "start", "--yes").returncode == 0
-    full = migctl(env, "dms", "watch", "--until", "full-load", "--timeout", "120", "--interval", "1")
+    full = migctl(
+        env, "dms", "watch", "--until", "full-load", "--timeout", "120", "--interval", "1"
+    )
     assert full.returncode == 0, full.stderr
     with source_conn(state) as conn:
         before = conn.execute("SELECT count(*) FROM payments").fetchone()
     time.sleep(3)  # the writer keeps inserting, updating and deleting while CDC runs
     assert migctl(env, "sandbox", "traffic", "stop", "--dir", str(directory)).returncode == 0
-    ready = migctl(env, "dms", "watch", "--until", "cdc-ready", "--timeout", "120", "--interval", "1")
+    ready = migctl(
+        env, "dms", "watch", "--until", "cdc-ready", "--timeout", "120", "--interval", "1"
+    )
     assert ready.returncode == 0, ready.stderr
 
     status = json.loads(migctl(env, "--output", "json", "dms", "status").stdout)
@@ -128,7 +153,8 @@ def test_replication_carries_traffic_then_validate_matches(sandbox: tuple[Path, 
     result = migctl(env, "--output", "json", "validate")
     report = json.loads(result.stdout)
     assert {t["table"]: t["status"] for t in report["tables"]} == {
-        f"public.{t}": "match" for t in ("customers", "accounts", "payments", "ledger_entries", "audit_log")
+        f"public.{t}": "match"
+        for t in ("customers", "accounts", "payments", "ledger_entries", "audit_log")
     }
     # DMS does not carry sequences: they are behind until cutover syncs them.
     assert result.returncode == 1
@@ -139,7 +165,9 @@ def ensure_replicating(env: dict[str, str]) -> None:
     status = json.loads(migctl(env, "--output", "json", "dms", "status").stdout)
     if status["task"]["status"] != "running":
         assert migctl(env, "dms", "start", "--yes").returncode == 0
-    ready = migctl(env, "dms", "watch", "--until", "full-load", "--timeout", "120", "--interval", "1")
+    ready = migctl(
+        env, "dms", "watch", "--until", "full-load", "--timeout", "120", "--interval", "1"
+    )
     assert ready.returncode == 0, ready.stderr
 
 
@@ -153,24 +181,52 @@ def test_dms_stop_and_resume(sandbox: tuple[Path, dict[str, str], SandboxState])
         src.execute("INSERT INTO audit_log (actor, action) VALUES ('test', 'while-stopped')")
     time.sleep(2)
     with target_conn(state) as tgt:
-        missing = tgt.execute("SELECT count(*) FROM audit_log WHERE action = 'while-stopped'").fetchone()
+        missing = tgt.execute(
+            "SELECT count(*) FROM audit_log WHERE action = 'while-stopped'"
+        ).fetchone()
     assert missing == (0,)
     assert migctl(env, "dms", "start", "--type", "start", "--yes").returncode == 2  # it ran before
     assert migctl(env, "dms", "start", "--type", "resume", "--yes").returncode == 0
-    ready = migctl(env, "dms", "watch", "--until", "cdc-ready", "--timeout", "120", "--interval", "1")
+    ready = migctl(
+        env, "dms", "watch", "--until", "cdc-ready", "--timeout", "120", "--interval", "1"
+    )
     assert ready.returncode == 0, ready.stderr
     with target_conn(state) as tgt:
-        arrived = tgt.execute("SELECT count(*) FROM audit_log WHERE action = 'while-stopped'").fetchone()
+        arrived = tgt.execute(
+            "SELECT count(*) FROM audit_log WHERE action = 'while-stopped'"
+        ).fetchone()
     assert arrived == (1,)
 
 
-def test_rollout_completes_and_a_broken_image_rolls_back(sandbox: tuple[Path, dict[str, str], SandboxState]) -> None:
+def test_rollout_completes_and_a_broken_image_rolls_back(
+    sandbox: tuple[Path, dict[str, str], SandboxState],
+) -> None:
     _, env, _ = sandbox
-    ok = migctl(env, "--output", "json", "rollout", "--image", "payments-app:2.0.0-aurora", "--bake", "1", "--yes")
+    ok = migctl(
+        env,
+        "--output",
+        "json",
+        "rollout",
+        "--image",
+        "payments-app:2.0.0-aurora",
+        "--bake",
+        "1",
+        "--yes",
+    )
     assert ok.returncode == 0, ok.stderr
     result = json.loads(ok.stdout.splitlines()[-1])
     assert result["event"] == "result" and result["outcome"] == "completed"
-    bad = migctl(env, "--output", "json", "rollout", "--image", "payments-app:2.0.1-broken", "--bake", "1", "--yes")
+    bad = migctl(
+        env,
+        "--output",
+        "json",
+        "rollout",
+        "--image",
+        "payments-app:2.0.1-broken",
+        "--bake",
+        "1",
+        "--yes",
+    )
     assert bad.returncode == 4, bad.stderr
     final = json.loads(bad.stdout.splitlines()[-1])
     assert final["outcome"] == "rolled_back"
@@ -200,7 +256,10 @@ def test_down_cleans_up_after_a_crash() -> None:
     down = migctl(env, "--output", "json", "sandbox", "down", "--dir", str(directory))
     assert down.returncode == 0, down.stderr
     report = json.loads(down.stdout)
-    assert report["stopped"] == ["target-postgres"] and set(report["already_gone"]) == {"aws", "source-postgres"}
+    assert report["stopped"] == ["target-postgres"] and set(report["already_gone"]) == {
+        "aws",
+        "source-postgres",
+    }
     assert not directory.exists()
     # The killed postmaster leaves its children to exit on their own; none may linger.
     deadline = time.monotonic() + 10
@@ -209,7 +268,9 @@ def test_down_cleans_up_after_a_crash() -> None:
     assert not alive_pids(directory, state)
 
 
-def test_missing_postgres_binaries_exit_3(cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_postgres_binaries_exit_3(
+    cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     import migctl.sandbox.postgres as pg
 
     monkeypatch.setattr(pg.glob, "glob", lambda _pattern: [])

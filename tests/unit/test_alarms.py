@@ -202,7 +202,9 @@ def test_wait_for_ok_returns_once_the_alarm_flips_between_polls() -> None:
     polls: list[bool] = []
 
     def flip(_seconds: float) -> None:
-        cloudwatch().set_alarm_state(AlarmName="payments-test-a", StateValue="OK", StateReason="fixed")
+        cloudwatch().set_alarm_state(
+            AlarmName="payments-test-a", StateValue="OK", StateReason="fixed"
+        )
 
     report = wait_for_ok(
         cloudwatch(),

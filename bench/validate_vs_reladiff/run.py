@@ -1,0 +1,260 @@
+"""Benchmark: `migctl validate` against reladiff (hashdiff) and the one-pass limit.
+
+Starts two local PostgreSQL clusters (127.0.0.1, stopped by PID at the end),
+builds a `payments` table of N rows on both (bigint key, numeric, char(3),
+text, timestamptz, uuid, text with NULLs, jsonb), plants 5 differences on the
+target (1 missing, 1 extra, 3 changed) and times:
+
+- migctl validate (a subprocess; peak RSS from wait4),
+- reladiff <src> payments <tgt> payments -k id -c '%' -a hashdiff (from bench/.venv),
+- the one-pass limit: both servers computing count(*), sum(hash_record_extended(t, 0))
+  at the same time.
+
+Then it adds more changed rows (k = 50, 500) and records migctl's query count.
+Not a test: run it by hand, see README.md.
+
+    python bench/validate_vs_reladiff/run.py --rows 2000000 --rows 10000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+
+from migctl.sandbox.postgres import PgCluster
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+RELADIFF = ROOT / "bench" / ".venv" / "bin" / "reladiff"
+MIGCTL = ROOT / ".venv" / "bin" / "migctl"
+
+BUILD = """
+DROP TABLE IF EXISTS payments;
+CREATE TABLE payments (
+    id bigint NOT NULL,
+    amount numeric(18,4) NOT NULL,
+    currency char(3) NOT NULL,
+    description text NOT NULL,
+    created_at timestamptz NOT NULL,
+    ref uuid NOT NULL,
+    note text,
+    meta jsonb
+);
+INSERT INTO payments
+SELECT g,
+       (('x' || substr(md5(g::text), 1, 8))::bit(32)::int8 % 10000000) / 10000.0,
+       (ARRAY['EUR', 'USD', 'GBP', 'CHF'])[1 + g % 4],
+       'payment ' || g || ' for order ' || (g * 7919 % 1000003),
+       '2024-01-01 00:00:00+00'::timestamptz + g * interval '1.5 second',
+       md5('ref' || g)::uuid,
+       CASE WHEN g % 5 = 0 THEN NULL ELSE 'note ' || g END,
+       jsonb_build_object('customer', g % 100000, 'channel', (ARRAY['web', 'pos', 'api'])[1 + g % 3],
+                          'tags', jsonb_build_array('a', g % 7))
+FROM generate_series(1::bigint, {rows}) g;
+ALTER TABLE payments ADD PRIMARY KEY (id);
+VACUUM ANALYZE payments;
+"""
+
+PLANT = """
+DELETE FROM payments WHERE id = %(missing)s;
+INSERT INTO payments VALUES (%(extra)s, 1.0000, 'EUR', 'extra', '2030-01-01 00:00+00', md5('x')::uuid, NULL, '{}');
+UPDATE payments SET amount = amount + 0.0001 WHERE id = %(c1)s;
+UPDATE payments SET note = '' WHERE id = %(c2)s;
+UPDATE payments SET meta = jsonb_set(meta, '{channel}', '"moon"') WHERE id = %(c3)s;
+VACUUM ANALYZE payments;
+"""
+
+
+def start_clusters(work: Path) -> tuple[PgCluster, PgCluster]:
+    common = {"shared_buffers": "512MB", "max_connections": "50", "work_mem": "64MB", "max_wal_size": "4GB"}
+    source = PgCluster(work / "source", settings={**common, "timezone": "UTC"},
+                       initdb_args=("--locale-provider=icu", "--icu-locale=en-US", "--locale=C.UTF-8"))
+    target = PgCluster(work / "target", settings={**common, "timezone": "Asia/Kathmandu",
+                                                  "datestyle": "SQL, DMY", "intervalstyle": "sql_standard",
+                                                  "extra_float_digits": "0", "bytea_output": "escape"},
+                       initdb_args=("--locale=C",))
+    for cluster in (source, target):
+        cluster.init()
+        cluster.start()
+    return source, target
+
+
+def on_both(source: PgCluster, target: PgCluster, sql: str) -> None:
+    errors: list[BaseException] = []
+
+    def run(cluster: PgCluster) -> None:
+        try:
+            with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
+                for statement in filter(str.strip, sql.split(";\n")):
+                    conn.execute(statement)  # type: ignore[call-overload]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in (source, target)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def on_target(target: PgCluster, sql: str, params: dict[str, int]) -> None:
+    with psycopg.connect(target.dsn("bench"), autocommit=True) as conn:
+        for statement in filter(str.strip, sql.split(";\n")):
+            conn.execute(statement, params)  # type: ignore[arg-type]
+
+
+def timed_process(argv: list[str]) -> tuple[float, int, str, int]:
+    """Wall seconds, peak RSS in MB (wait4), stdout, exit code."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - started, usage.ru_maxrss // 1024, out, proc.returncode
+
+
+def run_migctl(source: PgCluster, target: PgCluster) -> dict[str, object]:
+    seconds, rss, out, code = timed_process(
+        [str(MIGCTL), "--output", "json", "validate", "--source", source.dsn("bench"),
+         "--target", target.dsn("bench"), "--table", "public.payments"]
+    )
+    report = json.loads(out)
+    table = report["tables"][0]
+    return {"seconds": seconds, "rss_mb": rss, "exit": code, "table": table}
+
+
+def run_reladiff(source: PgCluster, target: PgCluster) -> dict[str, object]:
+    seconds, rss, out, code = timed_process(
+        [str(RELADIFF), source.url("bench"), "payments", target.url("bench"), "payments",
+         "-k", "id", "-c", "%", "-a", "hashdiff"]
+    )
+    lines = [ln for ln in out.splitlines() if ln.startswith(("+", "-"))]
+    return {"seconds": seconds, "rss_mb": rss, "exit": code, "diff_lines": len(lines), "sample": lines[:8]}
+
+
+def one_pass_limit(source: PgCluster, target: PgCluster) -> float:
+    def run(cluster: PgCluster) -> None:
+        with psycopg.connect(cluster.dsn("bench")) as conn:
+            conn.execute("SELECT count(*), sum(hash_record_extended(t, 0)) FROM payments t").fetchall()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(c,)) for c in (source, target)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
+
+
+def median_of(repeats: int, fn, *args):  # type: ignore[no-untyped-def]
+    results = [fn(*args) for _ in range(repeats)]
+    if isinstance(results[0], float):
+        return statistics.median(results), results
+    ordered = sorted(results, key=lambda r: r["seconds"])
+    return ordered[len(ordered) // 2], [r["seconds"] for r in results]
+
+
+def bench_size(source: PgCluster, target: PgCluster, rows: int, repeats: int, with_reladiff: bool) -> dict[str, object]:
+    started = time.perf_counter()
+    on_both(source, target, BUILD.format(rows=int(rows)))
+    planted = {"missing": rows // 3, "extra": rows + 1000, "c1": 17, "c2": rows // 2, "c3": rows - 5}
+    on_target(target, PLANT, planted)
+    print(f"[{rows:,} rows] built in {time.perf_counter() - started:.0f} s", flush=True)
+    one_pass_limit(source, target)  # warm the caches
+    limit, limit_runs = median_of(repeats, one_pass_limit, source, target)
+    migctl, migctl_runs = median_of(repeats, run_migctl, source, target)
+    table = migctl["table"]
+    result: dict[str, object] = {
+        "rows": rows,
+        "one_pass_limit_seconds": round(limit, 2),
+        "one_pass_limit_runs": [round(x, 2) for x in limit_runs],
+        "migctl_seconds": round(migctl["seconds"], 2),
+        "migctl_runs": [round(x, 2) for x in migctl_runs],
+        "migctl_peak_rss_mb": max(int(migctl["rss_mb"]), 0),
+        "migctl_exit": migctl["exit"],
+        "migctl_found": {k: table[k] for k in ("missing_in_target", "missing_in_source", "changed")},
+        "migctl_queries": table["queries"],
+        "planted": planted,
+    }
+    exact = (table["missing_in_target"] == [[planted["missing"]]]
+             and table["missing_in_source"] == [[planted["extra"]]]
+             and sorted(table["changed"]) == sorted([[planted["c1"]], [planted["c2"]], [planted["c3"]]]))
+    result["migctl_exact"] = exact
+    result["migctl_vs_limit"] = round(migctl["seconds"] / limit, 2)
+    if with_reladiff:
+        reladiff, reladiff_runs = median_of(1, run_reladiff, source, target)
+        result.update(
+            reladiff_seconds=round(reladiff["seconds"], 2),
+            reladiff_peak_rss_mb=reladiff["rss_mb"],
+            reladiff_diff_lines=reladiff["diff_lines"],
+            reladiff_sample=reladiff["sample"],
+            reladiff_vs_migctl=round(reladiff["seconds"] / migctl["seconds"], 2),
+        )
+    # k differences: more changed rows, spread over the key space
+    queries: dict[int, object] = {5: table["queries"]}
+    for k in (50, 500):
+        with psycopg.connect(target.dsn("bench"), autocommit=True) as conn:
+            conn.execute(
+                "UPDATE payments SET description = description || '*' WHERE id IN "
+                "(SELECT (g * %(step)s)::bigint FROM generate_series(1, %(n)s) g) AND description NOT LIKE '%%*'",
+                {"step": rows // (k + 1), "n": k - 5},
+            )
+        run = run_migctl(source, target)
+        queries[k] = {"queries": run["table"]["queries"], "seconds": round(float(run["seconds"]), 2),
+                      "changed_count": run["table"]["changed_count"]}
+    result["queries_by_differences"] = queries
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, action="append", help="table size; repeatable (default 2,000,000)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--reladiff-max-rows", type=int, default=2_000_000,
+                        help="skip reladiff above this size (it is slow)")
+    parser.add_argument("--keep", action="store_true", help="keep the clusters' data folder")
+    args = parser.parse_args()
+    if not RELADIFF.exists():
+        print(f"missing {RELADIFF}: see bench/validate_vs_reladiff/README.md", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="migctl-bench-", dir=ROOT / "bench" / ".work"
+                                 if (ROOT / "bench" / ".work").is_dir() else None))
+    source, target = start_clusters(work)
+    results = []
+    try:
+        for cluster in (source, target):
+            with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+                conn.execute("CREATE DATABASE bench")
+        for rows in args.rows or [2_000_000]:
+            result = bench_size(source, target, rows, args.repeats, rows <= args.reladiff_max_rows)
+            results.append(result)
+            print(json.dumps(result, indent=2), flush=True)
+    finally:
+        source.stop()
+        target.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print("\nrows        limit s  migctl s  ratio  reladiff s  reladiff/migctl  peak RSS MB  exact")
+    for r in results:
+        print(f"{r['rows']:>10,}  {r['one_pass_limit_seconds']:>7}  {r['migctl_seconds']:>8}  "
+              f"{r['migctl_vs_limit']:>5}  {r.get('reladiff_seconds', '-'):>10}  "
+              f"{r.get('reladiff_vs_migctl', '-'):>15}  {r['migctl_peak_rss_mb']:>11}  {r['migctl_exact']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
