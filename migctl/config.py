@@ -72,7 +72,7 @@ class ValidateSettings:
     exclude: tuple[str, ...] = ()
     jobs: int = 2
     max_keys: int = 100
-    chunk_rows: int = 100_000
+    chunk_rows: int = 10_000
     statement_timeout_seconds: int = 600
     lock_timeout_seconds: int = 5
 
@@ -105,6 +105,9 @@ class CutoverSettings:
     sequence_margin: int = 1000
     sns_topic_arn: str | None = None
     image: str | None = None
+    interval_seconds: float = 2.0  # between polls of every cutover wait
+    wait_timeout_seconds: float = 600.0  # preflight window, sessions, DMS stop/resume, post-checks
+    marker_timeout_seconds: float = 300.0  # for the marker row to reach the target
 
 
 @dataclass(frozen=True)

@@ -27,25 +27,32 @@ step "migctl alarms: the gates are OK before we start"
 expect 0 "$MIGCTL" alarms
 
 step "migctl dms start: full load, then CDC (real logical replication in the sandbox)"
-expect 0 "$MIGCTL" dms start --yes
+expect 0 "$MIGCTL" dms start --yes --interval 1
 expect 0 "$MIGCTL" dms watch --until full-load --timeout 120 --interval 2
 
-step "traffic keeps writing while CDC carries the changes; then freeze writes"
+step "traffic keeps writing while CDC carries the changes"
 sleep 5
-"$MIGCTL" sandbox traffic stop --dir "$DIR"
 
-step "migctl dms watch --until cdc-ready: latency under target and no incoming changes"
-expect 0 "$MIGCTL" dms watch --until cdc-ready --timeout 120 --interval 2
+# Short polls and bake for the rehearsal; production uses [cutover] and [ecs] from migctl.toml.
+export MIGCTL_CUTOVER_INTERVAL_SECONDS=0.5 MIGCTL_ECS_BAKE_SECONDS=3
 
-step "migctl validate: the target holds exactly the source's data"
-echo "(sequences are expected to be behind here: DMS does not carry them; cutover syncs them)"
-expect 1 "$MIGCTL" validate --jobs 2
+step "migctl cutover plan: the runbook's steps, gates, checks and undo"
+expect 0 "$MIGCTL" cutover plan
 
-step "migctl rollout: ship the image that points at Aurora, gated on the alarms"
-expect 0 "$MIGCTL" rollout --image payments-app:2.0.0-aurora --bake 5 --yes
+step "a bad night: the image is broken, ECS fails it, the cutover rolls everything back (exit 4)"
+expect 4 "$MIGCTL" cutover --yes --image payments-app:2.0.1-broken
+echo "(the source is writable again and replication resumed; the freeze ended the writer's session)"
+"$MIGCTL" sandbox traffic start --dir "$DIR"
+sleep 3
 
-step "migctl rollout of a broken image: ECS fails it, migctl rolls back (exit 4)"
-expect 4 "$MIGCTL" rollout --image payments-app:2.0.1-broken --bake 5 --yes
+step "migctl cutover: preflight, freeze, marker, validate, stop DMS, sequences, rollout, post-checks"
+expect 0 "$MIGCTL" cutover --yes
+
+step "after the cutover: the target holds exactly the source's data, sequences ahead (exit 0)"
+expect 0 "$MIGCTL" validate --jobs 2
+
+step "migctl rollout status: the service runs the image that points at the target"
+expect 0 "$MIGCTL" rollout status
 
 step "migctl alarms: a fault injected into a gate alarm is caught (exit 1)"
 "$MIGCTL" sandbox fault alarm payments-sandbox-alb-5xx --dir "$DIR"

@@ -55,17 +55,26 @@ class MigrationArgs:
     tags: Mapping[str, str]
 
 
+# `migctl cutover` writes a marker row here on the source and waits for it on the
+# target: the proof that CDC has drained. It must always be replicated.
+MARKER_SCHEMA = "migctl"
+MARKER_TABLE = "cutover_marker"
+
+
 def table_mappings(schemas: Sequence[str]) -> str:
-    """Selection rules including every table of each schema."""
+    """Selection rules including every table of each schema, and the cutover marker table."""
+    locators = [{"schema-name": schema, "table-name": "%"} for schema in schemas]
+    if MARKER_SCHEMA not in schemas:
+        locators.append({"schema-name": MARKER_SCHEMA, "table-name": MARKER_TABLE})
     rules = [
         {
             "rule-type": "selection",
             "rule-id": str(index),
-            "rule-name": f"include-{schema}",
-            "object-locator": {"schema-name": schema, "table-name": "%"},
+            "rule-name": f"include-{locator['schema-name']}",
+            "object-locator": locator,
             "rule-action": "include",
         }
-        for index, schema in enumerate(schemas, start=1)
+        for index, locator in enumerate(locators, start=1)
     ]
     return json.dumps({"rules": rules}, sort_keys=True)
 

@@ -95,6 +95,7 @@ def _setup_logging(verbose: int) -> None:
 
 def _register() -> None:
     from migctl.cli import alarms
+    from migctl.cli import cutover
     from migctl.cli import dms
     from migctl.cli import infra
     from migctl.cli import provision
@@ -103,6 +104,7 @@ def _register() -> None:
     from migctl.cli import validate
 
     alarms.register(app)
+    cutover.register(app)
     dms.register(app)
     infra.register(app)
     provision.register(app)

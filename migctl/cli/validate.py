@@ -15,11 +15,16 @@ def register(app: typer.Typer) -> None:
 
 def validate(
     ctx: typer.Context,
-    source: Annotated[str | None, typer.Option("--source", help="Source DSN [config: source].")] = None,
-    source_secret: Annotated[
-        str | None, typer.Option("--source-secret", help="Secrets Manager ARN holding the source credentials.")
+    source: Annotated[
+        str | None, typer.Option("--source", help="Source DSN [config: source].")
     ] = None,
-    target: Annotated[str | None, typer.Option("--target", help="Target DSN [config: target].")] = None,
+    source_secret: Annotated[
+        str | None,
+        typer.Option("--source-secret", help="Secrets Manager ARN holding the source credentials."),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Target DSN [config: target].")
+    ] = None,
     target_secret: Annotated[
         str | None,
         typer.Option(
@@ -28,24 +33,39 @@ def validate(
         ),
     ] = None,
     schema: Annotated[
-        list[str] | None, typer.Option("--schema", help="Schema to compare; repeatable [config: validate.schemas].")
+        list[str] | None,
+        typer.Option("--schema", help="Schema to compare; repeatable [config: validate.schemas]."),
     ] = None,
     table: Annotated[
         list[str] | None,
-        typer.Option("--table", help="Table glob such as 'public.pay*'; repeatable [config: validate.tables]."),
+        typer.Option(
+            "--table",
+            help="Table glob such as 'public.pay*'; repeatable [config: validate.tables].",
+        ),
     ] = None,
     exclude: Annotated[
-        list[str] | None, typer.Option("--exclude", help="Table glob to skip; repeatable [config: validate.exclude].")
+        list[str] | None,
+        typer.Option(
+            "--exclude", help="Table glob to skip; repeatable [config: validate.exclude]."
+        ),
     ] = None,
     jobs: Annotated[
-        int | None, typer.Option("--jobs", min=1, help="Parallel queries per side [config: validate.jobs].")
+        int | None,
+        typer.Option("--jobs", min=1, help="Parallel queries per side [config: validate.jobs]."),
     ] = None,
     max_keys: Annotated[
         int | None,
-        typer.Option("--max-keys", min=0, help="Keys listed per kind and table; counts stay exact [default 100]."),
+        typer.Option(
+            "--max-keys",
+            min=0,
+            help="Keys listed per kind and table; counts stay exact [default 100].",
+        ),
     ] = None,
     chunk_rows: Annotated[
-        int | None, typer.Option("--chunk-rows", min=1, help="Rows per first-pass chunk [config: validate.chunk_rows].")
+        int | None,
+        typer.Option(
+            "--chunk-rows", min=1, help="Rows per first-pass chunk [config: validate.chunk_rows]."
+        ),
     ] = None,
 ) -> None:
     """Prove that the target holds exactly the source's data: tables, rows and sequences.
@@ -63,7 +83,8 @@ def validate(
     from migctl.clients import resolve_database
     from migctl.render.validate import ValidationProgress, render_validation
     from migctl.stack_outputs import load_cached_outputs
-    from migctl.validate.engine import ValidateOptions, validate as run_validation
+    from migctl.validate.engine import ValidateOptions
+    from migctl.validate.engine import validate as run_validation
     from migctl.validate.session import SessionOptions
 
     app_state = state(ctx)
@@ -76,7 +97,9 @@ def validate(
     if not (target or target_secret or t.dsn or t.dsn_env or t.secret_arn):
         cached = load_cached_outputs(settings).get("auroraSecretArn")
         target_secret = cached if isinstance(cached, str) and cached else None
-    target_db = resolve_database(t, label="target", aws=app_state.aws, dsn=target, secret_arn=target_secret)
+    target_db = resolve_database(
+        t, label="target", aws=app_state.aws, dsn=target, secret_arn=target_secret
+    )
     options = ValidateOptions(
         schemas=tuple(schema or conf.schemas),
         tables=tuple(table or conf.tables),

@@ -75,8 +75,16 @@ def render_validation(out: Output, report: ValidationReport) -> None:
     from rich.table import Table
 
     table = Table(title=f"validate {report.source} -> {report.target}", title_justify="left")
-    for column in ("table", "status", "source rows", "target rows", "missing in target", "missing in source",
-                   "changed", "notes"):
+    for column in (
+        "table",
+        "status",
+        "source rows",
+        "target rows",
+        "missing in target",
+        "missing in source",
+        "changed",
+        "notes",
+    ):
         table.add_column(column, overflow="fold", justify="right" if "rows" in column else "left")
     for t in report.tables:
         table.add_row(
@@ -92,22 +100,39 @@ def render_validation(out: Output, report: ValidationReport) -> None:
     out.out.print(table)
     if report.sequences:
         seqs = Table(title="sequences", title_justify="left")
-        for column in ("sequence", "status", "source last_value", "target last_value", "column max"):
+        for column in (
+            "sequence",
+            "status",
+            "source last_value",
+            "target last_value",
+            "column max",
+        ):
             seqs.add_column(column, justify="left" if column in ("sequence", "status") else "right")
         for s in report.sequences:
-            seqs.add_row(s.sequence, f"[{state_style(s.status)}]{s.status}[/]", _num(s.source_last_value),
-                         _num(s.target_last_value), _num(s.column_max))
+            seqs.add_row(
+                s.sequence,
+                f"[{state_style(s.status)}]{s.status}[/]",
+                _num(s.source_last_value),
+                _num(s.target_last_value),
+                _num(s.column_max),
+            )
         out.out.print(seqs)
     bad = [t for t in report.tables if not t.ok]
     behind = [s for s in report.sequences if not s.ok]
     if report.errored:
-        out.err.print(f"[bold red]{len(report.errored)} table(s) could not be compared[/]: not a match")
+        out.err.print(
+            f"[bold red]{len(report.errored)} table(s) could not be compared[/]: not a match"
+        )
     if report.ok:
-        out.err.print(f"[green]all {len(report.tables)} table(s) and {len(report.sequences)} sequence(s) match[/]"
-                      f" ({report.duration_seconds:.1f} s)")
+        out.err.print(
+            f"[green]all {len(report.tables)} table(s) and {len(report.sequences)} sequence(s) match[/]"
+            f" ({report.duration_seconds:.1f} s)"
+        )
     else:
-        out.err.print(f"[bold red]{len(bad)} table(s) and {len(behind)} sequence(s) differ[/]"
-                      f" ({report.duration_seconds:.1f} s)")
+        out.err.print(
+            f"[bold red]{len(bad)} table(s) and {len(behind)} sequence(s) differ[/]"
+            f" ({report.duration_seconds:.1f} s)"
+        )
 
 
 def _num(value: int | None) -> str:
@@ -151,8 +176,12 @@ class ValidationProgress:
         self._progress.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._progress is not None:
             self._progress.stop()
 
@@ -165,12 +194,20 @@ class ValidationProgress:
                 task = self._progress.add_task(event.table, total=None, status="scanning")
                 self._tasks[event.table] = task
             rows = max(event.source_rows or 0, event.target_rows or 0)
-            speed = f"{rows / event.elapsed_seconds:,.0f} rows/s" if event.elapsed_seconds > 0 and rows else ""
+            speed = (
+                f"{rows / event.elapsed_seconds:,.0f} rows/s"
+                if event.elapsed_seconds > 0 and rows
+                else ""
+            )
             if event.phase == "scanned":
                 status = f"{rows:,} rows, {event.chunks} chunks, {event.differing_chunks} differ  {speed}"
-                self._progress.update(task, total=max(event.differing_chunks, 1), completed=0, status=status)
+                self._progress.update(
+                    task, total=max(event.differing_chunks, 1), completed=0, status=status
+                )
             elif event.phase == "narrowing":
-                status = f"{rows:,} rows, narrowing chunk {event.chunks_done}/{event.differing_chunks}"
+                status = (
+                    f"{rows:,} rows, narrowing chunk {event.chunks_done}/{event.differing_chunks}"
+                )
                 self._progress.update(task, completed=event.chunks_done, status=status)
             elif event.phase == "done" and event.result is not None:
                 r = event.result

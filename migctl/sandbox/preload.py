@@ -124,7 +124,14 @@ def _dms(dms: Any, source: Database, target: Database) -> tuple[str, str]:
                 "rule-name": "public",
                 "object-locator": {"schema-name": "public", "table-name": "%"},
                 "rule-action": "include",
-            }
+            },
+            {
+                "rule-type": "selection",
+                "rule-id": "2",
+                "rule-name": "cutover-marker",
+                "object-locator": {"schema-name": "migctl", "table-name": "cutover_marker"},
+                "rule-action": "include",
+            },
         ]
     }
     task = dms.create_replication_task(

@@ -68,7 +68,8 @@ class Replication:
 
     source_dsn: str
     target_dsn: str
-    schemas: tuple[str, ...] = ("public",)
+    # migctl: the cutover's marker table (migctl.cutover_marker) is replicated too.
+    schemas: tuple[str, ...] = ("public", "migctl")
     _baseline: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     def _source(self) -> psycopg.Connection[Any]:

@@ -118,8 +118,13 @@ def seed_sizes(payments: int) -> dict[str, int]:
 
 def create_schema(conn: Any) -> None:
     """Create the payments schema on an empty database (source and target alike)."""
+    from migctl.cutover.marker import MARKER_DDL
+
     with conn.transaction():
         conn.execute(SCHEMA_DDL)
+        # The cutover's marker table, on both sides and replicated (the publication
+        # includes the migctl schema), as the DMS task's table mappings should have it.
+        conn.execute(MARKER_DDL)
 
 
 def seed(conn: Any, payments: int) -> dict[str, int]:

@@ -43,7 +43,7 @@ class TableInfo:
     name: str
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...]
-    estimated_rows: float  # reltuples, or a guess from the size when never analyzed
+    estimated_rows: float  # reltuples; negative when never vacuumed or analyzed
 
     @property
     def qualified(self) -> str:
@@ -73,9 +73,7 @@ class Catalog:
 
 
 _TABLES_SQL = """
-SELECT c.oid, n.nspname, c.relname,
-       CASE WHEN c.reltuples >= 0 THEN c.reltuples
-            ELSE pg_relation_size(c.oid) / current_setting('block_size')::int * 60 END
+SELECT c.oid, n.nspname, c.relname, c.reltuples
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname = ANY(%s)
 """
@@ -128,7 +126,13 @@ def read_catalog(conn: Any, schemas: Sequence[str]) -> Catalog:
     columns: dict[int, list[Column]] = {}
     for relid, name, attnum, type_sql, not_null, type_oid in column_rows:
         columns.setdefault(relid, []).append(
-            Column(name, type_sql, types.get(type_oid, PgType("unknown", False, "b")), bool(not_null), attnum)
+            Column(
+                name,
+                type_sql,
+                types.get(type_oid, PgType("unknown", False, "b")),
+                bool(not_null),
+                attnum,
+            )
         )
     keys: dict[int, list[str]] = {}
     for relid, attname in conn.execute(_PRIMARY_KEYS_SQL, (schema_list,)).fetchall():
@@ -136,11 +140,13 @@ def read_catalog(conn: Any, schemas: Sequence[str]) -> Catalog:
     tables = {}
     for oid, schema, name, estimate in rows:
         info = TableInfo(
-            schema, name, tuple(columns.get(oid, ())), tuple(keys.get(oid, ())), max(float(estimate or 0), 0.0)
+            schema, name, tuple(columns.get(oid, ())), tuple(keys.get(oid, ())), float(estimate)
         )
         tables[info.qualified] = info
     sequences = {}
-    for schema, name, increment, t_schema, t_name, t_col in conn.execute(_SEQUENCES_SQL, (schema_list,)):
+    for schema, name, increment, t_schema, t_name, t_col in conn.execute(
+        _SEQUENCES_SQL, (schema_list,)
+    ):
         owner = (t_schema, t_name, t_col) if t_name else None
         seq = SequenceInfo(schema, name, int(increment), owner)
         sequences[seq.qualified] = seq
@@ -181,7 +187,9 @@ def matches(qualified: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(qualified.split(".", 1)[1], pattern)
 
 
-def select_tables(names: Iterable[str], include: Sequence[str], exclude: Sequence[str]) -> list[str]:
+def select_tables(
+    names: Iterable[str], include: Sequence[str], exclude: Sequence[str]
+) -> list[str]:
     """Sorted qualified names matching any include glob (all when none) and no exclude glob.
 
     An include pattern without wildcards that names no table on either side is

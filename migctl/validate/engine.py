@@ -19,8 +19,8 @@ from typing import TypeVar
 from migctl.clients import Database
 from migctl.errors import UsageError
 from migctl.validate.catalog import read_catalog, select_tables
-from migctl.validate.checksum import ALGORITHMS, choose_algorithm
-from migctl.validate.report import Progress, TableResult, ValidationReport
+from migctl.validate.hashing import ALGORITHMS, choose_algorithm
+from migctl.validate.report import Progress, SequenceResult, TableResult, ValidationReport
 from migctl.validate.sequences import compare_sequences, select_sequences
 from migctl.validate.session import Pair, SessionOptions, Side
 from migctl.validate.table import TableOptions, compare_table
@@ -38,7 +38,9 @@ class ValidateOptions:
     max_keys: int = 100
     chunk_rows: int = 10_000
     session: SessionOptions = field(default_factory=SessionOptions)
-    algorithm: str | None = None  # force "record" or "concat"; default: chosen from the server versions
+    algorithm: str | None = (
+        None  # force "record" or "concat"; default: chosen from the server versions
+    )
     sequences: bool = True
 
 
@@ -55,7 +57,9 @@ def validate(
     _check(options)
     started = clock()
     report_progress = progress or (lambda _: None)
-    main = Pair(Side(source.dsn, "source", options.session), Side(target.dsn, "target", options.session))
+    main = Pair(
+        Side(source.dsn, "source", options.session), Side(target.dsn, "target", options.session)
+    )
     workers: list[Pair] = []
     workers_lock = threading.Lock()
     try:
@@ -70,9 +74,10 @@ def validate(
         table_options = TableOptions(chunk_rows=options.chunk_rows, max_keys=options.max_keys)
         local = threading.local()
 
-        with ThreadPoolExecutor(options.jobs, "validate") as tables_pool, ThreadPoolExecutor(
-            options.jobs, "validate-side"
-        ) as side_pool:
+        with (
+            ThreadPoolExecutor(options.jobs, "validate") as tables_pool,
+            ThreadPoolExecutor(options.jobs, "validate-side") as side_pool,
+        ):
 
             def both(on_source: Callable[[], T], on_target: Callable[[], U]) -> tuple[T, U]:
                 """Run one step on both servers at once; wait for both before raising."""
@@ -88,7 +93,8 @@ def validate(
                 pair: Pair | None = getattr(local, "pair", None)
                 if pair is None:
                     pair = Pair(
-                        Side(source.dsn, "source", options.session), Side(target.dsn, "target", options.session)
+                        Side(source.dsn, "source", options.session),
+                        Side(target.dsn, "target", options.session),
                     )
                     local.pair = pair
                     with workers_lock:
@@ -106,10 +112,12 @@ def validate(
                 )
 
             tables = tuple(tables_pool.map(run, names))
-        sequences = ()
+        sequences: tuple[SequenceResult, ...] = ()
         if options.sequences:
             chosen = select_sequences(source_catalog, names, options.tables, options.exclude)
-            sequences = compare_sequences(main.source, main.target, source_catalog, target_catalog, chosen)
+            sequences = compare_sequences(
+                main.source, main.target, source_catalog, target_catalog, chosen
+            )
         return ValidationReport(
             source=source.display,
             target=target.display,
@@ -136,5 +144,6 @@ def _check(options: ValidateOptions) -> None:
     if not options.schemas:
         raise UsageError("no schema to validate", hint="use --schema or [validate] schemas")
     if options.algorithm is not None and options.algorithm not in ALGORITHMS:
-        raise UsageError(f"unknown checksum algorithm {options.algorithm!r}; known: {', '.join(ALGORITHMS)}")
-
+        raise UsageError(
+            f"unknown checksum algorithm {options.algorithm!r}; known: {', '.join(ALGORITHMS)}"
+        )

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 from psycopg import sql
@@ -73,7 +74,11 @@ class Tally:
 
     def absorb(self, other: Tally) -> None:
         for kind in ("missing_in_target", "missing_in_source", "changed"):
-            setattr(self, f"{kind}_count", getattr(self, f"{kind}_count") + getattr(other, f"{kind}_count"))
+            setattr(
+                self,
+                f"{kind}_count",
+                getattr(self, f"{kind}_count") + getattr(other, f"{kind}_count"),
+            )
             keys: list[Key] = getattr(self, kind)
             keys.extend(getattr(other, kind)[: max(0, self.max_keys - len(keys))])
 
@@ -144,7 +149,9 @@ def merge_keyed(source: Iterable[Row], target: Iterable[Row], tally: Tally) -> N
             a, b = next(src, None), next(tgt, None)
 
 
-def merge_counts(source: Iterable[tuple[int, int]], target: Iterable[tuple[int, int]], tally: Tally) -> None:
+def merge_counts(
+    source: Iterable[tuple[int, int]], target: Iterable[tuple[int, int]], tally: Tally
+) -> None:
     """Multiset merge of ``(row_hash, count)`` streams ordered by row hash."""
     src, tgt = iter(source), iter(target)
     a, b = next(src, None), next(tgt, None)
@@ -182,8 +189,14 @@ Range = tuple[int | None, int | None]  # [lo, hi); None is unbounded
 
 
 def resolve_range(
-    pair: Pair, plan: ChecksumPlan, lo: int | None, hi: int | None, counts: tuple[int, int],
-    tally: Tally, both: Both[Any, Any], leaf_rows: int,
+    pair: Pair,
+    plan: ChecksumPlan,
+    lo: int | None,
+    hi: int | None,
+    counts: tuple[int, int],
+    tally: Tally,
+    both: Both[Any, Any],
+    leaf_rows: int,
 ) -> None:
     """Find the exact differing keys in ``[lo, hi)``, whose chunk checksums differed."""
     leaves: list[Range] = []
@@ -194,7 +207,9 @@ def resolve_range(
         query = sql.SQL("SELECT {k}, {h} FROM {t} WHERE {w} ORDER BY {o}").format(
             k=key_int_sql(plan), h=row_hash_sql(plan), t=plan.relation, w=where, o=key
         )
-        _merge_streams(pair, query, params, lambda s, t: merge_keyed(_int_rows(s), _int_rows(t), tally))
+        _merge_streams(
+            pair, query, params, lambda s, t: merge_keyed(_int_rows(s), _int_rows(t), tally)
+        )
 
 
 def _int_rows(rows: Iterable[tuple[Any, ...]]) -> Iterator[Row]:
@@ -203,8 +218,14 @@ def _int_rows(rows: Iterable[tuple[Any, ...]]) -> Iterator[Row]:
 
 
 def _narrow(
-    pair: Pair, plan: ChecksumPlan, rng: Range, counts: tuple[int, int], both: Both[Any, Any],
-    leaf_rows: int, leaves: list[Range], depth: int,
+    pair: Pair,
+    plan: ChecksumPlan,
+    rng: Range,
+    counts: tuple[int, int],
+    both: Both[Any, Any],
+    leaf_rows: int,
+    leaves: list[Range],
+    depth: int,
 ) -> None:
     lo, hi = rng
     if max(counts) <= leaf_rows or depth >= MAX_DEPTH:
@@ -212,9 +233,9 @@ def _narrow(
         return
     bigger = pair.source if counts[0] >= counts[1] else pair.target
     where, params = bucket_filter(plan, Buckets("range", lo=lo, hi=hi))
-    query = sql.SQL("SELECT percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY {k}) FROM {t} WHERE {w}").format(
-        k=key_int_sql(plan), t=plan.relation, w=where
-    )
+    query = sql.SQL(
+        "SELECT percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY {k}) FROM {t} WHERE {w}"
+    ).format(k=key_int_sql(plan), t=plan.relation, w=where)
     fractions = [i / FANOUT for i in range(1, FANOUT)]
     found = bigger.execute(query, [fractions, *params])[0][0] or []
     bounds = tuple(sorted({int(v) for v in found if v is not None and (lo is None or v > lo)}))
@@ -247,20 +268,33 @@ def _coalesce(ranges: list[Range]) -> list[Range]:
 
 
 def resolve_hash(
-    pair: Pair, plan: ChecksumPlan, buckets: dict[int, tuple[int, int]], bits: int,
-    tally: Tally, both: Both[Any, Any], stream_rows: int,
+    pair: Pair,
+    plan: ChecksumPlan,
+    buckets: dict[int, tuple[int, int]],
+    bits: int,
+    tally: Tally,
+    both: Both[Any, Any],
+    stream_rows: int,
 ) -> None:
     """Refine differing hash buckets while they hold many rows, then stream and merge them."""
-    while buckets and sum(max(c) for c in buckets.values()) > stream_rows and bits + HASH_STEP_BITS <= MAX_HASH_BITS:
-        spec = Buckets("hash", bits=bits + HASH_STEP_BITS, restrict_bits=bits, restrict=tuple(buckets))
+    while (
+        buckets
+        and sum(max(c) for c in buckets.values()) > stream_rows
+        and bits + HASH_STEP_BITS <= MAX_HASH_BITS
+    ):
+        spec = Buckets(
+            "hash", bits=bits + HASH_STEP_BITS, restrict_bits=bits, restrict=tuple(buckets)
+        )
         sums = both(
-            lambda spec=spec: bucket_checksums(pair.source.execute, plan, spec),
-            lambda spec=spec: bucket_checksums(pair.target.execute, plan, spec),
+            partial(bucket_checksums, pair.source.execute, plan, spec),
+            partial(bucket_checksums, pair.target.execute, plan, spec),
         )
         buckets, bits = differing(*sums), bits + HASH_STEP_BITS
     if not buckets:
         return
-    where, params = bucket_filter(plan, Buckets("hash", bits=bits, restrict_bits=bits, restrict=tuple(buckets)))
+    where, params = bucket_filter(
+        plan, Buckets("hash", bits=bits, restrict_bits=bits, restrict=tuple(buckets))
+    )
     if not plan.key:
         rh = row_hash_sql(plan)
         query = sql.SQL("SELECT {h}, count(*) FROM {t} WHERE {w} GROUP BY 1 ORDER BY 1").format(
@@ -268,7 +302,9 @@ def resolve_hash(
         )
         _merge_streams(pair, query, params, lambda s, t: merge_counts(s, t, tally))
         return
-    texts = [sql.SQL("coalesce({}::text, '') COLLATE \"C\"").format(sql.Identifier(k)) for k in plan.key]
+    texts = [
+        sql.SQL("coalesce({}::text, '') COLLATE \"C\"").format(sql.Identifier(k)) for k in plan.key
+    ]
     query = sql.SQL("SELECT {kh}, {out}, {h} FROM {t} WHERE {w} ORDER BY 1, {texts}").format(
         kh=key_hash_sql(plan),
         out=sql.SQL(", ").join(key_output_sql(plan)),
@@ -277,7 +313,9 @@ def resolve_hash(
         w=where,
         texts=sql.SQL(", ").join(texts),
     )
-    _merge_streams(pair, query, params, lambda s, t: merge_keyed(_hashed_rows(s), _hashed_rows(t), tally))
+    _merge_streams(
+        pair, query, params, lambda s, t: merge_keyed(_hashed_rows(s), _hashed_rows(t), tally)
+    )
 
 
 def _hashed_rows(rows: Iterable[tuple[Any, ...]]) -> Iterator[Row]:

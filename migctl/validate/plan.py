@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from migctl.validate.catalog import TableInfo
-from migctl.validate.checksum import ChecksumPlan, column_hash
+from migctl.validate.checksum import ChecksumPlan
+from migctl.validate.hashing import column_hash
 from migctl.validate.report import Method
 
 
@@ -31,16 +32,22 @@ def schema_differences(source: TableInfo, target: TableInfo) -> tuple[str, ...]:
             found.append(f"column {col.name} ({col.type_sql}) only on source")
             continue
         if col.type_sql != other.type_sql:
-            found.append(f"column {col.name}: type {col.type_sql} on source, {other.type_sql} on target")
+            found.append(
+                f"column {col.name}: type {col.type_sql} on source, {other.type_sql} on target"
+            )
         if col.not_null != other.not_null:
             found.append(
                 f"column {col.name}: {_nullability(col.not_null)} on source, {_nullability(other.not_null)} on target"
             )
     found.extend(
-        f"column {c.name} ({c.type_sql}) only on target" for c in target.columns if c.name not in source_names
+        f"column {c.name} ({c.type_sql}) only on target"
+        for c in target.columns
+        if c.name not in source_names
     )
     if source.primary_key != target.primary_key:
-        found.append(f"primary key {_key(source.primary_key)} on source, {_key(target.primary_key)} on target")
+        found.append(
+            f"primary key {_key(source.primary_key)} on source, {_key(target.primary_key)} on target"
+        )
     return tuple(found)
 
 
@@ -60,7 +67,11 @@ def plan_table(source: TableInfo, target: TableInfo, algorithm: str) -> TablePla
         if other is not None:
             columns.append(column_hash(col.name, col.type, other.type))
     shared = {c.name for c in columns}
-    key = source.primary_key if source.primary_key and all(k in shared for k in source.primary_key) else ()
+    key = (
+        source.primary_key
+        if source.primary_key and all(k in shared for k in source.primary_key)
+        else ()
+    )
     plan = ChecksumPlan(source.schema, source.name, tuple(columns), tuple(key), algorithm)
     method: Method = "multiset" if not key else ("range" if plan.integer_key else "hash")
     return TablePlan(plan, method, schema_differences(source, target))

@@ -38,20 +38,26 @@ def read_sequence(side: Side, schema: str, name: str, increment: int) -> Sequenc
     return SequenceState(int(last_value), bool(is_called), increment)
 
 
-def column_extreme(side: Side, owner: tuple[str, str, str], catalog: Catalog, descending: bool) -> int | None:
+def column_extreme(
+    side: Side, owner: tuple[str, str, str], catalog: Catalog, descending: bool
+) -> int | None:
     """max (min for descending sequences) of the owning column, when that side has it."""
     schema, table, column = owner
     info = catalog.tables.get(f"{schema}.{table}")
     if info is None or info.column(column) is None:
         return None
     query = sql.SQL("SELECT {}({}) FROM {}").format(
-        sql.SQL("min" if descending else "max"), sql.Identifier(column), sql.Identifier(schema, table)
+        sql.SQL("min" if descending else "max"),
+        sql.Identifier(column),
+        sql.Identifier(schema, table),
     )
     value = retry_unit(lambda: side.execute(query)[0][0], side)
     return int(value) if isinstance(value, int) else None
 
 
-def sequence_status(source: SequenceState, target: SequenceState | None, column: int | None) -> SequenceStatus:
+def sequence_status(
+    source: SequenceState, target: SequenceState | None, column: int | None
+) -> SequenceStatus:
     if target is None:
         return "missing_in_target"
     sign = 1 if source.increment > 0 else -1
@@ -79,7 +85,11 @@ def select_sequences(
 
 
 def compare_sequences(
-    source: Side, target: Side, source_catalog: Catalog, target_catalog: Catalog, sequences: Sequence[SequenceInfo]
+    source: Side,
+    target: Side,
+    source_catalog: Catalog,
+    target_catalog: Catalog,
+    sequences: Sequence[SequenceInfo],
 ) -> tuple[SequenceResult, ...]:
     results = []
     for seq in sequences:

@@ -14,8 +14,9 @@ narrowing of one chunk) runs again from its start, so its answer stays exact.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -95,7 +96,9 @@ class Side:
         cur = self.conn.execute(query, params)
         return cur.fetchall() if cur.description else []
 
-    def stream(self, query: Any, params: Any = None, *, itersize: int = 5000) -> Iterator[tuple[Any, ...]]:
+    def stream(
+        self, query: Any, params: Any = None, *, itersize: int = 5000
+    ) -> Generator[tuple[Any, ...], None, None]:
         """Iterate a query through a server-side cursor: memory stays flat however many rows."""
         self.queries += 1
         with self.conn.cursor(name=f"migctl_stream_{self.queries}") as cur:
@@ -114,10 +117,10 @@ class Side:
     def _close_quietly(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(
+                Exception
+            ):  # a dead connection may fail to close: nothing to do
                 conn.close()
-            except Exception:  # noqa: S110 - a dead connection may fail to close; nothing to do
-                pass
 
 
 def open_connection(dsn: str, options: SessionOptions) -> psycopg.Connection[Any]:
@@ -129,6 +132,10 @@ def open_connection(dsn: str, options: SessionOptions) -> psycopg.Connection[Any
     conn = connect(dsn, application_name=APPLICATION_NAME, autocommit=True)
     try:
         settings = pinned_settings(options)
+        if (
+            conn.info.server_version < 110000
+        ):  # no jit yet; the version is refused with a clear message later
+            settings.pop("jit")
         conn.execute(
             "SELECT " + ", ".join("set_config(%s, %s, false)" for _ in settings),
             [v for pair in settings.items() for v in pair],
@@ -141,7 +148,9 @@ def open_connection(dsn: str, options: SessionOptions) -> psycopg.Connection[Any
         from migctl.errors import translate
 
         err = translate(exc)
-        raise DatabaseError(f"cannot prepare a validation session: {err.message if err else exc}") from None
+        raise DatabaseError(
+            f"cannot prepare a validation session: {err.message if err else exc}"
+        ) from None
     return conn
 
 
@@ -158,7 +167,9 @@ def is_connection_loss(exc: BaseException, *sides: Side) -> bool:
     return any(s._conn is not None and (s._conn.broken or s._conn.closed) for s in sides)
 
 
-def retry_unit(unit: Callable[[], T], *sides: Side, on_retry: Callable[[], None] | None = None) -> T:
+def retry_unit(
+    unit: Callable[[], T], *sides: Side, on_retry: Callable[[], None] | None = None
+) -> T:
     """Run a unit of work; when a connection drops, reconnect and run the whole unit again."""
     from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
@@ -226,7 +237,11 @@ def planner_hints(side: Side, *, big: bool) -> Iterator[None]:
         from psycopg.pq import TransactionStatus
 
         conn = side._conn
-        if conn is not None and not conn.broken and conn.info.transaction_status == TransactionStatus.INTRANS:
+        if (
+            conn is not None
+            and not conn.broken
+            and conn.info.transaction_status == TransactionStatus.INTRANS
+        ):
             conn.execute(
                 "SET LOCAL enable_sort TO DEFAULT; SET LOCAL parallel_setup_cost TO DEFAULT;"
                 " SET LOCAL parallel_tuple_cost TO DEFAULT"

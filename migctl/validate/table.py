@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from psycopg import sql
@@ -27,7 +28,7 @@ from migctl.validate.session import Pair, Side, planner_hints, retry_unit
 
 MAX_RANGE_BUCKETS = 65_536
 MAX_HASH_BITS = 16
-SAMPLE_ROWS_PER_BUCKET = 200  # block sampling: enough blocks for even quantiles
+SAMPLE_ROWS_PER_BUCKET = 64  # block sampling: enough blocks for roughly even quantiles
 BIG_TABLE_ROWS = 50_000  # below this, planner hints and parallel workers cost more than they save
 
 
@@ -72,15 +73,32 @@ def compare_table(
         if source is None or target is None:
             result = _missing(pair, name, source, target)
         else:
-            result = _compare(pair, name, source, target, algorithm, options, both, progress, clock, start)
+            result = _compare(
+                pair, name, source, target, algorithm, options, both, progress, clock, start
+            )
     except Exception as exc:  # never a match when the comparison could not complete
-        result = TableResult(name, "error", error=redact_text(f"{type(exc).__name__}: {exc}".strip()))
+        result = TableResult(
+            name, "error", error=redact_text(f"{type(exc).__name__}: {exc}".strip())
+        )
     finally:
         pair.source.new_snapshot()
         pair.target.new_snapshot()
-    result = _with_stats(result, pair.queries - queries_before, pair.retries - retries_before, clock() - start)
-    progress(Progress(name, "done", result.source_rows, result.target_rows, result.chunks,
-                      result.differing_chunks, result.differing_chunks, clock() - start, result))
+    result = _with_stats(
+        result, pair.queries - queries_before, pair.retries - retries_before, clock() - start
+    )
+    progress(
+        Progress(
+            name,
+            "done",
+            result.source_rows,
+            result.target_rows,
+            result.chunks,
+            result.differing_chunks,
+            result.differing_chunks,
+            clock() - start,
+            result,
+        )
+    )
     return result
 
 
@@ -95,11 +113,23 @@ def _count(side: Side, table: TableInfo) -> int:
     return int(retry_unit(lambda: side.execute(query)[0][0], side))
 
 
-def _missing(pair: Pair, name: str, source: TableInfo | None, target: TableInfo | None) -> TableResult:
+def _missing(
+    pair: Pair, name: str, source: TableInfo | None, target: TableInfo | None
+) -> TableResult:
     if source is not None:
         return TableResult(name, "missing_in_target", source_rows=_count(pair.source, source))
     assert target is not None
     return TableResult(name, "missing_in_source", target_rows=_count(pair.target, target))
+
+
+def _estimate(side: Side, table: TableInfo) -> float:
+    """reltuples, or a guess from the size for a table never vacuumed nor analyzed (inside its snapshot)."""
+    if table.estimated_rows >= 0:
+        return table.estimated_rows
+    query = sql.SQL(
+        "SELECT pg_relation_size({}::regclass) / current_setting('block_size')::int * 60"
+    ).format(sql.Literal(sql.Identifier(table.schema, table.name).as_string(side.conn)))
+    return float(retry_unit(lambda: side.execute(query)[0][0], side))
 
 
 def range_buckets(estimated_rows: float, chunk_rows: int) -> tuple[int, float]:
@@ -128,10 +158,12 @@ def _compare(
 ) -> TableResult:
     table_plan = plan_table(source, target, algorithm)
     plan, method = table_plan.plan, table_plan.method
-    estimate = max(source.estimated_rows, target.estimated_rows)
+    estimate = max(_estimate(pair.source, source), _estimate(pair.target, target))
     if method == "range":
         count, percent = range_buckets(estimate, options.chunk_rows)
-        bounds = retry_unit(lambda: sample_bounds(pair.source.execute, plan, count, percent), pair.source)
+        bounds = retry_unit(
+            lambda: sample_bounds(pair.source.execute, plan, count, percent), pair.source
+        )
         spec = Buckets("range", bounds=bounds)
     else:
         spec = Buckets("hash", bits=hash_bits(estimate, options.chunk_rows))
@@ -144,13 +176,17 @@ def _compare(
 
         return retry_unit(unit, side, on_retry=pair.note_retry)
 
-    source_sums, target_sums = both(lambda: first_pass(pair.source), lambda: first_pass(pair.target))
+    source_sums, target_sums = both(
+        lambda: first_pass(pair.source), lambda: first_pass(pair.target)
+    )
     pass_generations = (pair.source.generation, pair.target.generation)
     diff = differing(source_sums, target_sums)
     source_rows = sum(s.rows for s in source_sums.values())
     target_rows = sum(s.rows for s in target_sums.values())
     chunks = len(set(source_sums) | set(target_sums))
-    progress(Progress(name, "scanned", source_rows, target_rows, chunks, len(diff), 0, clock() - start))
+    progress(
+        Progress(name, "scanned", source_rows, target_rows, chunks, len(diff), 0, clock() - start)
+    )
 
     tally = Tally(options.max_keys)
 
@@ -171,11 +207,29 @@ def _compare(
             lo = None if bucket == 0 else bounds[bucket - 1]
             hi = None if bucket == len(bounds) else bounds[bucket]
             run_chunk(
-                lambda t, lo=lo, hi=hi, counts=counts: resolve_range(
-                    pair, plan, lo, hi, counts, t, both, options.leaf_rows
+                partial(
+                    resolve_range,
+                    pair,
+                    plan,
+                    lo,
+                    hi,
+                    counts,
+                    both=both,
+                    leaf_rows=options.leaf_rows,
                 )
             )
-            progress(Progress(name, "narrowing", source_rows, target_rows, chunks, len(diff), done, clock() - start))
+            progress(
+                Progress(
+                    name,
+                    "narrowing",
+                    source_rows,
+                    target_rows,
+                    chunks,
+                    len(diff),
+                    done,
+                    clock() - start,
+                )
+            )
     elif diff:
         run_chunk(lambda t: resolve_hash(pair, plan, diff, spec.bits, t, both, options.stream_rows))
 
@@ -200,5 +254,9 @@ def _compare(
 
 
 def _sorted(keys: list[Key]) -> tuple[Key, ...]:
-    return tuple(sorted(keys, key=lambda k: tuple((0, v, "") if isinstance(v, int) else (1, 0, str(v)) for v in k)))
-
+    return tuple(
+        sorted(
+            keys,
+            key=lambda k: tuple((0, v, "") if isinstance(v, int) else (1, 0, str(v)) for v in k),
+        )
+    )

@@ -67,13 +67,24 @@ def test_replication_task_is_full_load_and_cdc_validated_logged_and_not_started(
     assert settings["ValidationSettings"]["EnableValidation"] is True
     assert settings["Logging"]["EnableLogging"] is True
     rules = json.loads(task["tableMappings"])["rules"]
-    assert [r["object-locator"]["schema-name"] for r in rules] == ["public"]
+    assert [r["object-locator"]["schema-name"] for r in rules] == ["public", "migctl"]
     two = run_program(migrationSchemas=["payments", "ledger"]).one(TASK).inputs
     locators = [r["object-locator"] for r in json.loads(two["tableMappings"])["rules"]]
     assert locators == [
         {"schema-name": "payments", "table-name": "%"},
         {"schema-name": "ledger", "table-name": "%"},
+        {"schema-name": "migctl", "table-name": "cutover_marker"},
     ]
+    with_marker = run_program(migrationSchemas=["public", "migctl"]).one(TASK).inputs
+    rules = json.loads(with_marker["tableMappings"])["rules"]
+    assert [r["object-locator"]["schema-name"] for r in rules] == ["public", "migctl"]
+
+
+def test_task_always_replicates_the_cutover_marker_table() -> None:
+    from infra_pulumi.components import migration
+    from migctl.cutover import marker
+
+    assert (migration.MARKER_SCHEMA, migration.MARKER_TABLE) == (marker.SCHEMA, marker.TABLE)
 
 
 def test_validation_lambda_reads_only_the_two_secrets(

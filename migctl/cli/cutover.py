@@ -1,0 +1,180 @@
+"""`migctl cutover`: run the cutover runbook; `cutover plan`; `cutover rollback`."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from migctl.cli.state import AppState, state
+from migctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from migctl.cutover.context import CutoverContext
+    from migctl.cutover.journal import Journal
+    from migctl.cutover.lock import Lock
+    from migctl.render.cutover import CutoverView
+
+# The group's help is the callback's docstring (the default invocation's), so no help= here.
+cutover_app = typer.Typer(no_args_is_help=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(cutover_app, name="cutover")
+
+
+YesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--yes", "-y", help="Do not ask before the rollout; confirms freeze_strategy = 'none'."
+    ),
+]
+BreakLockOpt = Annotated[
+    bool,
+    typer.Option(
+        "--break-lock", help="Remove the lock of a cutover that died (it is shown first)."
+    ),
+]
+
+
+@cutover_app.callback(invoke_without_command=True)
+def cutover(
+    ctx: typer.Context,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the cutover from its first unfinished step.")
+    ] = False,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="Stop after this step (e.g. validate), for staged cutovers."),
+    ] = None,
+    image: Annotated[
+        str | None, typer.Option("--image", help="The image to roll out [config: cutover.image].")
+    ] = None,
+    yes: YesOpt = False,
+    break_lock: BreakLockOpt = False,
+) -> None:
+    """Run the cutover runbook: preflight, freeze, marker, validate, stop DMS, sequences, rollout, post-checks.
+
+    Every step's start and end is journaled (.migctl/cutover-<env>.jsonl or
+    [cutover] journal, s3:// too); one cutover per environment holds the lock.
+    It asks before the rollout, the point of no return, unless --yes. On a
+    failure the steps done are undone in reverse. Exit 0 completed (or
+    stopped by --until), 1 a gate not met before any change or not confirmed,
+    2 bad input or another cutover in the journal's way, 3 AWS or a database
+    failed before any change or the lock is held, 4 failed and rolled back,
+    5 the rollback failed too (state and manual steps printed). See docs/runbook.md.
+
+    Example: migctl cutover --until validate --yes
+    """
+    if ctx.invoked_subcommand is not None:
+        given = [
+            name
+            for name, value in (
+                ("--resume", resume),
+                ("--until", until),
+                ("--image", image),
+                ("--yes", yes),
+                ("--break-lock", break_lock),
+            )
+            if value
+        ]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)}: options of 'migctl cutover', "
+                f"not of 'cutover {ctx.invoked_subcommand}' (put them after it)"
+            )
+        return
+    from migctl.cutover.result import RunOptions
+    from migctl.cutover.runbook import run_cutover
+
+    app_state = state(ctx)
+    cut, journal, lock = _open(app_state)
+    options = RunOptions(resume=resume, until=until, yes=yes, break_lock=break_lock, image=image)
+    with _view(app_state) as view:
+        result = run_cutover(cut, journal, lock, options, **_callbacks(app_state, view, yes=yes))
+    _finish(app_state, result)
+
+
+@cutover_app.command("plan")
+def plan(ctx: typer.Context) -> None:
+    """Print the runbook's steps with their gates, checks and undo, and where the journal stands.
+
+    Reads the configuration, the journal and the lock; changes nothing. Exit 0.
+
+    Example: migctl cutover plan
+    """
+    from migctl.cutover.journal import open_store
+    from migctl.cutover.plan import plan_cutover
+    from migctl.render.cutover import render_plan
+
+    app_state = state(ctx)
+    journal, lock = open_store(app_state.settings, app_state.aws)
+    render_plan(app_state.out, plan_cutover(app_state.settings, journal, lock))
+
+
+@cutover_app.command("rollback")
+def rollback(ctx: typer.Context, yes: YesOpt = False, break_lock: BreakLockOpt = False) -> None:
+    """Undo the latest cutover's completed steps in reverse: ECS back, replication resumed, source unfrozen.
+
+    Asks first unless --yes. Journaled like the run. Exit 4 when the rollback
+    completes, 5 when it fails (the state and what a person must do are
+    printed; run it again once that is done), 2 when there is nothing to roll back.
+
+    Example: migctl cutover rollback --yes
+    """
+    from migctl.cutover.rollback import rollback_cutover
+
+    app_state = state(ctx)
+    cut, journal, lock = _open(app_state)
+    with _view(app_state) as view:
+        result = rollback_cutover(
+            cut, journal, lock, break_lock=break_lock, **_callbacks(app_state, view, yes=yes)
+        )
+    _finish(app_state, result)
+
+
+def _open(app_state: AppState) -> tuple[CutoverContext, Journal, Lock]:
+    from migctl.cutover.context import build_context
+    from migctl.cutover.journal import open_store
+
+    journal, lock = open_store(app_state.settings, app_state.aws)
+    return build_context(app_state.settings, app_state.aws), journal, lock
+
+
+def _view(app_state: AppState) -> CutoverView:
+    from migctl.cutover.steps import STEPS
+    from migctl.render.cutover import CutoverView
+
+    return CutoverView(app_state.out, STEPS)
+
+
+def _callbacks(app_state: AppState, view: CutoverView, *, yes: bool) -> dict[str, object]:
+    from migctl.cutover.notify import Notifier, topic_for
+
+    topic = topic_for(app_state.settings)
+    return {
+        "notifier": Notifier(app_state.aws.client("sns") if topic else None, topic),
+        "on_event": view.event,
+        "confirm": None if yes else _asker(view),
+        "interactive": sys.stdin.isatty(),
+    }
+
+
+def _asker(view: CutoverView) -> Callable[[str], bool]:
+    def ask(question: str) -> bool:
+        with view.paused():
+            return typer.confirm(question, default=False, err=True)
+
+    return ask
+
+
+def _finish(app_state: AppState, result: object) -> None:
+    from migctl.cutover.result import CutoverResult
+    from migctl.render.cutover import render_result
+
+    assert isinstance(result, CutoverResult)
+    render_result(app_state.out, result)
+    raise typer.Exit(result.exit_code)

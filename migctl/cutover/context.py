@@ -1,0 +1,203 @@
+"""What every cutover step works with: settings, clients, both databases, timing, progress.
+
+Steps are functions of a :class:`CutoverContext`. It builds nothing itself:
+the CLI hands it an ``AwsClients`` (or a test a stand-in with ``.client``)
+and the resolved databases. Database sessions are short-lived, one per use,
+and always writable (``default_transaction_read_only = off``), because the
+cutover's own statements must still run on a source it has frozen.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from migctl.clients import Database, connect
+from migctl.errors import CheckFailed, ConfigError
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from migctl.alarms import AlarmSelector
+    from migctl.config import Settings
+    from migctl.dms import TaskRef
+    from migctl.rollout_plan import RolloutOptions
+
+APPLICATION_NAME = "migctl-cutover"
+
+
+class ClientSource(Protocol):
+    def client(self, service: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long each wait may take and how often it polls; injectable for tests."""
+
+    interval: float = 2.0
+    wait_timeout: float = 600.0
+    marker_timeout: float = 300.0
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+Report = Callable[[str, Mapping[str, Any]], None]
+
+
+def _ignore(_message: str, _details: Mapping[str, Any]) -> None:
+    return None
+
+
+@dataclass
+class CutoverContext:
+    settings: Settings
+    aws: ClientSource
+    source: Database
+    target: Database
+    image: str | None = None
+    timing: Timing = field(default_factory=Timing)
+    cutover_id: str = ""
+    report: Report = _ignore  # a progress note from inside the current step
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, service: str) -> Any:
+        return self.aws.client(service)
+
+    @contextmanager
+    def source_conn(self) -> Iterator[psycopg.Connection[Any]]:
+        with _writable(self.source) as conn:
+            yield conn
+
+    @contextmanager
+    def target_conn(self) -> Iterator[psycopg.Connection[Any]]:
+        with _writable(self.target) as conn:
+            yield conn
+
+    def reporter(self) -> Callable[[str], None]:
+        """A progress reporter that stays quiet while the message does not change (polls)."""
+        last: list[str] = []
+
+        def say(message: str) -> None:
+            if last != [message]:
+                last[:] = [message]
+                self.report(message, {})
+
+        return say
+
+    def task_ref(self) -> TaskRef:
+        """The DMS task: ``[dms] task``, else the stack output ``dmsReplicationTaskArn``."""
+        if "task" not in self._cache:
+            from migctl.dms import resolve_task
+            from migctl.stack_outputs import resolve
+
+            name = resolve(
+                self.settings,
+                self.settings.dms.task,
+                "dmsReplicationTaskArn",
+                what="DMS replication task",
+                flag="[dms] task",
+            )
+            self._cache["task"] = resolve_task(
+                self.client("dms"), name, instance_identifier=self.settings.dms.instance
+            )
+        ref: TaskRef = self._cache["task"]
+        return ref
+
+    def gate_alarms(self) -> AlarmSelector:
+        """The rollout's gate alarms; the cutover refuses to run without any."""
+        if "gate" not in self._cache:
+            from migctl.rollout_plan import resolve_gate
+
+            gate = resolve_gate(self.settings, ())
+            if gate is None:
+                raise ConfigError(
+                    "no gate alarms: the cutover gates on alarms before and after the rollout",
+                    hint="set [ecs] gate_alarms or [alarms] prefix/names, or cache the stack "
+                    "output alarmNames with 'migctl outputs'",
+                )
+            self._cache["gate"] = gate
+        selector: AlarmSelector = self._cache["gate"]
+        return selector
+
+    def rollout_options(self) -> RolloutOptions:
+        """What ``migctl rollout`` would use: ``[ecs]`` and the stack outputs, ``[cutover] image``."""
+        if "rollout" not in self._cache:
+            from migctl.rollout_plan import RolloutOptions, resolve_target
+
+            target = resolve_target(self.settings, cluster=None, service=None, container=None)
+            ecs = self.settings.ecs
+            self._cache["rollout"] = RolloutOptions(
+                cluster=target.cluster,
+                service=target.service,
+                image=self.image,
+                container=target.container,
+                bake_seconds=ecs.bake_seconds,
+                timeout=ecs.timeout_seconds,
+                interval=ecs.interval_seconds,
+                gate=self.gate_alarms(),
+                allow_insufficient_data=self.settings.alarms.allow_insufficient_data,
+            )
+        options: RolloutOptions = self._cache["rollout"]
+        return options
+
+    def wait_until(
+        self,
+        what: str,
+        probe: Callable[[], tuple[bool, str]],
+        *,
+        timeout: float | None = None,
+    ) -> str:
+        """Poll ``probe`` until it says done; CheckFailed naming what was still missing.
+
+        ``probe`` returns (done, why): the reason is reported each time it changes.
+        """
+        limit = self.timing.wait_timeout if timeout is None else timeout
+        deadline = self.timing.clock() + limit
+        last = None
+        while True:
+            done, why = probe()
+            if done:
+                return why
+            if why != last:
+                self.report(f"waiting for {what}: {why}", {})
+                last = why
+            remaining = deadline - self.timing.clock()
+            if remaining <= 0:
+                raise CheckFailed(f"{what}: not reached within {limit:g}s: {why}")
+            self.timing.sleep(min(self.timing.interval, remaining))
+
+
+@contextmanager
+def _writable(db: Database) -> Iterator[psycopg.Connection[Any]]:
+    conn = connect(db, application_name=APPLICATION_NAME, autocommit=True)
+    try:
+        conn.execute("SET default_transaction_read_only = off")
+        yield conn
+    finally:
+        conn.close()
+
+
+def build_context(settings: Settings, aws: ClientSource) -> CutoverContext:
+    """Both databases (flags are not a cutover's business: ``[source]``/``[target]``, the
+    target falling back to the stack output ``auroraSecretArn``) and the timing from config."""
+    from migctl.clients import AwsClients, resolve_database
+    from migctl.stack_outputs import load_cached_outputs
+
+    clients = aws if isinstance(aws, AwsClients) else None
+    source = resolve_database(settings.source, label="source", aws=clients)
+    target_secret = None
+    t = settings.target
+    if not (t.dsn or t.dsn_env or t.secret_arn):
+        cached = load_cached_outputs(settings).get("auroraSecretArn")
+        target_secret = cached if isinstance(cached, str) and cached else None
+    target = resolve_database(t, label="target", aws=clients, secret_arn=target_secret)
+    conf = settings.cutover
+    timing = Timing(
+        interval=conf.interval_seconds,
+        wait_timeout=conf.wait_timeout_seconds,
+        marker_timeout=conf.marker_timeout_seconds,
+    )
+    return CutoverContext(settings, aws, source, target, timing=timing)

@@ -1,0 +1,216 @@
+"""The cutover journal: append-only JSON lines, in a local file or in one S3 object.
+
+Local: each record is one ``write`` on a file opened with ``O_APPEND``, then
+``fsync`` (and the folder is synced when the file is created), so a record
+that was journaled survives a crash or a ``kill -9``. A record torn by a
+crash in the middle of its write is skipped when read; the next append
+starts on a fresh line.
+
+S3 has no append. The journal is one object, rewritten on each append with a
+conditional put: ``If-Match`` the ETag read just before (``If-None-Match: *``
+for the first record). A writer that lost the race re-reads and tries again,
+so no record is ever overwritten, even without the lock. It costs a GET and a
+PUT of the whole object per record; a cutover writes a few hundred at most.
+
+The lock lives beside the journal (``<journal>.lock``), see ``lock.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import json
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from migctl.errors import ConfigError, OperationalError
+
+if TYPE_CHECKING:
+    from migctl.config import Settings
+    from migctl.cutover.context import ClientSource
+    from migctl.cutover.lock import Lock
+
+log = logging.getLogger(__name__)
+Record = dict[str, Any]
+_CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+_S3_ATTEMPTS = 8
+
+
+class Journal(Protocol):
+    location: str
+
+    def read(self) -> list[Record]: ...
+
+    def append(self, record: Mapping[str, Any]) -> None: ...
+
+
+def encode(record: Mapping[str, Any]) -> bytes:
+    return (json.dumps(record, default=_default, separators=(",", ":")) + "\n").encode()
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
+
+
+def decode(data: bytes, where: str) -> list[Record]:
+    """Every whole record; a torn line (a crash mid-write) is skipped with a warning."""
+    records: list[Record] = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            log.warning("%s:%d: skipping a torn journal line", where, number)
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+class LocalJournal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.location = str(path)
+
+    def read(self) -> list[Record]:
+        try:
+            return decode(self.path.read_bytes(), self.location)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise OperationalError(
+                f"cannot read the journal {self.location}: {exc.strerror}"
+            ) from None
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        data = encode(record)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            created = not self.path.exists()
+            if not created and not _ends_with_newline(self.path):
+                data = b"\n" + data  # after a torn write: never glue a record to it
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if created:
+                fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise OperationalError(
+                f"cannot write the journal {self.location}: {exc.strerror}"
+            ) from None
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell() == 0:
+            return True
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class S3Journal:
+    def __init__(self, s3: Any, bucket: str, key: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.key = key
+        self.location = f"s3://{bucket}/{key}"
+
+    def _get(self) -> tuple[bytes, str | None]:
+        try:
+            answer = self.s3.get_object(Bucket=self.bucket, Key=self.key)
+        except Exception as exc:
+            if error_code(exc) in ("NoSuchKey", "404"):
+                return b"", None
+            raise
+        return answer["Body"].read(), answer["ETag"]
+
+    def read(self) -> list[Record]:
+        return decode(self._get()[0], self.location)
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        line = encode(record)
+        for _ in range(_S3_ATTEMPTS):
+            body, etag = self._get()
+            condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+            try:
+                self.s3.put_object(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    Body=body + line,
+                    ContentType="application/x-ndjson",
+                    **condition,
+                )
+                return
+            except Exception as exc:
+                if error_code(exc) not in _CONFLICT_CODES:
+                    raise
+                log.info("%s changed while appending; reading it again", self.location)
+        raise OperationalError(
+            f"cannot append to the journal {self.location}: "
+            f"it changed under every one of {_S3_ATTEMPTS} attempts (another writer?)"
+        )
+
+
+def error_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    code = response.get("Error", {}).get("Code")
+    return str(code) if code is not None else None
+
+
+def split_s3_uri(uri: str, default_name: str) -> tuple[str, str]:
+    rest = uri.removeprefix("s3://")
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise ConfigError(f"[cutover] journal {uri!r}: no bucket", hint="s3://BUCKET/KEY")
+    if not key or key.endswith("/"):
+        key += default_name
+    return bucket, key
+
+
+def open_store(settings: Settings, aws: ClientSource) -> tuple[Journal, Lock]:
+    """The journal ``[cutover] journal`` names (default ``.migctl/cutover-<env>.jsonl``), and its lock."""
+    from migctl.cutover.lock import LocalLock, S3Lock
+
+    name = f"cutover-{settings.project.environment}.jsonl"
+    raw = settings.cutover.journal
+    if raw and raw.startswith("s3://"):
+        bucket, key = split_s3_uri(raw, name)
+        s3 = aws.client("s3")
+        return S3Journal(s3, bucket, key), S3Lock(s3, bucket, key + ".lock")
+    if raw:
+        path = Path(raw).expanduser()
+        path = path if path.is_absolute() else settings.base_dir / path
+    else:
+        path = settings.state_dir / name
+    return LocalJournal(path), LocalLock(path.with_name(path.name + ".lock"))

@@ -1,0 +1,90 @@
+"""Step 3, the marker: a row written on the frozen source and read back on the target.
+
+``CDCLatencySource`` reads 0 on an idle source and metrics come a minute
+late, so the proof that CDC has drained is a fresh row: once the marker,
+written after the freeze, is on the target, so is everything committed
+before it (DMS applies in commit order; with batch apply it may not, which
+is one reason step 4 validates everything anyway).
+
+The table ``migctl.cutover_marker`` must be replicated: the DMS task's table
+mappings must select the ``migctl`` schema (preflight warns when they do
+not), and with ``TargetTablePrepMode = DO_NOTHING`` it must exist on the
+target too. The gate creates it on either side when it is missing. Marker
+rows stay: they are the audit trail of every attempt.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from migctl.cutover.context import CutoverContext
+from migctl.cutover.model import Facts, StepFailed, StepMemo
+from migctl.errors import CheckFailed
+
+SCHEMA = "migctl"
+TABLE = "cutover_marker"
+MARKER_DDL = """
+CREATE SCHEMA IF NOT EXISTS migctl;
+CREATE TABLE IF NOT EXISTS migctl.cutover_marker (
+    id          uuid PRIMARY KEY,
+    cutover_id  text NOT NULL,
+    written_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    source_lsn  pg_lsn NOT NULL
+);
+"""
+_EXISTS_SQL = "SELECT to_regclass('migctl.cutover_marker') IS NOT NULL"
+
+
+def ensure_table(ctx: CutoverContext, _memo: StepMemo) -> Facts:
+    created = []
+    for side, open_conn in (("source", ctx.source_conn), ("target", ctx.target_conn)):
+        with open_conn() as conn:
+            if not conn.execute(_EXISTS_SQL).fetchone()[0]:  # type: ignore[index]
+                with conn.transaction():
+                    conn.execute(MARKER_DDL)
+                created.append(side)
+    if created:
+        ctx.report(
+            f"created {SCHEMA}.{TABLE} on the {' and '.join(created)}; the DMS task must "
+            "replicate it (a table created after the task started may need a task reload)",
+            {"warning": True},
+        )
+    return {"table_created_on": created}
+
+
+def write_and_wait(ctx: CutoverContext, _memo: StepMemo) -> Facts:
+    marker_id = str(uuid.uuid4())
+    with ctx.source_conn() as conn:
+        row = conn.execute(
+            "INSERT INTO migctl.cutover_marker (id, cutover_id, source_lsn) "
+            "VALUES (%s, %s, pg_current_wal_lsn()) RETURNING source_lsn::text, written_at",
+            (marker_id, ctx.cutover_id),
+        ).fetchone()
+    assert row is not None
+    source_lsn, written_at = row
+    ctx.report(f"marker {marker_id} written on the source at LSN {source_lsn}", {})
+    started = ctx.timing.clock()
+
+    def probe() -> tuple[bool, str]:
+        with ctx.target_conn() as conn:
+            found = conn.execute(
+                "SELECT 1 FROM migctl.cutover_marker WHERE id = %s", (marker_id,)
+            ).fetchone()
+        return (True, "the marker is on the target") if found else (False, "not on the target yet")
+
+    try:
+        ctx.wait_until("the marker row on the target", probe, timeout=ctx.timing.marker_timeout)
+    except CheckFailed as exc:
+        raise StepFailed(
+            exc.message,
+            details={"marker_id": marker_id, "source_lsn": source_lsn},
+            hint="is the migctl schema in the DMS task's table mappings, and is the task "
+            "applying changes (migctl dms status)?",
+        ) from None
+    return {
+        "marker_id": marker_id,
+        "source_lsn": source_lsn,
+        "written_at": written_at.astimezone(dt.UTC).isoformat(),
+        "drain_seconds": round(ctx.timing.clock() - started, 3),
+    }

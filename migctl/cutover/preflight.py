@@ -1,0 +1,173 @@
+"""Step 1, preflight: nothing changes unless identity, DMS, CDC latency, alarms and ECS are fit.
+
+It waits (up to ``[cutover] wait_timeout_seconds``) for what may still come
+right: CDC latency under ``[dms] max_latency_seconds`` for ``[dms] stable_for``
+consecutive periods, alarms leaving INSUFFICIENT_DATA, a deployment finishing.
+It fails at once on what will not: a DMS task that is not running or has
+errored tables, a gate alarm in ALARM.
+
+The latency gate reads ``CDCLatencyTarget`` only. ``CDCIncomingChanges`` is
+not 0 while the application still writes (it is, until step 2 freezes it),
+and ``CDCLatencySource`` reads 0 on an idle source (docs/dms.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import json
+from typing import Any
+
+from migctl.alarms import ALARM, check_alarms
+from migctl.cutover.context import CutoverContext
+from migctl.cutover.model import Facts, StepFailed, StepMemo
+from migctl.dms import CDC, describe_task, find_problems, table_statistics_or_reason
+from migctl.dms_metrics import CdcMetrics, fetch_cdc_metrics
+from migctl.dms_watch import STALE_AFTER_PERIODS
+
+MARKER_SCHEMA = "migctl"
+MARKER_TABLE = "cutover_marker"
+
+
+def preflight(ctx: CutoverContext, _memo: StepMemo) -> Facts:
+    identity = ctx.client("sts").get_caller_identity()
+    ref = ctx.task_ref()
+    gate = ctx.gate_alarms()
+    settings = ctx.settings
+    dms, cloudwatch = ctx.client("dms"), ctx.client("cloudwatch")
+    rollout = ctx.rollout_options() if ctx.image else None
+    facts: dict[str, Any] = {
+        "identity": {"account": identity.get("Account"), "arn": identity.get("Arn")},
+        "dms_task": ref.identifier,
+        "gate_alarms": gate.describe(),
+    }
+
+    def probe() -> tuple[bool, str]:
+        task = describe_task(dms, ref.arn)
+        tables, _ = table_statistics_or_reason(dms, ref.arn)
+        problems = find_problems(task, tables)
+        if problems:
+            raise StepFailed(f"DMS task {ref.identifier} is not healthy: {'; '.join(problems)}")
+        if task.phase != CDC:
+            raise StepFailed(
+                f"DMS task {ref.identifier} is not in CDC: phase {task.phase} (status {task.status})",
+                hint="start it and wait for CDC: migctl dms start, migctl dms watch",
+            )
+        metrics = fetch_cdc_metrics(
+            cloudwatch,
+            instance_identifier=ref.instance_identifier,
+            task_resource_id=ref.resource_id,
+            lookback_seconds=settings.dms.metric_period_seconds
+            * (settings.dms.stable_for + STALE_AFTER_PERIODS + 1),
+            period_seconds=settings.dms.metric_period_seconds,
+        )
+        held, why = latency_held(
+            metrics,
+            max_latency=settings.dms.max_latency_seconds,
+            periods=settings.dms.stable_for,
+            now=dt.datetime.now(dt.UTC),
+        )
+        if not held:
+            return False, why
+        facts["cdc_latency_target_seconds"] = metrics.latency_target.latest
+        report = check_alarms(
+            cloudwatch, gate, allow_insufficient_data=settings.alarms.allow_insufficient_data
+        )
+        firing = [a.name for a in report.alarms if a.state == ALARM]
+        if firing:
+            raise StepFailed(f"gate alarm(s) in ALARM: {', '.join(firing)}")
+        if not report.ok:
+            waiting = ", ".join(f"{a.name} {a.state}" for a in report.not_ok)
+            return False, f"gate alarms not proven OK: {waiting}"
+        facts["alarms"] = {a.name: a.state for a in report.alarms}
+        if rollout is not None:
+            busy = _service_busy(ctx, rollout.cluster, rollout.service)
+            if busy:
+                return False, busy
+            facts["ecs_service"] = f"{rollout.cluster}/{rollout.service}"
+        return True, why
+
+    covered = marker_replicated(_table_mappings(dms, ref.arn))
+    facts["marker_in_task_mappings"] = covered
+    if covered is False:
+        # Without the marker there is no proof that CDC drained: stop before freezing.
+        raise StepFailed(
+            f"the DMS task's table mappings do not select {MARKER_SCHEMA}.{MARKER_TABLE}",
+            hint="add a selection rule for it (infra_pulumi always does) and restart the task",
+        )
+    facts["cdc"] = ctx.wait_until("the preflight gate", probe)
+    return facts
+
+
+def latency_held(
+    cdc: CdcMetrics, *, max_latency: float, periods: int, now: dt.datetime
+) -> tuple[bool, str]:
+    """CDCLatencyTarget <= max for the newest ``periods`` consecutive periods, and fresh."""
+    points = cdc.latency_target.datapoints
+    if not points:
+        dims = ", ".join(f"{k}={v}" for k, v in cdc.dimensions.items())
+        return False, f"no CDCLatencyTarget datapoints yet ({dims})"
+    age = (now - points[0].at).total_seconds()
+    if age > STALE_AFTER_PERIODS * cdc.period_seconds:
+        return False, f"the newest CDCLatencyTarget datapoint is {age:.0f}s old"
+    step = dt.timedelta(seconds=cdc.period_seconds)
+    run = 0
+    for index, point in enumerate(points):
+        if index and points[index - 1].at - point.at != step:
+            break
+        if point.value > max_latency:
+            break
+        run += 1
+    if run < periods:  # no changing number here: each new reason is a journal note
+        over = "" if points[0].value <= max_latency else f", now over {max_latency:g}s"
+        return False, f"CDCLatencyTarget <= {max_latency:g}s for {run} of {periods} periods{over}"
+    return True, f"CDCLatencyTarget <= {max_latency:g}s for the last {run} periods"
+
+
+def _service_busy(ctx: CutoverContext, cluster: str, service: str) -> str | None:
+    from migctl.deployments import COMPLETED, PRIMARY, deployments_of, describe_service
+
+    found = describe_service(ctx.client("ecs"), cluster, service)
+    deployments = deployments_of(found)
+    busy = [
+        d for d in deployments if d.status != PRIMARY or d.rollout_state not in (COMPLETED, None)
+    ]
+    if busy:
+        return f"ECS service {service} is mid-deployment: " + "; ".join(
+            d.summary() for d in deployments
+        )
+    return None
+
+
+def _table_mappings(dms: Any, arn: str) -> str | None:
+    tasks = dms.describe_replication_tasks(
+        Filters=[{"Name": "replication-task-arn", "Values": [arn]}]
+    ).get("ReplicationTasks", [])
+    mappings = tasks[0].get("TableMappings") if tasks else None
+    return str(mappings) if mappings else None
+
+
+def marker_replicated(table_mappings: str | None) -> bool | None:
+    """Whether the task's selection rules include migctl.cutover_marker; None when unknown."""
+    if not table_mappings:
+        return None
+    try:
+        rules = json.loads(table_mappings).get("rules", [])
+    except (ValueError, AttributeError):
+        return None
+
+    def matches(rule: dict[str, Any]) -> bool:
+        locator = rule.get("object-locator", {})
+        return _like(locator.get("schema-name", ""), MARKER_SCHEMA) and _like(
+            locator.get("table-name", "%"), MARKER_TABLE
+        )
+
+    selections = [r for r in rules if r.get("rule-type") == "selection" and matches(r)]
+    actions = {str(r.get("rule-action", "")).lower() for r in selections}
+    return bool(actions & {"include", "explicit"}) and "exclude" not in actions
+
+
+def _like(pattern: str, value: str) -> bool:
+    """DMS object-locator wildcards: ``%`` matches any run of characters."""
+    glob = pattern.replace("[", "[[]").replace("*", "[*]").replace("?", "[?]").replace("%", "*")
+    return fnmatch.fnmatchcase(value, glob)

@@ -1,0 +1,240 @@
+"""Steps 7 and 8: roll out the image that points at the target, then check that it serves.
+
+The rollout is ``migctl rollout`` itself (``rollout.rollout``): a copy of the
+task definition with the new image, the PRIMARY deployment followed to
+COMPLETED, the bake under the gate alarms, and its own rollback on failure.
+Its undo is ``rollout.undo`` to the revision recorded before the first
+attempt. A rerun after a crash finds the image already deployed and only
+checks the alarms.
+
+Post-checks: the gate alarms OK, the service's PRIMARY deployment COMPLETED
+with ``runningCount >= desiredCount``, and the ALB's healthy targets at least
+the desired count. Which target groups: the service's ``loadBalancers``; when
+it declares none, the stack output ``targetGroupArnSuffix``. An empty target
+group fails the check when the service declares it (ECS registers its tasks
+there); when it only comes from the stack outputs and has no registered
+target at all (the sandbox: moto runs no tasks), the ECS running count is the
+evidence, and the facts say so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from migctl.alarms import ALARM, check_alarms
+from migctl.cutover.context import CutoverContext
+from migctl.cutover.model import Facts, StepFailed, StepMemo
+from migctl.deployments import COMPLETED, describe_service, primary_of
+
+
+def prepare(ctx: CutoverContext, _memo: StepMemo) -> Facts:
+    options = ctx.rollout_options()
+    service = describe_service(ctx.client("ecs"), options.cluster, options.service)
+    return {
+        "cluster": options.cluster,
+        "service": options.service,
+        "previous_task_definition": service["taskDefinition"],
+    }
+
+
+def roll_out(ctx: CutoverContext, memo: StepMemo) -> Facts:
+    from migctl.rollout import rollout
+
+    options = ctx.rollout_options()
+    ecs = ctx.client("ecs")
+    previous = memo.before["previous_task_definition"]
+    service = describe_service(ecs, options.cluster, options.service)
+    current = service["taskDefinition"]
+    if current != previous and _runs_image(ecs, current, options.container, options.image):
+        if not _steady(service):
+            raise StepFailed(f"the service is still deploying {current} from an earlier attempt")
+        _alarms_ok(ctx)
+        return {"outcome": "completed", "task_definition": current, "already_deployed": True}
+    result = rollout(
+        ecs,
+        ctx.client("cloudwatch"),
+        options,
+        on_step=lambda step: ctx.report(step.message, {"rollout_event": step.event}),
+        clock=ctx.timing.clock,
+        sleep=ctx.timing.sleep,
+    )
+    details: dict[str, Any] = {
+        "outcome": result.outcome,
+        "task_definition": result.task_definition,
+        "previous_task_definition": result.previous_task_definition,
+        "deployment_id": result.deployment_id,
+    }
+    if result.outcome == "completed":
+        return details
+    raise StepFailed(
+        f"the rollout of {options.image} ended {result.outcome}: {result.reason}",
+        details={**details, "manual_steps": list(result.manual_steps)},
+    )
+
+
+def roll_back(ctx: CutoverContext, memo: StepMemo) -> Facts:
+    from migctl.rollout import undo
+
+    previous = memo.before.get("previous_task_definition")
+    if not previous:
+        return {"note": "nothing was deployed"}
+    options = ctx.rollout_options()
+    ecs = ctx.client("ecs")
+    served = memo.details.get("outcome") == "completed"
+    warning = (
+        {
+            "warning": "the new image served from the target until this rollback: writes it "
+            "made there are not on the source (no reverse replication); reconcile them"
+        }
+        if served
+        else {}
+    )
+    if describe_service(ecs, options.cluster, options.service)["taskDefinition"] == previous:
+        ctx.wait_until(
+            f"the service to settle on {previous}",
+            lambda: _settled(ecs, options.cluster, options.service),
+            timeout=options.timeout,
+        )
+        return {"task_definition": previous, "note": "the service already ran it", **warning}
+    result = undo(
+        ecs,
+        ctx.client("cloudwatch"),
+        options,
+        to=previous,
+        on_step=lambda step: ctx.report(step.message, {"rollout_event": step.event}),
+        clock=ctx.timing.clock,
+        sleep=ctx.timing.sleep,
+    )
+    if result.outcome != "completed":
+        raise StepFailed(
+            f"putting the service back on {previous} ended {result.outcome}: {result.reason}",
+            details={"manual_steps": list(result.manual_steps)},
+        )
+    return {"task_definition": previous, **warning}
+
+
+def manual_roll_back(ctx: CutoverContext, memo: StepMemo) -> str:
+    previous = memo.before.get("previous_task_definition", "<previous revision>")
+    cluster = memo.before.get("cluster", "<cluster>")
+    service = memo.before.get("service", "<service>")
+    return (
+        f"Put the service back on {previous}: migctl rollout undo --cluster {cluster} "
+        f"--service {service} --to {previous} --yes (or aws ecs update-service --cluster "
+        f"{cluster} --service {service} --task-definition {previous}), and follow it with "
+        "migctl rollout status until its deployment is COMPLETED. Until then, keep the source "
+        "frozen and replication stopped: the new image may be writing to the target"
+    )
+
+
+def post_checks(ctx: CutoverContext, _memo: StepMemo) -> Facts:
+    options = ctx.rollout_options()
+    ecs = ctx.client("ecs")
+    facts: dict[str, Any] = {}
+
+    def probe() -> tuple[bool, str]:
+        alarms = _alarms_ok(ctx, wait=True)
+        if alarms:
+            return False, alarms
+        service = describe_service(ecs, options.cluster, options.service)
+        settled, why = _settled(ecs, options.cluster, options.service, service)
+        if not settled:
+            return False, why
+        desired = int(service.get("desiredCount", 0))
+        facts["running"], facts["desired"] = int(service.get("runningCount", 0)), desired
+        healthy, why = _targets_healthy(ctx, service, desired, facts)
+        return healthy, why
+
+    facts["verdict"] = ctx.wait_until("the post-checks", probe)
+    return facts
+
+
+def _alarms_ok(ctx: CutoverContext, *, wait: bool = False) -> str | None:
+    """None when every gate alarm is OK; ALARM fails at once; else why it is not proven OK."""
+    settings = ctx.settings
+    report = check_alarms(
+        ctx.client("cloudwatch"),
+        ctx.gate_alarms(),
+        allow_insufficient_data=settings.alarms.allow_insufficient_data,
+    )
+    firing = [a.name for a in report.alarms if a.state == ALARM]
+    if firing:
+        raise StepFailed(f"gate alarm(s) in ALARM: {', '.join(firing)}")
+    if report.ok:
+        return None
+    why = "gate alarms not proven OK: " + ", ".join(f"{a.name} {a.state}" for a in report.not_ok)
+    if not wait:
+        raise StepFailed(why)
+    return why
+
+
+def _steady(service: dict[str, Any]) -> bool:
+    primary = primary_of(service)
+    return (
+        primary is not None
+        and primary.rollout_state in (COMPLETED, None)
+        and len(service.get("deployments", [])) == 1
+        and int(service.get("runningCount", 0)) >= int(service.get("desiredCount", 0))
+    )
+
+
+def _settled(
+    ecs: Any, cluster: str, name: str, service: dict[str, Any] | None = None
+) -> tuple[bool, str]:
+    service = service or describe_service(ecs, cluster, name)
+    if _steady(service):
+        return True, "the service is steady"
+    primary = primary_of(service)
+    state = primary.summary() if primary else "no PRIMARY deployment"
+    return False, f"service {name}: {state}, running {service.get('runningCount')}"
+
+
+def _runs_image(ecs: Any, task_definition: str, container: str | None, image: str | None) -> bool:
+    from migctl.taskdef import container_images
+
+    found = ecs.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]
+    images = container_images(found)
+    if container:
+        return images.get(container) == image
+    return len(images) == 1 and next(iter(images.values())) == image
+
+
+def _targets_healthy(
+    ctx: CutoverContext, service: dict[str, Any], desired: int, facts: dict[str, Any]
+) -> tuple[bool, str]:
+    from migctl.stack_outputs import load_cached_outputs
+
+    elbv2 = ctx.client("elbv2")
+    arns = [
+        lb["targetGroupArn"] for lb in service.get("loadBalancers", []) if "targetGroupArn" in lb
+    ]
+    declared = bool(arns)
+    if not arns:
+        suffix = load_cached_outputs(ctx.settings).get("targetGroupArnSuffix")
+        if isinstance(suffix, str) and suffix.count("/") >= 1:
+            name = suffix.split("/")[1]
+            groups = elbv2.describe_target_groups(Names=[name])["TargetGroups"]
+            arns = [g["TargetGroupArn"] for g in groups]
+    health: dict[str, Any] = {}
+    for arn in arns:
+        targets = elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
+        healthy = sum(t.get("TargetHealth", {}).get("State") == "healthy" for t in targets)
+        short = arn.rsplit(":", 1)[-1]
+        health[short] = {"registered": len(targets), "healthy": healthy}
+        if not targets and not declared:
+            health[short]["note"] = "no registered targets; judged by the ECS running count"
+            continue
+        if healthy < desired:
+            facts["target_health"] = health
+            return False, f"{healthy} of {desired} targets healthy in {short}"
+    facts["target_health"] = health or "no target group found; judged by the ECS running count"
+    return True, "alarms OK, deployment COMPLETED, running >= desired, targets healthy"
+
+
+def service_state(ctx: CutoverContext) -> str:
+    options = ctx.rollout_options()
+    service = describe_service(ctx.client("ecs"), options.cluster, options.service)
+    deployments = "; ".join(
+        f"{d['id']} {d.get('status')} {d.get('rolloutState')} {d.get('taskDefinition')}"
+        for d in service.get("deployments", [])
+    )
+    return f"ECS service {options.service} runs {service['taskDefinition']} ({deployments})"

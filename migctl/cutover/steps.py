@@ -1,0 +1,133 @@
+"""The runbook as code: the eight steps, in order, each with its gate, action, check and undo.
+
+This is the list ``migctl cutover plan`` prints and ``migctl cutover`` runs
+(shared/REFERENCE.md, "Cutover runbook"; docs/runbook.md). The functions
+live in one module per step; this module only wires them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from migctl.cutover import freeze, marker, preflight, release, replication, sequences, validation
+from migctl.cutover.context import CutoverContext
+from migctl.cutover.model import Step
+
+STEPS: tuple[Step, ...] = (
+    Step(
+        name="preflight",
+        title="Preflight",
+        gate_text="AWS identity answers (sts get-caller-identity)",
+        action_text="wait until: DMS task in CDC with no errored table, CDCLatencyTarget under "
+        "[dms] max_latency_seconds for [dms] stable_for periods, gate alarms OK, ECS service "
+        "steady",
+        check_text="all of the above hold at once",
+        undo_text=None,
+        action=preflight.preflight,
+    ),
+    Step(
+        name="freeze_writes",
+        title="Freeze writes",
+        gate_text="read-only: the source user may ALTER DATABASE and end sessions; no app role "
+        "overrides default_transaction_read_only. none: the operator said --yes",
+        action_text="ALTER DATABASE ... SET default_transaction_read_only = on; end the sessions "
+        "of [cutover] app_roles",
+        check_text="no app-role session from before the freeze, no open write transaction, new "
+        "sessions read-only",
+        undo_text="RESET default_transaction_read_only; end app sessions opened read-only",
+        prepare=freeze.prepare,
+        gate=freeze.gate,
+        action=freeze.freeze,
+        check=freeze.check,
+        undo=freeze.unfreeze,
+        manual_undo=freeze.manual_unfreeze,
+    ),
+    Step(
+        name="marker",
+        title="Marker row",
+        gate_text="migctl.cutover_marker exists on both sides (created when missing)",
+        action_text="insert a marker row (uuid, pg_current_wal_lsn()) on the source",
+        check_text="the marker row is visible on the target: CDC has drained",
+        undo_text=None,
+        gate=marker.ensure_table,
+        action=marker.write_and_wait,
+    ),
+    Step(
+        name="validate",
+        title="Validate",
+        gate_text="the source is frozen and drained",
+        action_text="migctl validate of every selected table (counts, checksums, keys)",
+        check_text="no data or schema difference (sequences may be behind)",
+        undo_text=None,
+        action=validation.validate,
+    ),
+    Step(
+        name="stop_replication",
+        title="Stop replication",
+        gate_text="the DMS task is in CDC (or already stopped)",
+        action_text="stop the DMS task and wait for stopped; record its RecoveryCheckpoint",
+        check_text="the task is stopped",
+        undo_text="resume the task from its checkpoint (resume-processing)",
+        gate=replication.gate,
+        action=replication.stop,
+        check=replication.check,
+        undo=replication.resume,
+        manual_undo=replication.manual_resume,
+    ),
+    Step(
+        name="sync_sequences",
+        title="Sync sequences",
+        gate_text="replication is stopped",
+        action_text="setval every target sequence to max(source last value, max(column)) + "
+        "[cutover] sequence_margin; ANALYZE the target",
+        check_text="no target sequence is behind the source",
+        undo_text=None,
+        action=sequences.sync,
+        check=sequences.check,
+    ),
+    Step(
+        name="rollout",
+        title="Roll out",
+        gate_text="you confirm (or --yes): the point of no return",
+        action_text="migctl rollout of the image: new revision, deployment COMPLETED, bake on "
+        "the gate alarms; ECS rolls back on failure",
+        check_text="the deployment completed and the alarms stayed OK through the bake",
+        undo_text="migctl rollout undo to the revision that ran before",
+        prepare=release.prepare,
+        action=release.roll_out,
+        undo=release.roll_back,
+        manual_undo=release.manual_roll_back,
+        point_of_no_return=True,
+        undo_failure_halts=True,
+    ),
+    Step(
+        name="post_checks",
+        title="Post-checks",
+        gate_text="the new image is deployed",
+        action_text="wait until: gate alarms OK, PRIMARY deployment COMPLETED, running >= "
+        "desired, ALB healthy targets >= desired",
+        check_text="all of the above hold at once",
+        undo_text=None,
+        action=release.post_checks,
+    ),
+)
+
+STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STEPS)
+StateProbe = Callable[[CutoverContext], str]
+# What a person is told about the systems when a rollback could not finish.
+STATE_PROBES: Sequence[StateProbe] = (
+    release.service_state,
+    replication.task_state,
+    freeze.source_state,
+)
+
+
+def observe(ctx: CutoverContext, probes: Sequence[StateProbe] = STATE_PROBES) -> list[str]:
+    """The systems as they are now, each line best effort (the failure may be the reason)."""
+    lines = []
+    for probe in probes:
+        try:
+            lines.append(probe(ctx))
+        except Exception as exc:
+            lines.append(f"{probe.__module__.rsplit('.', 1)[-1]}: could not read: {exc}")
+    return lines

@@ -1,0 +1,202 @@
+"""Helpers for the cutover tests that drive a sandbox with `python -m migctl` subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from migctl.sandbox.environment import APP_ROLE, SandboxState, aws_session
+
+SEQUENCES = {  # sequence -> (table, column) in the sandbox's payments schema
+    "accounts_id_seq": ("accounts", "id"),
+    "customers_id_seq": ("customers", "id"),
+    "ledger_entries_id_seq": ("ledger_entries", "id"),
+    "payments_id_seq": ("payments", "id"),
+}
+# Fast polls and a short bake: the sandbox answers in milliseconds.
+FAST = {
+    "MIGCTL_CUTOVER_INTERVAL_SECONDS": "0.3",
+    "MIGCTL_CUTOVER_WAIT_TIMEOUT_SECONDS": "90",
+    "MIGCTL_CUTOVER_MARKER_TIMEOUT_SECONDS": "60",
+    "MIGCTL_ECS_BAKE_SECONDS": "1",
+    "MIGCTL_ECS_INTERVAL_SECONDS": "0.5",
+}
+
+
+def fresh_dir(name: str) -> Path:
+    # Not under pytest's basetemp: every pytest session resets it to mode 0700, which
+    # would lock out the postgres user that runs the clusters when tests run as root.
+    return Path(tempfile.mkdtemp(prefix="migctl-cut-")) / name
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MIGCTL_"))}
+
+
+def run(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "migctl", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@dataclass
+class Sandbox:
+    dir: Path
+    env: dict[str, str]
+    state: SandboxState
+    queue_url: str = ""
+    journals: list[Path] = field(default_factory=list)
+
+    def journal(self, name: str) -> Path:
+        path = self.dir / "journals" / f"{name}.jsonl"
+        self.journals.append(path)
+        return path
+
+    def env_for(self, journal: Path, **extra: str) -> dict[str, str]:
+        return {**self.env, **FAST, "MIGCTL_CUTOVER_JOURNAL": str(journal), **extra}
+
+    def cutover(self, journal: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return run(self.env_for(journal, **extra), "--output", "json", "cutover", *args)
+
+    def popen(self, journal: Path, *args: str, **extra: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "migctl", "--output", "json", "cutover", *args],
+            env=self.env_for(journal, **extra),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def aws(self, service: str) -> Any:
+        return aws_session(self.state).client(service)
+
+    def source(self, user: str = "postgres") -> psycopg.Connection[Any]:
+        return psycopg.connect(self.state.source_dsn(user), autocommit=True)
+
+    def target(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.state.target_dsn(), autocommit=True)
+
+
+def up(name: str, rows: int) -> Sandbox:
+    directory = fresh_dir(name)
+    started = run(clean_env(), "sandbox", "up", "--dir", str(directory), "--rows", str(rows))
+    assert started.returncode == 0, started.stderr
+    state = SandboxState.load(directory)
+    assert state is not None
+    env = clean_env()
+    for line in (directory / "sandbox.env").read_text().splitlines():
+        key, _, value = line.partition("=")
+        env[key] = value
+    return Sandbox(directory, env, state)
+
+
+def down(sandbox: Sandbox) -> None:
+    result = run(clean_env(), "sandbox", "down", "--dir", str(sandbox.dir))
+    assert result.returncode == 0, result.stderr
+
+
+def result_of(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert lines, f"no JSON on stdout; stderr: {proc.stderr}"
+    last = lines[-1]
+    assert last["event"] == "result", last
+    return dict(last)
+
+
+def statuses(result: dict[str, Any]) -> dict[str, str]:
+    return {step["name"]: step["status"] for step in result["steps"]}
+
+
+def records(journal: Path) -> list[dict[str, Any]]:
+    if not journal.exists():
+        return []
+    return [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+
+
+def wait_for_record(journal: Path, event: str, step: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(r["event"] == event and r.get("step") == step for r in records(journal)):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no {event} {step} in {journal} after {timeout}s")
+
+
+def app_can_write(sandbox: Sandbox) -> bool:
+    """A new session of the application's role inserts a row, or is refused as read-only."""
+    try:
+        with sandbox.source(APP_ROLE) as conn:
+            conn.execute("INSERT INTO audit_log (actor, action) VALUES ('test', 'write-probe')")
+    except psycopg.errors.ReadOnlySqlTransaction:
+        return False
+    return True
+
+
+def dms_status(sandbox: Sandbox) -> str:
+    result = run(sandbox.env, "--output", "json", "dms", "status")
+    return str(json.loads(result.stdout)["task"]["status"])
+
+
+def service_image(sandbox: Sandbox) -> str:
+    ecs = sandbox.aws("ecs")
+    config = (sandbox.dir / "migctl.toml").read_text()
+    cluster = config.split('cluster = "', 1)[1].split('"', 1)[0]
+    service = config.split('service = "', 1)[1].split('"', 1)[0]
+    found = ecs.describe_services(cluster=cluster, services=[service])["services"][0]
+    taskdef = ecs.describe_task_definition(taskDefinition=found["taskDefinition"])
+    return str(taskdef["taskDefinition"]["containerDefinitions"][0]["image"])
+
+
+def sequences_at_margin(sandbox: Sandbox, margin: int = 1000) -> dict[str, tuple[int, int]]:
+    """Each target sequence's last_value and max(source used, max(column)) + margin."""
+    found = {}
+    with sandbox.source() as src, sandbox.target() as tgt:
+        for sequence, (table, column) in SEQUENCES.items():
+            last, called = src.execute(f"SELECT last_value, is_called FROM {sequence}").fetchone()  # type: ignore[misc]
+            used = last if called else last - 1
+            highest = max(
+                conn.execute(f"SELECT coalesce(max({column}), 0) FROM {table}").fetchone()[0]  # type: ignore[index]
+                for conn in (src, tgt)
+            )
+            target_last = tgt.execute(f"SELECT last_value FROM {sequence}").fetchone()[0]  # type: ignore[index]
+            found[sequence] = (int(target_last), max(used, highest) + margin)
+    return found
+
+
+def subscribe_notices(sandbox: Sandbox) -> None:
+    sqs = sandbox.aws("sqs")
+    url = sqs.create_queue(QueueName="cutover-notices")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    topic = sandbox.state.outputs["snsTopicArn"]
+    sandbox.aws("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    sandbox.queue_url = url
+
+
+def notices(sandbox: Sandbox) -> list[str]:
+    """The subjects of the SNS notices received since the last call."""
+    sqs = sandbox.aws("sqs")
+    subjects = []
+    while True:
+        got = sqs.receive_message(QueueUrl=sandbox.queue_url, MaxNumberOfMessages=10)
+        messages = got.get("Messages", [])
+        if not messages:
+            return subjects
+        for message in messages:
+            subjects.append(json.loads(message["Body"])["Subject"])
+            sqs.delete_message(QueueUrl=sandbox.queue_url, ReceiptHandle=message["ReceiptHandle"])

@@ -1,0 +1,309 @@
+"""`migctl validate` against the two real clusters: values compared by value, differences found exactly.
+
+The harness's source and target differ in TimeZone, DateStyle, IntervalStyle,
+extra_float_digits, bytea_output and collation (ICU en-US against C), so any
+comparison that leans on a server default or a sort order shows up here.
+Every data test runs with both checksum algorithms: ``record`` (PostgreSQL 14+
+on both sides) and ``concat`` (chosen when either server is 11-13).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from migctl.clients import Database
+from migctl.validate.engine import ValidateOptions, validate
+from migctl.validate.report import TableResult, ValidationReport
+from migctl.validate.session import SessionOptions
+
+ALGORITHMS = ["record", "concat"]
+
+
+def run(pg_pair: Any, **options: Any) -> ValidationReport:
+    options.setdefault("session", SessionOptions(retry_wait_seconds=0))
+    return validate(
+        Database(pg_pair.source_dsn, "source"),
+        Database(pg_pair.target_dsn, "target"),
+        ValidateOptions(**options),
+    )
+
+
+def table(report: ValidationReport, name: str) -> TableResult:
+    (found,) = [t for t in report.tables if t.table == name]
+    return found
+
+
+def on_target(pg_pair: Any, *statements: str) -> None:
+    with pg_pair.target_conn() as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+ALL_TYPES = """
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TYPE pair AS (a int, b text);
+CREATE DOMAIN positive AS numeric CHECK (VALUE > 0);
+CREATE TABLE everything (
+    id int PRIMARY KEY, i2 smallint, i8 bigint, f4 real, f8 double precision, n numeric, n4 numeric(18,4),
+    p positive, m money, t text, v varchar(20), c char(5), b bool, by bytea, d date, tm time, ttz timetz,
+    ts timestamp, tz timestamptz, iv interval, u uuid, j json, jb jsonb, ia int[], ta text[], tza timestamptz[],
+    e mood, ea mood[], cp pair, r int4range, tr tstzrange, ip inet, mac macaddr, x xml
+);
+INSERT INTO everything VALUES
+ (1, 1, 9000000000000, 1.5, 0.1, 1.10, 2.5000, 3, 12.34, 'text', 'varchar', 'ab', true, '\\x00ff10',
+  '2024-03-04', '13:14:15.123456', '13:14:15+05:30', '2024-03-04 05:06:07.000001',
+  '2024-03-04 05:06:07.000001+02', '1 year 2 mons 3 days 04:05:06.789', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+  '{"b": 1,  "a": [1, 2]}', '{"b": 1, "a": [1, 2.50]}', '{1,NULL,3}', '{"a,b","c"}',
+  '{"2024-01-01 00:00:00+00","2024-06-01 12:00:00.5+03"}', 'happy', '{sad,happy}', '(1,"x y")', '[1,10)',
+  '["2024-01-01 00:00+00","2024-02-01 00:00+05")', '10.1.2.3/32', '08:00:2b:01:02:03', '<a>1</a>'),
+ (2, -32768, -9223372036854775808, 'NaN', 'Infinity', 'NaN', 0.0001, 0.5, -1.00, '', '', '', false, '\\x',
+  '0001-01-01', '00:00', '00:00+00', '-infinity', 'infinity', '-1 day +00:00:01', '00000000-0000-0000-0000-000000000000',
+  '[]', '{}', '{}', '{}', '{}', 'sad', '{}', '(,)', 'empty', 'empty', '::1', '00:00:00:00:00:00', ''),
+ (3, NULL, NULL, '-Infinity', '-Infinity', 'Infinity', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'null', 'null', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL),
+ (4, 7, 7, 1e-30, 1e-300, '-Infinity', 12345678901234.1234, 1e-20, 0, 'é ü 中', 'Z', 'z', NULL,
+  '\\xdeadbeef', '2099-12-31', '23:59:59.999999', '23:59:59.999999-12', '1999-01-01', '1999-01-01 00:00+14',
+  '-178000000 years', 'ffffffff-ffff-ffff-ffff-ffffffffffff', '"x"', '"x"', '{-1}', '{NULL}', '{NULL}',
+  'ok', '{ok,NULL}', '(-1,"")', '(,5]', '(,)', '2001:db8::/32', 'ff:ff:ff:ff:ff:ff', NULL);
+"""
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_differing_server_defaults_produce_no_difference(pg_pair: Any, algorithm: str) -> None:
+    with (
+        pg_pair.target_conn() as conn
+    ):  # shift the target's type OIDs: enum hashes must not depend on them
+        conn.execute("CREATE TYPE unrelated AS ENUM ('x'); CREATE TYPE unrelated2 AS (q int)")
+    pg_pair.execute_both(ALL_TYPES)
+    report = run(pg_pair, algorithm=algorithm)
+    everything = table(report, "public.everything")
+    assert everything.status == "match", everything
+    assert (everything.source_rows, everything.target_rows) == (4, 4)
+    assert report.ok and report.exit_code == 0
+
+
+DETECT = """
+CREATE TABLE detect (
+    id int PRIMARY KEY, a text, b text, tz timestamptz, by bytea, ia int[], jb jsonb, s numeric(12,4),
+    n numeric, f float8, iv interval
+);
+INSERT INTO detect
+SELECT g, 'a' || g, 'b' || g, '2024-01-01 00:00+00'::timestamptz + g * interval '1 min', int4send(g),
+       ARRAY[g, g + 1, g + 2], jsonb_build_object('k', g, 'nested', jsonb_build_object('v', g)), g / 3.0, g / 3.0,
+       g / 7.0, g * interval '1 hour'
+FROM generate_series(1, 400) g;
+UPDATE detect SET a = NULL WHERE id = 1;
+UPDATE detect SET a = 'a|b', b = 'c' WHERE id = 2;
+UPDATE detect SET n = 'NaN' WHERE id IN (8, 9);
+UPDATE detect SET f = 'Infinity' WHERE id = 10;
+UPDATE detect SET iv = '1 day' WHERE id = 11;
+UPDATE detect SET f = 'NaN' WHERE id = 12;
+UPDATE detect SET f = 0 WHERE id = 302;
+UPDATE detect SET ia = '{302,303,304}' WHERE id = 303;
+UPDATE detect SET ia = '{303,304,305,306}' WHERE id = 304;
+"""
+
+CHANGES = {
+    1: "UPDATE detect SET a = '' WHERE id = 1",  # NULL -> ''
+    2: "UPDATE detect SET a = 'a', b = 'b|c' WHERE id = 2",  # column boundaries
+    3: "UPDATE detect SET tz = tz + interval '1 microsecond' WHERE id = 3",
+    4: "UPDATE detect SET by = set_byte(by, 3, get_byte(by, 3) # 1) WHERE id = 4",
+    5: "UPDATE detect SET ia[2] = ia[2] + 1 WHERE id = 5",
+    6: "UPDATE detect SET jb = jsonb_set(jb, '{nested,v}', '0') WHERE id = 6",
+    7: "UPDATE detect SET s = s + 0.0001 WHERE id = 7",  # last scale digit of numeric(12,4)
+    8: "UPDATE detect SET n = 'Infinity' WHERE id = 8",  # NaN -> Infinity
+    9: "UPDATE detect SET n = NULL WHERE id = 9",  # NaN -> NULL
+    10: "UPDATE detect SET f = '-Infinity' WHERE id = 10",
+    11: "UPDATE detect SET iv = '24 hours' WHERE id = 11",  # equal for PostgreSQL, not the same value
+    12: "UPDATE detect SET f = NULL WHERE id = 12",
+    13: "UPDATE detect SET n = -n WHERE id = 300",  # hash_numeric_extended alone ignores the sign
+    14: "UPDATE detect SET jb = jsonb_set(jb, '{k}', to_jsonb(-id)) WHERE id = 301",  # and so does jsonb's hash
+    15: "UPDATE detect SET f = NULL WHERE id = 302",  # 0.0 -> NULL: float zero hashes to the seed
+    16: "UPDATE detect SET ia = '[0:2]={302,303,304}' WHERE id = 303",  # lower bound only
+    17: "UPDATE detect SET ia = '{{303,304},{305,306}}' WHERE id = 304",  # dimensions only
+}
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_each_small_change_is_detected_with_its_key(pg_pair: Any, algorithm: str) -> None:
+    pg_pair.execute_both(DETECT)
+    on_target(pg_pair, *CHANGES.values())
+    detect = table(run(pg_pair, algorithm=algorithm, chunk_rows=40), "public.detect")
+    assert detect.status == "mismatch"
+    assert detect.changed == tuple((k,) for k in [*range(1, 13), *range(300, 305)])
+    assert detect.changed_count == 17
+    assert (detect.missing_in_target_count, detect.missing_in_source_count) == (0, 0)
+    assert detect.method == "range" and detect.chunks > 1 and detect.differing_chunks >= 2
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_jsonb_by_value_and_widened_types_are_not_data_differences(
+    pg_pair: Any, algorithm: str
+) -> None:
+    with pg_pair.source_conn() as conn:
+        conn.execute(
+            "CREATE TABLE widened (id int PRIMARY KEY, amount numeric(18,4), label varchar(10), doc jsonb);"
+            "INSERT INTO widened VALUES (1, 12.5, 'x', '{\"a\": 1, \"b\": [1, 2]}'), (2, NULL, NULL, 'null'),"
+            ' (3, -0.0001, \'\', \'{"z":{"y":1,"x":2}}\')'
+        )
+    with pg_pair.target_conn() as conn:
+        conn.execute(
+            "CREATE TABLE widened (id bigint PRIMARY KEY, amount numeric(20,6), label text, doc jsonb);"
+            "INSERT INTO widened VALUES (1, 12.500000, 'x', '{ \"b\" : [1,2] ,\"a\":1 }'), (2, NULL, NULL, 'null'),"
+            ' (3, -0.000100, \'\', \'{"z":{"x":2,  "y":1}}\')'
+        )
+    widened = table(run(pg_pair, algorithm=algorithm), "public.widened")
+    assert widened.data_match
+    assert (
+        widened.changed_count,
+        widened.missing_in_source_count,
+        widened.missing_in_target_count,
+    ) == (0, 0, 0)
+    assert widened.status == "mismatch"  # the schema differences alone make it one
+    assert widened.schema_differences == (
+        "column id: type integer on source, bigint on target",
+        "column amount: type numeric(18,4) on source, numeric(20,6) on target",
+        "column label: type character varying(10) on source, text on target",
+    )
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_keys_far_apart_are_reported_exactly(pg_pair: Any, algorithm: str) -> None:
+    pg_pair.execute_both(
+        "CREATE TABLE sparse (id bigint PRIMARY KEY, v text);"
+        "INSERT INTO sparse SELECT g, 'v' || g FROM generate_series(1, 1000) g;"
+        "INSERT INTO sparse SELECT g, 'v' || g FROM generate_series(9000000000000, 9000000001000) g;"
+    )
+    on_target(
+        pg_pair,
+        "DELETE FROM sparse WHERE id IN (500, 9000000000500)",
+        "INSERT INTO sparse VALUES (2000, 'new'), (9000000002000, 'new'), (-5, 'neg')",
+        "UPDATE sparse SET v = 'changed' WHERE id IN (1, 9000000001000)",
+    )
+    sparse = table(run(pg_pair, algorithm=algorithm, chunk_rows=64), "public.sparse")
+    assert sparse.missing_in_target == ((500,), (9000000000500,))
+    assert sparse.missing_in_source == ((-5,), (2000,), (9000000002000,))
+    assert sparse.changed == ((1,), (9000000001000,))
+    assert (sparse.source_rows, sparse.target_rows) == (2001, 2002)
+
+
+COLLATION_SENSITIVE = ["a", "B", "_x", "é", "Z", "aa", "A", "ä", "e", "0", " lead", "zz", "Å"]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_text_uuid_and_composite_keys(pg_pair: Any, algorithm: str) -> None:
+    words = ", ".join(f"('{w}', {i})" for i, w in enumerate(COLLATION_SENSITIVE))
+    pg_pair.execute_both(
+        f"CREATE TABLE words (w text PRIMARY KEY, n int); INSERT INTO words VALUES {words};"
+        "INSERT INTO words SELECT 'w' || g, g FROM generate_series(1, 1500) g;"
+        "CREATE TABLE tokens (u uuid PRIMARY KEY, n int);"
+        "INSERT INTO tokens SELECT md5(g::text)::uuid, g FROM generate_series(1, 1500) g;"
+        "CREATE TABLE lines (tenant text, line int, amount numeric, PRIMARY KEY (tenant, line));"
+        "INSERT INTO lines SELECT 't' || (g % 7), g, g FROM generate_series(1, 1500) g;"
+    )
+    on_target(
+        pg_pair,
+        "DELETE FROM words WHERE w IN ('é', 'w77')",
+        "INSERT INTO words VALUES ('Ä', 1), ('w9999', 1)",
+        "UPDATE words SET n = -1 WHERE w IN ('B', '_x', 'w1000')",
+        "DELETE FROM tokens WHERE n = 3",
+        "UPDATE tokens SET n = 0 WHERE n = 4",
+        "INSERT INTO tokens VALUES ('00000000-0000-0000-0000-00000000000a', 1)",
+        "DELETE FROM lines WHERE line = 10",
+        "UPDATE lines SET amount = 0 WHERE line = 11",
+        "INSERT INTO lines VALUES ('t9', 1, 1)",
+    )
+    report = run(pg_pair, algorithm=algorithm, chunk_rows=10)
+    words_result = table(report, "public.words")
+    assert words_result.method == "hash"
+    assert words_result.missing_in_target == (("w77",), ("é",))
+    assert words_result.missing_in_source == (("w9999",), ("Ä",))
+    assert words_result.changed == (("B",), ("_x",), ("w1000",))
+    tokens = table(report, "public.tokens")
+    assert tokens.missing_in_target == (("eccbc87e-4b5c-e2fe-2830-8fd9f2a7baf3",),)  # md5('3')
+    assert tokens.missing_in_source == (("00000000-0000-0000-0000-00000000000a",),)
+    assert tokens.changed == (("a87ff679-a2f3-e71d-9181-a67b7542122c",),)  # md5('4')
+    lines = table(report, "public.lines")
+    assert lines.key_columns == ("tenant", "line")
+    assert lines.missing_in_target == (("t3", 10),)
+    assert lines.missing_in_source == (("t9", 1),)
+    assert lines.changed == (("t4", 11),)
+
+
+def test_missing_tables_both_ways_and_table_selection(pg_pair: Any) -> None:
+    with pg_pair.source_conn() as conn:
+        conn.execute(
+            "CREATE TABLE only_source (id int PRIMARY KEY); INSERT INTO only_source VALUES (1), (2)"
+        )
+    with pg_pair.target_conn() as conn:
+        conn.execute(
+            "CREATE TABLE only_target (id int PRIMARY KEY); INSERT INTO only_target VALUES (1)"
+        )
+    pg_pair.execute_both("CREATE TABLE same (id int PRIMARY KEY); INSERT INTO same VALUES (1)")
+    report = run(pg_pair)
+    assert [(t.table, t.status, t.source_rows, t.target_rows) for t in report.tables] == [
+        ("public.only_source", "missing_in_target", 2, None),
+        ("public.only_target", "missing_in_source", None, 1),
+        ("public.same", "match", 1, 1),
+    ]
+    assert report.exit_code == 1
+    only_same = run(pg_pair, tables=("public.s*",), exclude=("*source",))
+    assert [t.table for t in only_same.tables] == ["public.same"] and only_same.exit_code == 0
+
+
+def test_tables_without_primary_key_compare_as_multisets(pg_pair: Any) -> None:
+    pg_pair.execute_both(
+        "CREATE TABLE events (kind text, n int);"
+        "INSERT INTO events SELECT 'k' || (g % 5), g % 3 FROM generate_series(1, 300) g;"
+        "INSERT INTO events VALUES ('dup', 1), ('dup', 1), ('dup', 1), (NULL, NULL)"
+    )
+    on_target(
+        pg_pair,
+        "DELETE FROM events WHERE ctid IN (SELECT ctid FROM events WHERE kind = 'dup' LIMIT 2)",
+        "INSERT INTO events VALUES ('new', 1), ('new', 1), (NULL, NULL), ('', NULL)",
+    )
+    events = table(run(pg_pair, chunk_rows=8), "public.events")
+    assert events.method == "multiset"
+    assert (events.missing_in_target_count, events.missing_in_source_count) == (2, 4)
+    assert (events.source_rows, events.target_rows) == (304, 306)
+    assert events.status == "mismatch"
+
+
+def test_sequences_behind_ahead_and_never_called(pg_pair: Any) -> None:
+    pg_pair.execute_both(
+        "CREATE TABLE orders (id bigserial PRIMARY KEY, v int);"
+        "CREATE TABLE items (id int GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY);"
+        "CREATE SEQUENCE spare; CREATE SEQUENCE down INCREMENT -1 START -1 MAXVALUE -1;"
+    )
+    with pg_pair.source_conn() as conn:
+        conn.execute("INSERT INTO orders (v) SELECT g FROM generate_series(1, 50) g")
+        conn.execute(
+            "INSERT INTO items VALUES (DEFAULT), (DEFAULT), (70)"
+        )  # 70 is beyond the sequence
+        conn.execute("SELECT nextval('down'), nextval('down')")
+    with pg_pair.target_conn() as conn:
+        conn.execute(
+            "INSERT INTO orders (id, v) SELECT g, g FROM generate_series(1, 50) g"
+        )  # DMS: sequence untouched
+        conn.execute("INSERT INTO items VALUES (1), (2), (70); SELECT setval('items_id_seq', 70)")
+        conn.execute("SELECT setval('down', -5)")
+    report = run(pg_pair)
+    sequences = {s.sequence: s for s in report.sequences}
+    orders = sequences["public.orders_id_seq"]
+    assert (orders.status, orders.source_last_value, orders.target_last_value) == ("behind", 50, 1)
+    assert (orders.target_is_called, orders.owned_by, orders.column_max) == (
+        False,
+        "public.orders.id",
+        50,
+    )
+    items = sequences["public.items_id_seq"]
+    assert (items.status, items.source_last_value, items.column_max) == ("ahead", 2, 70)
+    assert sequences["public.spare"].status == "match"
+    assert sequences["public.down"].status == "ahead"
+    assert report.exit_code == 1
+    with pg_pair.target_conn() as conn:
+        conn.execute("SELECT setval('orders_id_seq', 50)")
+    assert {s.sequence: s.status for s in run(pg_pair).sequences}["public.orders_id_seq"] == "match"

@@ -1,0 +1,73 @@
+"""The validation Lambda's handler, in process, against the harness clusters (DSNs instead of secrets)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from migctl.validate.checksum import Buckets, ChecksumPlan
+from migctl.validate.hashing import ColumnHash
+from migctl.validate.remote import handle
+
+
+def test_checksum_action_matches_on_equal_data_and_differs_on_a_change(pg_pair: Any) -> None:
+    pg_pair.execute_both(
+        "CREATE TABLE t (id int PRIMARY KEY, note text, at timestamptz);"
+        "INSERT INTO t SELECT g, 'n' || g, '2024-01-01 00:00+00'::timestamptz + g * interval '1 s'"
+        " FROM generate_series(1, 100) g"
+    )
+    plan = ChecksumPlan(
+        "public",
+        "t",
+        (ColumnHash("id", "int"), ColumnHash("note", "text"), ColumnHash("at", "scalar")),
+        ("id",),
+    )
+    buckets = Buckets("range", bounds=(26, 51, 76))
+
+    def checksum(side: str, dsn: str) -> dict[str, Any]:
+        event = {
+            "version": 1,
+            "action": "checksum",
+            "side": side,
+            "dsn": dsn,
+            "plan": plan.to_dict(),
+            "buckets": buckets.to_dict(),
+        }
+        return handle(event, None)
+
+    source = checksum("source", pg_pair.source_dsn)
+    target = checksum("target", pg_pair.target_dsn)
+    assert source["ok"] is True, source
+    assert source["rows"] == 100 and len(source["buckets"]) == 4
+    assert source["buckets"] == target["buckets"]
+    with pg_pair.target_conn() as conn:
+        conn.execute("UPDATE t SET note = NULL WHERE id = 60")
+    changed = {b["bucket"]: b for b in checksum("target", pg_pair.target_dsn)["buckets"]}
+    original = {b["bucket"]: b for b in source["buckets"]}
+    assert [b for b in original if original[b] != changed[b]] == [2]  # 51 <= 60 < 76
+
+
+def test_unknown_versions_actions_and_bad_plans_get_an_error_payload() -> None:
+    assert handle({"version": 2, "action": "checksum"}, None) == {
+        "version": 1,
+        "ok": False,
+        "error": "unsupported payload version 2; this handler speaks version 1",
+    }
+    unknown = handle({"version": 1, "action": "drop"}, None)
+    assert unknown["ok"] is False and "unknown action 'drop'" in unknown["error"]
+    bad = handle(
+        {
+            "version": 1,
+            "action": "checksum",
+            "side": "source",
+            "dsn": "host=127.0.0.1",
+            "plan": {
+                "schema": "s",
+                "table": "t",
+                "columns": [{"name": "a", "family": "evil"}],
+                "key": [],
+            },
+            "buckets": {"kind": "hash"},
+        },
+        None,
+    )
+    assert bad["ok"] is False and "bad checksum plan" in bad["error"]

@@ -1,0 +1,106 @@
+"""`migctl cutover` from the command line: the plan, refusals with one line and exit 2, JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CONFIG = """
+[project]
+environment = "unit"
+
+[source]
+dsn = "host=127.0.0.1 port=1 dbname=payments user=migctl"
+
+[target]
+dsn = "host=127.0.0.1 port=2 dbname=payments user=migctl"
+
+[cutover]
+app_roles = ["payments_app"]
+image = "repo/payments:v2"
+journal = "journals/cutover.jsonl"
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "migctl.toml"
+    path.write_text(CONFIG)
+    monkeypatch.setenv("MIGCTL_CONFIG", str(path))
+    return path
+
+
+def test_plan_lists_the_steps_and_where_the_journal_stands(cli: Any, config: Path) -> None:
+    result = cli("--output", "json", "cutover", "plan")
+    assert result.code == 0, result.stderr
+    plan = result.json()
+    assert [s["name"] for s in plan["steps"]] == [
+        "preflight",
+        "freeze_writes",
+        "marker",
+        "validate",
+        "stop_replication",
+        "sync_sequences",
+        "rollout",
+        "post_checks",
+    ]
+    assert [s["name"] for s in plan["steps"] if s["point_of_no_return"]] == ["rollout"]
+    assert plan["phase"] == "none" and plan["lock_holder"] is None
+    assert plan["journal"] == str(config.parent / "journals" / "cutover.jsonl")
+    assert plan["image"] == "repo/payments:v2"
+
+
+def test_plan_for_people_names_every_gate(cli: Any, config: Path) -> None:
+    result = cli("cutover", "plan")
+    assert result.code == 0
+    assert "[dms] max_latency_seconds" in result.stdout  # config names are not eaten as markup
+    assert "no cutover yet" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("cutover", "--until", "drain", "--yes"), "no such step"),
+        (("cutover", "--resume", "--yes"), "no cutover to resume"),
+        (("cutover", "rollback", "--yes"), "no cutover to roll back"),
+        (("cutover", "--yes", "plan"), "options of 'migctl cutover'"),
+    ],
+)
+def test_refusals_are_one_line_and_exit_2_before_anything_changes(
+    cli: Any, config: Path, args: tuple[str, ...], message: str
+) -> None:
+    result = cli(*args)
+    assert result.code == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (config.parent / "journals" / "cutover.jsonl").exists()
+
+
+def test_without_a_terminal_and_without_yes_it_refuses_at_the_start(cli: Any, config: Path) -> None:
+    result = cli("cutover")
+    assert result.code == 2
+    assert "no terminal" in result.stderr
+    assert not (config.parent / "journals" / "cutover.jsonl").exists()
+
+
+def test_a_held_lock_is_exit_3_naming_the_holder(cli: Any, config: Path) -> None:
+    lock = config.parent / "journals" / "cutover.jsonl.lock"
+    lock.parent.mkdir()
+    lock.write_text(
+        json.dumps(
+            {
+                "host": "bastion-1",
+                "pid": 4242,
+                "user": "oncall",
+                "command": "migctl cutover",
+                "started_at": "2025-01-01T01:00:00+00:00",
+            }
+        )
+    )
+    result = cli("cutover", "--yes")
+    assert result.code == 3
+    assert "oncall@bastion-1 pid 4242" in result.stderr and "another host" in result.stderr
+    planned = cli("--output", "json", "cutover", "plan").json()
+    assert planned["lock_holder"]["user"] == "oncall"

@@ -1,0 +1,63 @@
+"""The merge that turns two sorted streams into exact differences, and the bookkeeping around it."""
+
+from __future__ import annotations
+
+from migctl.validate.checksum import BucketSum
+from migctl.validate.narrow import Tally, _coalesce, differing, merge_counts, merge_keyed
+
+
+def rows(*items: tuple[int, int]) -> list[tuple[int, tuple[int], int]]:
+    return [(k, (k,), h) for k, h in items]
+
+
+def test_merge_keyed_finds_each_kind_of_difference() -> None:
+    tally = Tally(max_keys=10)
+    merge_keyed(rows((1, 10), (2, 20), (4, 40)), rows((1, 10), (2, 21), (3, 30)), tally)
+    assert tally.changed == [(2,)]
+    assert tally.missing_in_source == [(3,)]
+    assert tally.missing_in_target == [(4,)]
+    assert (tally.changed_count, tally.missing_in_source_count, tally.missing_in_target_count) == (
+        1,
+        1,
+        1,
+    )
+
+
+def test_merge_keyed_with_duplicate_keys_on_a_side_without_primary_key() -> None:
+    tally = Tally(max_keys=10)
+    merge_keyed(rows((1, 10)), rows((1, 10), (1, 10), (1, 11)), tally)
+    assert tally.missing_in_source_count == 2
+    assert tally.changed_count == 0
+
+
+def test_counts_stay_exact_beyond_max_keys() -> None:
+    tally = Tally(max_keys=2)
+    merge_keyed(rows(*[(k, k) for k in range(100)]), rows(*[(k, k + 1) for k in range(100)]), tally)
+    assert tally.changed_count == 100
+    assert tally.changed == [(0,), (1,)]
+    total = Tally(max_keys=3)
+    total.absorb(tally)
+    total.absorb(tally)
+    assert total.changed_count == 200 and len(total.changed) == 3
+
+
+def test_merge_counts_is_a_multiset_difference() -> None:
+    tally = Tally(max_keys=5)
+    merge_counts([(1, 2), (5, 1), (9, 1)], [(1, 1), (7, 3), (9, 1)], tally)
+    assert tally.missing_in_target_count == 2  # one copy of 1, and 5
+    assert tally.missing_in_source_count == 3  # three copies of 7
+    assert tally.missing_in_target == [] and tally.changed_count == 0
+
+
+def test_differing_compares_count_and_checksum_and_absent_buckets() -> None:
+    src = {0: BucketSum(0, 5, 100), 1: BucketSum(1, 5, 100), 2: BucketSum(2, 1, 7)}
+    tgt = {0: BucketSum(0, 5, 100), 1: BucketSum(1, 5, 101), 3: BucketSum(3, 2, 8)}
+    assert differing(src, tgt) == {1: (5, 5), 2: (1, 0), 3: (0, 2)}
+
+
+def test_adjacent_leaf_ranges_are_streamed_together() -> None:
+    assert _coalesce([(10, 20), (None, 5), (20, 30), (40, None)]) == [
+        (None, 5),
+        (10, 30),
+        (40, None),
+    ]

@@ -1,0 +1,113 @@
+"""The documented JSON shape and exit codes of a validation report (no database)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from migctl.render import Output
+from migctl.render.validate import render_validation, validation_json
+from migctl.validate.report import SequenceResult, TableResult, ValidationReport
+
+MISMATCH = TableResult(
+    "public.ledger",
+    "mismatch",
+    300000,
+    300001,
+    0,
+    1,
+    4,
+    (),
+    ((300001,),),
+    ((11,), (123456,)),
+    (),
+    method="range",
+    key_columns=("id",),
+)
+BEHIND = SequenceResult(
+    "public.orders_id_seq", "behind", 5000, 1, True, False, "public.orders.id", 5000
+)
+
+
+def report(*tables: TableResult, sequences: tuple[SequenceResult, ...] = ()) -> ValidationReport:
+    return ValidationReport(
+        "postgresql://app:***@src:5432/pay",
+        "postgresql://app:***@tgt:5432/pay",
+        1.2,
+        tables,
+        sequences,
+    )
+
+
+def test_json_has_the_issue_shape() -> None:
+    payload = validation_json(report(MISMATCH, sequences=(BEHIND,)))
+    assert payload["ok"] is False
+    assert (payload["source"], payload["target"], payload["duration_seconds"]) == (
+        "postgresql://app:***@src:5432/pay",
+        "postgresql://app:***@tgt:5432/pay",
+        1.2,
+    )
+    (table,) = payload["tables"]
+    assert {
+        k: table[k]
+        for k in (
+            "table",
+            "status",
+            "source_rows",
+            "target_rows",
+            "missing_in_target_count",
+            "missing_in_source_count",
+            "changed_count",
+            "missing_in_target",
+            "missing_in_source",
+            "changed",
+            "schema_differences",
+        )
+    } == {
+        "table": "public.ledger",
+        "status": "mismatch",
+        "source_rows": 300000,
+        "target_rows": 300001,
+        "missing_in_target_count": 0,
+        "missing_in_source_count": 1,
+        "changed_count": 4,
+        "missing_in_target": [],
+        "missing_in_source": [[300001]],
+        "changed": [[11], [123456]],
+        "schema_differences": [],
+    }
+    (sequence,) = payload["sequences"]
+    assert {
+        k: sequence[k] for k in ("sequence", "source_last_value", "target_last_value", "status")
+    } == {
+        "sequence": "public.orders_id_seq",
+        "source_last_value": 5000,
+        "target_last_value": 1,
+        "status": "behind",
+    }
+
+
+def test_exit_codes() -> None:
+    match = TableResult("public.a", "match", 1, 1)
+    assert report(match).exit_code == 0
+    assert report(match, MISMATCH).exit_code == 1
+    assert report(match, sequences=(BEHIND,)).exit_code == 1
+    assert report(match, TableResult("public.b", "error", error="LockNotAvailable")).exit_code == 3
+    assert report(TableResult("public.c", "missing_in_target", 5)).exit_code == 1
+
+
+def test_json_output_is_one_document_on_stdout() -> None:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    render_validation(Output("json", stdout=stdout, stderr=stderr), report(MISMATCH))
+    assert json.loads(stdout.getvalue())["tables"][0]["changed"] == [[11], [123456]]
+    assert stderr.getvalue() == ""
+
+
+def test_table_output_names_the_keys() -> None:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    render_validation(
+        Output("table", stdout=stdout, stderr=stderr), report(MISMATCH, sequences=(BEHIND,))
+    )
+    assert "public.ledger" in stdout.getvalue() and "11, 123456" in stdout.getvalue()
+    assert "behind" in stdout.getvalue()
+    assert "1 table(s) and 1 sequence(s) differ" in stderr.getvalue()
