@@ -84,7 +84,9 @@ class Controller:
             if extras.stop_calls > tracker.stops_seen:
                 self._replication.stop()
                 tracker.stops_seen = extras.stop_calls
-                moto_dms.set_task(task.arn, status="stopped")
+                lsn = self._replication.confirmed_lsn()
+                checkpoint = f"checkpoint:V1#{tracker.stops_seen}#{lsn}#0#0#*#0#0" if lsn else None
+                moto_dms.set_task(task.arn, status="stopped", recovery_checkpoint=checkpoint)
             if task.status == "running":
                 self._follow(task, tracker, backend)
 

@@ -119,6 +119,15 @@ class Replication:
             if tgt.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", (NAME,)).fetchone():
                 tgt.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(sql.Identifier(NAME)))
 
+    def confirmed_lsn(self) -> str | None:
+        """The source LSN up to which the target has confirmed the changes (DMS's checkpoint)."""
+        with self._source() as src:
+            row = src.execute(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
+                (NAME,),
+            ).fetchone()
+        return str(row[0]) if row and row[0] else None
+
     def drop(self) -> None:
         """Remove the subscription, its slot and the publication (sandbox down, reload)."""
         with self._target() as tgt:

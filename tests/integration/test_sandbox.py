@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -177,6 +178,9 @@ def test_dms_stop_and_resume(sandbox: tuple[Path, dict[str, str], SandboxState])
     assert migctl(env, "sandbox", "traffic", "stop", "--dir", str(directory)).returncode == 0
     stopped = migctl(env, "--output", "json", "dms", "stop", "--yes")
     assert stopped.returncode == 0, stopped.stderr
+    # The checkpoint is the source LSN the target has confirmed, as DMS records it.
+    checkpoint = json.loads(stopped.stdout.splitlines()[-1])["recovery_checkpoint"]
+    assert re.fullmatch(r"checkpoint:V1#\d+#[0-9A-F]+/[0-9A-F]+#0#0#\*#0#0", checkpoint), checkpoint
     with source_conn(state) as src:
         src.execute("INSERT INTO audit_log (actor, action) VALUES ('test', 'while-stopped')")
     time.sleep(2)
