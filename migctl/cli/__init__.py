@@ -94,14 +94,7 @@ def _setup_logging(verbose: int) -> None:
 
 
 def _register() -> None:
-    from migctl.cli import alarms
-    from migctl.cli import cutover
-    from migctl.cli import dms
-    from migctl.cli import infra
-    from migctl.cli import provision
-    from migctl.cli import rollout
-    from migctl.cli import sandbox
-    from migctl.cli import validate
+    from migctl.cli import alarms, cutover, dms, infra, provision, rollout, sandbox, validate
 
     alarms.register(app)
     cutover.register(app)

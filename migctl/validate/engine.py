@@ -36,7 +36,7 @@ class ValidateOptions:
     exclude: tuple[str, ...] = ()
     jobs: int = 2
     max_keys: int = 100
-    chunk_rows: int = 10_000
+    chunk_rows: int = 2_000
     session: SessionOptions = field(default_factory=SessionOptions)
     algorithm: str | None = (
         None  # force "record" or "concat"; default: chosen from the server versions

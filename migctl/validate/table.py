@@ -38,7 +38,7 @@ class InconsistentResult(RuntimeError):
 
 @dataclass(frozen=True)
 class TableOptions:
-    chunk_rows: int = 10_000
+    chunk_rows: int = 2_000
     max_keys: int = 100
 
     @property
@@ -47,6 +47,7 @@ class TableOptions:
 
     @property
     def stream_rows(self) -> int:
+        """Hash buckets are refined (one more scan) only while they hold more rows than this."""
         return 16 * self.chunk_rows
 
 

@@ -307,3 +307,24 @@ def test_sequences_behind_ahead_and_never_called(pg_pair: Any) -> None:
     with pg_pair.target_conn() as conn:
         conn.execute("SELECT setval('orders_id_seq', 50)")
     assert {s.sequence: s.status for s in run(pg_pair).sequences}["public.orders_id_seq"] == "match"
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_many_differences_counts_stay_exact_beyond_max_keys(pg_pair: Any, algorithm: str) -> None:
+    pg_pair.execute_both(
+        "CREATE TABLE codes (code text PRIMARY KEY, v int);"
+        "INSERT INTO codes SELECT md5(g::text), g FROM generate_series(1, 3000) g;"
+        "CREATE TABLE ids (id int PRIMARY KEY, v int); INSERT INTO ids SELECT g, g FROM generate_series(1, 3000) g"
+    )
+    on_target(
+        pg_pair,
+        "UPDATE codes SET v = -v WHERE v % 7 = 0",  # 428 rows, all over the hash space
+        "DELETE FROM codes WHERE v % 100 = 1",  # 26 rows: 301, 1001, 1701, 2401 were negated above
+        "UPDATE ids SET v = -v WHERE v % 9 = 0",  # 333 rows
+    )
+    report = run(pg_pair, algorithm=algorithm, chunk_rows=10, max_keys=5)
+    codes = table(report, "public.codes")
+    assert (codes.changed_count, codes.missing_in_target_count, len(codes.changed)) == (428, 26, 5)
+    assert codes.queries > 6  # the hash buckets were refined before streaming
+    ids = table(report, "public.ids")
+    assert (ids.changed_count, ids.changed) == (333, ((9,), (18,), (27,), (36,), (45,)))

@@ -71,3 +71,40 @@ def test_unknown_versions_actions_and_bad_plans_get_an_error_payload() -> None:
         None,
     )
     assert bad["ok"] is False and "bad checksum plan" in bad["error"]
+
+
+def test_checksum_reads_credentials_from_secrets_manager(
+    pg_pair: Any, aws: None, monkeypatch: Any
+) -> None:
+    import json
+    import secrets
+
+    import boto3
+
+    pg_pair.execute_both(
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10)"
+    )
+    secret = {
+        "username": "postgres",
+        "password": secrets.token_urlsafe(12),
+        "host": "127.0.0.1",
+        "port": pg_pair.target.port,
+        "dbname": pg_pair.dbname,
+    }
+    arn = boto3.client("secretsmanager").create_secret(Name="tgt", SecretString=json.dumps(secret))[
+        "ARN"
+    ]
+    monkeypatch.setenv("TARGET_SECRET_ARN", arn)
+    plan = ChecksumPlan("public", "t", (ColumnHash("id", "int"),), ("id",))
+    event = {
+        "version": 1,
+        "action": "checksum",
+        "side": "target",
+        "plan": plan.to_dict(),
+        "buckets": Buckets("range").to_dict(),
+    }
+    answer = handle(event, None)
+    assert answer["ok"] is True, answer
+    assert answer["rows"] == 10 and answer["server_version"] >= 150000
+    missing = handle({**event, "side": "source"}, None)
+    assert missing["ok"] is False and "SOURCE_SECRET_ARN" in missing["error"]

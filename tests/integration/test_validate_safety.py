@@ -156,3 +156,32 @@ def test_a_table_that_cannot_be_compared_is_an_error_never_a_match(pg_pair: Any)
     (locked,) = report.errored
     assert locked.error and "lock timeout" in locked.error
     assert not report.ok and report.exit_code == 3
+
+
+def test_planner_hints_last_only_for_the_first_pass(pg_pair: Any) -> None:
+    from migctl.validate.session import planner_hints
+
+    side = Side(pg_pair.source_dsn, "source", FAST_RETRY)
+    try:
+        with planner_hints(side, big=True):
+            assert side.execute("SHOW enable_sort")[0][0] == "off"
+            assert side.execute("SHOW parallel_tuple_cost")[0][0] == "0"
+        assert side.execute("SHOW enable_sort")[0][0] == "on"
+        assert side.execute("SHOW parallel_tuple_cost")[0][0] == "0.1"
+        assert side.execute("SHOW transaction_read_only")[0][0] == "on"
+    finally:
+        side.close()
+
+
+def test_bad_options_are_usage_errors(pg_pair: Any) -> None:
+    from migctl.errors import UsageError
+
+    for bad in (
+        {"jobs": 0},
+        {"chunk_rows": 0},
+        {"max_keys": -1},
+        {"schemas": ()},
+        {"algorithm": "md5"},
+    ):
+        with pytest.raises(UsageError):
+            run(pg_pair, **bad)
