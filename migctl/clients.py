@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 
 USER_AGENT = f"migctl/{__version__}"
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 10
+# Per-service client settings. `validate --executor lambda` keeps up to 50
+# synchronous invocations in flight (botocore pools 10 connections by default),
+# and an invocation may run up to the function's timeout (botocore reads for 60 s).
+SERVICE_CONFIG: dict[str, dict[str, Any]] = {
+    "lambda": {"max_pool_connections": 64, "read_timeout": 900},
+}
 
 
 class AwsClients:
@@ -63,6 +69,7 @@ class AwsClients:
                 config = Config(
                     retries={"mode": "standard", "max_attempts": self._max_attempts},
                     user_agent_extra=USER_AGENT,
+                    **SERVICE_CONFIG.get(service, {}),
                 )
                 self._clients[service] = self.session.client(service, config=config)  # type: ignore[call-overload]
             return self._clients[service]

@@ -155,7 +155,7 @@ def timed_process(argv: list[str]) -> tuple[float, int, str, int]:
     return time.perf_counter() - started, usage.ru_maxrss // 1024, out, proc.returncode
 
 
-def run_migctl(source: PgCluster, target: PgCluster) -> dict[str, object]:
+def run_migctl(source: PgCluster, target: PgCluster, executor: str = "local") -> dict[str, object]:
     seconds, rss, out, code = timed_process(
         [
             str(MIGCTL),
@@ -168,6 +168,8 @@ def run_migctl(source: PgCluster, target: PgCluster) -> dict[str, object]:
             target.dsn("bench"),
             "--table",
             "public.payments",
+            "--executor",
+            executor,
         ]
     )
     report = json.loads(out)
@@ -232,7 +234,12 @@ def median_of(repeats: int, fn, *args):  # type: ignore[no-untyped-def]
 
 
 def bench_size(
-    source: PgCluster, target: PgCluster, rows: int, repeats: int, with_reladiff: bool
+    source: PgCluster,
+    target: PgCluster,
+    rows: int,
+    repeats: int,
+    with_reladiff: bool,
+    executors: tuple[str, ...] = (),
 ) -> dict[str, object]:
     started = time.perf_counter()
     on_both(source, target, BUILD.format(rows=int(rows)))
@@ -270,6 +277,17 @@ def bench_size(
     )
     result["migctl_exact"] = exact
     result["migctl_vs_limit"] = round(migctl["seconds"] / limit, 2)
+    for executor in executors:  # the same data, the same planted differences
+        other, other_runs = median_of(repeats, run_migctl, source, target, executor)
+        found = other["table"]
+        result[f"{executor}_seconds"] = round(float(other["seconds"]), 2)
+        result[f"{executor}_runs"] = [round(x, 2) for x in other_runs]
+        result[f"{executor}_peak_rss_mb"] = int(other["rss_mb"])
+        result[f"{executor}_invocations"] = found["queries"]
+        result[f"{executor}_same_keys"] = all(
+            found[k] == table[k] for k in ("missing_in_target", "missing_in_source", "changed")
+        )
+        result[f"{executor}_vs_local"] = round(float(other["seconds"]) / migctl["seconds"], 2)
     if with_reladiff:
         crashed = run_reladiff(source, target)
         result.update(
@@ -324,8 +342,14 @@ def main() -> int:
         help="skip reladiff above this size (it is slow)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the clusters' data folder")
+    parser.add_argument(
+        "--executors",
+        default="",
+        help="other migctl executors to time beside local, e.g. 'lambda-local' (comma-separated)",
+    )
     args = parser.parse_args()
-    if not RELADIFF.exists():
+    executors = tuple(e for e in args.executors.split(",") if e and e != "local")
+    if not RELADIFF.exists() and any(r <= args.reladiff_max_rows for r in args.rows or [2_000_000]):
         print(f"missing {RELADIFF}: see bench/validate_vs_reladiff/README.md", file=sys.stderr)
         return 2
     work = Path(
@@ -341,7 +365,9 @@ def main() -> int:
             with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
                 conn.execute("CREATE DATABASE bench")
         for rows in args.rows or [2_000_000]:
-            result = bench_size(source, target, rows, args.repeats, rows <= args.reladiff_max_rows)
+            result = bench_size(
+                source, target, rows, args.repeats, rows <= args.reladiff_max_rows, executors
+            )
             results.append(result)
             print(json.dumps(result, indent=2), flush=True)
     finally:
@@ -358,6 +384,12 @@ def main() -> int:
             f"{r['migctl_vs_limit']:>12}  {r.get('reladiff_seconds', '-'):>10}  "
             f"{r.get('reladiff_vs_migctl', '-'):>15}  {r['migctl_peak_rss_mb']:>11}  {r['migctl_exact']}"
         )
+        for executor in executors:
+            print(
+                f"{'':>10}  {executor}: {r[f'{executor}_seconds']} s"
+                f" ({r[f'{executor}_vs_local']} x local), {r[f'{executor}_invocations']} invocations,"
+                f" same keys: {r[f'{executor}_same_keys']}"
+            )
     return 0
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -67,6 +67,29 @@ def validate(
             "--chunk-rows", min=1, help="Rows per first-pass chunk [config: validate.chunk_rows]."
         ),
     ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            "--executor",
+            help="local | lambda (the deployed validation function) | lambda-local (its handler in"
+            " local worker processes) [config: validate.executor].",
+        ),
+    ] = None,
+    function: Annotated[
+        str | None,
+        typer.Option(
+            "--function",
+            help="Validation function for --executor lambda [default: stack output validationFunctionName].",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            min=1,
+            help="Invocations in flight [default: 50; lambda-local: 2 x CPUs worker processes].",
+        ),
+    ] = None,
 ) -> None:
     """Prove that the target holds exactly the source's data: tables, rows and sequences.
 
@@ -78,28 +101,30 @@ def validate(
     table, sequence behind), 2 for an unknown table or a bad DSN, 3 when a
     database is unreachable or a table could not be compared.
 
+    With --executor lambda the checksums run in the deployed validation
+    Lambda (inside the VPC, credentials from Secrets Manager), --concurrency
+    invocations at a time; same report, JSON and exit codes. A chunk whose
+    invocation keeps failing makes its table an error (exit 3).
+
     Example: migctl validate --table 'public.pay*' --jobs 4 --output json
     """
+    import os
+
     from migctl.clients import resolve_database
+    from migctl.errors import UsageError
     from migctl.render.validate import ValidationProgress, render_validation
-    from migctl.stack_outputs import load_cached_outputs
+    from migctl.stack_outputs import load_cached_outputs, resolve
     from migctl.validate.engine import ValidateOptions
-    from migctl.validate.engine import validate as run_validation
+    from migctl.validate.executor import EXECUTORS, FanoutOptions, RemoteSide, run_validation
+    from migctl.validate.lambda_executor import LocalInvoker, lambda_invoker
     from migctl.validate.session import SessionOptions
 
     app_state = state(ctx)
     settings = app_state.settings
     conf = settings.validate
-    source_db = resolve_database(
-        settings.source, label="source", aws=app_state.aws, dsn=source, secret_arn=source_secret
-    )
-    t = settings.target
-    if not (target or target_secret or t.dsn or t.dsn_env or t.secret_arn):
-        cached = load_cached_outputs(settings).get("auroraSecretArn")
-        target_secret = cached if isinstance(cached, str) and cached else None
-    target_db = resolve_database(
-        t, label="target", aws=app_state.aws, dsn=target, secret_arn=target_secret
-    )
+    kind = executor or conf.executor
+    if kind not in EXECUTORS:
+        raise UsageError(f"unknown executor {kind!r}; known: {', '.join(EXECUTORS)}")
     options = ValidateOptions(
         schemas=tuple(schema or conf.schemas),
         tables=tuple(table or conf.tables),
@@ -112,8 +137,52 @@ def validate(
             lock_timeout_seconds=conf.lock_timeout_seconds,
         ),
     )
+    invoke: Any = None
+    if kind == "lambda":
+        # The function reaches both databases from inside the VPC: only secret ARNs travel.
+        source_side: Any = RemoteSide(
+            "source", secret_arn=source_secret or settings.source.secret_arn
+        )
+        target_side: Any = RemoteSide(
+            "target", secret_arn=target_secret or settings.target.secret_arn
+        )
+        name = resolve(
+            settings,
+            function or conf.function,
+            "validationFunctionName",
+            what="validation function",
+            flag="--function",
+        )
+        invoke = lambda_invoker(app_state.aws.client("lambda"), name)
+        workers = concurrency or conf.concurrency or 50
+    else:
+        source_side = resolve_database(
+            settings.source, label="source", aws=app_state.aws, dsn=source, secret_arn=source_secret
+        )
+        t = settings.target
+        if not (target or target_secret or t.dsn or t.dsn_env or t.secret_arn):
+            cached = load_cached_outputs(settings).get("auroraSecretArn")
+            target_secret = cached if isinstance(cached, str) and cached else None
+        target_side = resolve_database(
+            t, label="target", aws=app_state.aws, dsn=target, secret_arn=target_secret
+        )
+        workers = concurrency or conf.concurrency or 2 * (os.cpu_count() or 1)
+        if kind == "lambda-local":
+            invoke = LocalInvoker(workers)
     out = app_state.out
-    with ValidationProgress(out) as progress:
-        report = run_validation(source_db, target_db, options, progress=progress)
+    try:
+        with ValidationProgress(out) as progress:
+            report = run_validation(
+                source_side,
+                target_side,
+                options,
+                executor=kind,
+                invoke=invoke,
+                fanout_options=FanoutOptions(concurrency=workers),
+                progress=progress,
+            )
+    finally:
+        if isinstance(invoke, LocalInvoker):
+            invoke.close()
     render_validation(out, report)
     raise typer.Exit(report.exit_code)

@@ -199,7 +199,13 @@ class ValidationProgress:
                 if event.elapsed_seconds > 0 and rows
                 else ""
             )
-            if event.phase == "scanned":
+            if event.phase == "checksumming":
+                status = (
+                    f"{rows:,} rows, {event.chunks_done}/{event.chunks} invocations done,"
+                    f" {event.in_flight or 0} in flight  {speed}"
+                )
+                self._progress.update(task, status=status)
+            elif event.phase == "scanned":
                 status = f"{rows:,} rows, {event.chunks} chunks, {event.differing_chunks} differ  {speed}"
                 self._progress.update(
                     task, total=max(event.differing_chunks, 1), completed=0, status=status
@@ -208,6 +214,8 @@ class ValidationProgress:
                 status = (
                     f"{rows:,} rows, narrowing chunk {event.chunks_done}/{event.differing_chunks}"
                 )
+                if event.in_flight is not None:
+                    status += f", {event.in_flight} in flight"
                 self._progress.update(task, completed=event.chunks_done, status=status)
             elif event.phase == "done" and event.result is not None:
                 r = event.result

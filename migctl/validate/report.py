@@ -112,7 +112,7 @@ class ValidationReport:
         return 0 if self.ok else 1
 
 
-Phase = Literal["start", "scanned", "narrowing", "done"]
+Phase = Literal["start", "checksumming", "scanned", "narrowing", "done"]
 
 
 @dataclass(frozen=True)
@@ -128,3 +128,4 @@ class Progress:
     chunks_done: int = 0
     elapsed_seconds: float = 0.0
     result: TableResult | None = None
+    in_flight: int | None = None  # invocations in flight (lambda executors only)

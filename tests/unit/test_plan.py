@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -127,7 +128,7 @@ def test_stack_file_then_settings_then_flags(tmp_path: Path) -> None:
             "healthCheckPath": {"env": "HEALTH_PATH"},
             "certificateArn": {"env": "UNSET_VARIABLE"},
             "vpcCidr": {"file": "missing.txt"},
-            "sourceSecretArn": {"env": "SOURCE_SECRET"},
+            "sourceSecretArn": {"env": "SOURCE_SECRET_ARN_VAR"},
         },
         secret_keys=["sourceSecretArn"],
         overrides=["taskCpu=2048"],
@@ -135,7 +136,8 @@ def test_stack_file_then_settings_then_flags(tmp_path: Path) -> None:
         region="eu-west-1",
         directory=tmp_path,
         base_dir=tmp_path,
-        environ={"HEALTH_PATH": "/ready", "SOURCE_SECRET": "never-read"},
+        # A generated value: the test proves it is never read, whatever it holds.
+        environ={"HEALTH_PATH": "/ready", "SOURCE_SECRET_ARN_VAR": secrets.token_hex(8)},
     )
     stand_in = "offline-plan-stand-in"
     assert config == {

@@ -1,0 +1,223 @@
+"""One table compared through invocations: the same plan, chunks and narrowing as ``table.py``.
+
+The first pass is split into spans of consecutive chunks, one ``checksum``
+invocation per span and side, all in flight at once (up to the fan-out's
+concurrency). Bucket numbers are global, so the chunks and differing chunks
+are the ones a local run finds. Each differing range chunk is narrowed by one
+``narrow`` invocation (both sides, one snapshot each); hash buckets by one
+for the table, as locally, so the same first ``max_keys`` keys are kept. Any
+invocation that still fails after its retries makes the table ``error``.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, as_completed
+from dataclasses import dataclass
+from typing import Any
+
+from migctl.redact import redact_text
+from migctl.validate.catalog import TableInfo
+from migctl.validate.checksum import Buckets, BucketSum
+from migctl.validate.executor import RemoteRun
+from migctl.validate.lambda_executor import CallStats
+from migctl.validate.narrow import Tally, differing
+from migctl.validate.payloads import tally_from_dict
+from migctl.validate.plan import plan_table
+from migctl.validate.report import Progress, TableResult
+from migctl.validate.table import TableOptions, _sorted, hash_bits, range_buckets
+
+
+@dataclass(frozen=True)
+class Span:
+    """Global buckets ``first..first + n`` as one invocation's ``Buckets``."""
+
+    first: int
+    buckets: Buckets
+
+
+def range_spans(bounds: tuple[int, ...], per_invocation: int) -> list[Span]:
+    """Consecutive range chunks, ``per_invocation`` at a time, with their outer limits."""
+    total = len(bounds) + 1
+    spans = []
+    for first in range(0, total, max(1, per_invocation)):
+        last = min(first + per_invocation, total) - 1
+        lo = None if first == 0 else bounds[first - 1]
+        hi = None if last == total - 1 else bounds[last]
+        spans.append(Span(first, Buckets("range", bounds=bounds[first:last], lo=lo, hi=hi)))
+    return spans
+
+
+def compare_table_remote(
+    run: RemoteRun,
+    name: str,
+    source: TableInfo | None,
+    target: TableInfo | None,
+    algorithm: str,
+) -> TableResult:
+    start = run.clock()
+    run.progress(Progress(name, "start"))
+    stats = CallStats()
+    try:
+        if source is None or target is None:
+            result = _missing(run, name, source, target, stats)
+        else:
+            result = _compare(run, name, source, target, algorithm, stats, start)
+    except Exception as exc:  # never a match when the comparison could not complete
+        result = TableResult(name, "error", error=redact_text(f"{type(exc).__name__}: {exc}"))
+    from dataclasses import replace
+
+    result = replace(
+        result,
+        queries=stats.invocations,
+        retries=stats.retries,
+        duration_seconds=round(run.clock() - start, 3),
+    )
+    run.progress(
+        Progress(
+            name,
+            "done",
+            result.source_rows,
+            result.target_rows,
+            result.chunks,
+            result.differing_chunks,
+            result.differing_chunks,
+            run.clock() - start,
+            result,
+        )
+    )
+    return result
+
+
+def _missing(
+    run: RemoteRun, name: str, source: TableInfo | None, target: TableInfo | None, stats: CallStats
+) -> TableResult:
+    present, side = (source, "source") if source is not None else (target, "target")
+    assert present is not None
+    answer = run.call(run.payload("count", side, schema=present.schema, table=present.name), stats)
+    if side == "source":
+        return TableResult(name, "missing_in_target", source_rows=int(answer["rows"]))
+    return TableResult(name, "missing_in_source", target_rows=int(answer["rows"]))
+
+
+def _compare(
+    run: RemoteRun,
+    name: str,
+    source: TableInfo,
+    target: TableInfo,
+    algorithm: str,
+    stats: CallStats,
+    start: float,
+) -> TableResult:
+    options = TableOptions(chunk_rows=run.options.chunk_rows, max_keys=run.options.max_keys)
+    table_plan = plan_table(source, target, algorithm)
+    plan, method = table_plan.plan, table_plan.method
+    estimate = max(source.estimated_rows, target.estimated_rows)
+    if method == "range":
+        count, percent = range_buckets(estimate, options.chunk_rows)
+        bounds: tuple[int, ...] = ()
+        if count > 1:
+            request = {"plan": plan.to_dict(), "count": count, "percent": percent}
+            answer = run.call(run.payload("plan", "source", bounds=[request]), stats)
+            bounds = tuple(int(b) for b in answer["bounds"][0])
+        spans = range_spans(bounds, run.fanout_options.chunks_per_invocation)
+    else:
+        bits = hash_bits(estimate, options.chunk_rows)
+        spans = [Span(0, Buckets("hash", bits=bits))]
+
+    sums: dict[str, dict[int, BucketSum]] = {"source": {}, "target": {}}
+    rows = {"source": 0, "target": 0}
+    futures: dict[Future[dict[str, Any]], tuple[str, Span]] = {}
+    for span in spans:
+        for side in ("source", "target"):
+            payload = run.payload(
+                "checksum", side, plan=plan.to_dict(), buckets=span.buckets.to_dict()
+            )
+            futures[run.fanout.submit(payload, stats)] = (side, span)
+    try:
+        for done, future in enumerate(as_completed(futures), start=1):
+            side, span = futures[future]
+            for b in future.result()["buckets"]:
+                bucket = span.first + int(b["bucket"])
+                sums[side][bucket] = BucketSum(bucket, int(b["rows"]), int(b["checksum"]))
+                rows[side] += int(b["rows"])
+            run.progress(
+                Progress(
+                    name,
+                    "checksumming",
+                    rows["source"],
+                    rows["target"],
+                    len(futures),
+                    0,
+                    done,
+                    run.clock() - start,
+                    in_flight=run.fanout.in_flight,
+                )
+            )
+    finally:
+        for future in futures:
+            future.cancel()
+    diff = differing(sums["source"], sums["target"])
+    source_rows, target_rows = rows["source"], rows["target"]
+    chunks = len(set(sums["source"]) | set(sums["target"]))
+    elapsed = run.clock() - start
+    run.progress(Progress(name, "scanned", source_rows, target_rows, chunks, len(diff), 0, elapsed))
+
+    common: dict[str, Any] = {
+        "plan": plan.to_dict(),
+        "method": method,
+        "max_keys": options.max_keys,
+        "leaf_rows": options.leaf_rows,
+        "stream_rows": options.stream_rows,
+    }
+    requests: list[dict[str, Any]] = []
+    if method == "range":
+        for bucket, counts in diff.items():
+            lo = None if bucket == 0 else bounds[bucket - 1]
+            hi = None if bucket == len(bounds) else bounds[bucket]
+            requests.append({"lo": lo, "hi": hi, "counts": list(counts)})
+    elif diff:
+        buckets = [[b, list(c)] for b, c in diff.items()]
+        requests = [{"buckets": buckets, "bits": spans[0].buckets.bits, "counts": [0, 0]}]
+    narrowing = [
+        run.fanout.submit(run.payload("narrow", chunks=[chunk], **common), stats)
+        for chunk in requests
+    ]
+    tally = Tally(options.max_keys)
+    try:
+        for done, future in enumerate(narrowing, start=1):  # in chunk order: the same keys kept
+            tally.absorb(tally_from_dict(future.result()["tally"]))
+            run.progress(
+                Progress(
+                    name,
+                    "narrowing",
+                    source_rows,
+                    target_rows,
+                    chunks,
+                    len(diff),
+                    done,
+                    run.clock() - start,
+                    in_flight=run.fanout.in_flight,
+                )
+            )
+    finally:
+        for future in narrowing:
+            future.cancel()
+
+    same = tally.total == 0 and source_rows == target_rows
+    return TableResult(
+        name,
+        "match" if same and not table_plan.schema_differences else "mismatch",
+        source_rows=source_rows,
+        target_rows=target_rows,
+        missing_in_target_count=tally.missing_in_target_count,
+        missing_in_source_count=tally.missing_in_source_count,
+        changed_count=tally.changed_count,
+        missing_in_target=_sorted(tally.missing_in_target),
+        missing_in_source=_sorted(tally.missing_in_source),
+        changed=_sorted(tally.changed),
+        schema_differences=table_plan.schema_differences,
+        method=method,
+        key_columns=plan.key,
+        chunks=chunks,
+        differing_chunks=len(diff),
+    )
