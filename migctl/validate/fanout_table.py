@@ -24,7 +24,7 @@ from migctl.validate.narrow import Tally, differing
 from migctl.validate.payloads import tally_from_dict
 from migctl.validate.plan import plan_table
 from migctl.validate.report import Progress, TableResult
-from migctl.validate.table import TableOptions, _sorted, hash_bits, range_buckets
+from migctl.validate.table import TableOptions, hash_bits, range_buckets, table_result
 
 
 @dataclass(frozen=True)
@@ -203,21 +203,7 @@ def _compare(
         for future in narrowing:
             future.cancel()
 
-    same = tally.total == 0 and source_rows == target_rows
-    return TableResult(
-        name,
-        "match" if same and not table_plan.schema_differences else "mismatch",
-        source_rows=source_rows,
-        target_rows=target_rows,
-        missing_in_target_count=tally.missing_in_target_count,
-        missing_in_source_count=tally.missing_in_source_count,
-        changed_count=tally.changed_count,
-        missing_in_target=_sorted(tally.missing_in_target),
-        missing_in_source=_sorted(tally.missing_in_source),
-        changed=_sorted(tally.changed),
-        schema_differences=table_plan.schema_differences,
-        method=method,
-        key_columns=plan.key,
-        chunks=chunks,
-        differing_chunks=len(diff),
-    )
+    return table_result(
+        name, table_plan, tally,
+        source_rows=source_rows, target_rows=target_rows, chunks=chunks, differing_chunks=len(diff),
+    )  # fmt: skip

@@ -22,7 +22,7 @@ from migctl.redact import redact_text
 from migctl.validate.catalog import TableInfo
 from migctl.validate.checksum import Buckets, BucketSum, bucket_checksums, sample_bounds
 from migctl.validate.narrow import Both, Tally, differing, resolve_hash, resolve_range
-from migctl.validate.plan import plan_table
+from migctl.validate.plan import TablePlan, plan_table
 from migctl.validate.report import Key, Progress, TableResult
 from migctl.validate.session import Pair, Side, planner_hints, retry_unit
 
@@ -234,6 +234,23 @@ def _compare(
     elif diff:
         run_chunk(lambda t: resolve_hash(pair, plan, diff, spec.bits, t, both, options.stream_rows))
 
+    return table_result(
+        name, table_plan, tally,
+        source_rows=source_rows, target_rows=target_rows, chunks=chunks, differing_chunks=len(diff),
+    )  # fmt: skip
+
+
+def table_result(
+    name: str,
+    table_plan: TablePlan,
+    tally: Tally,
+    *,
+    source_rows: int,
+    target_rows: int,
+    chunks: int,
+    differing_chunks: int,
+) -> TableResult:
+    """The verdict on one table, from its plan and the differences found (local or fanned out)."""
     same = tally.total == 0 and source_rows == target_rows
     return TableResult(
         name,
@@ -247,10 +264,10 @@ def _compare(
         missing_in_source=_sorted(tally.missing_in_source),
         changed=_sorted(tally.changed),
         schema_differences=table_plan.schema_differences,
-        method=method,
-        key_columns=plan.key,
+        method=table_plan.method,
+        key_columns=table_plan.plan.key,
         chunks=chunks,
-        differing_chunks=len(diff),
+        differing_chunks=differing_chunks,
     )
 
 
