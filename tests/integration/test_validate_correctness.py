@@ -4,7 +4,8 @@ The harness's source and target differ in TimeZone, DateStyle, IntervalStyle,
 extra_float_digits, bytea_output and collation (ICU en-US against C), so any
 comparison that leans on a server default or a sort order shows up here.
 Every data test runs with both checksum algorithms: ``record`` (PostgreSQL 14+
-on both sides) and ``concat`` (chosen when either server is 11-13).
+on both sides) and ``concat`` (chosen when either server is 11-13), and across
+major versions: source 15 to target 15, and source 15 to target 18.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ from migctl.validate.report import TableResult, ValidationReport
 from migctl.validate.session import SessionOptions
 
 ALGORITHMS = ["record", "concat"]
+
+
+@pytest.fixture(params=["pg15-pg15", "pg15-pg18"])
+def pg_pair(request: pytest.FixtureRequest, pg_pair: Any) -> Any:
+    """Every test here runs twice: on two PostgreSQL 15 clusters, and from 15 to 18."""
+    if request.param == "pg15-pg18":
+        return request.getfixturevalue("pg_pair_mixed")
+    return pg_pair
 
 
 def run(pg_pair: Any, **options: Any) -> ValidationReport:
@@ -71,13 +80,27 @@ INSERT INTO everything VALUES
 """
 
 
+def all_types(pg_pair: Any) -> str:
+    """ALL_TYPES; the PostgreSQL 18 wheel is built without libxml, so there xml is stored as text."""
+    import psycopg
+
+    with pg_pair.target_conn() as conn:
+        try:
+            conn.execute("SELECT '<a/>'::xml")
+        except psycopg.errors.FeatureNotSupported:
+            if pg_pair.target.bin_dir == pg_pair.source.bin_dir:
+                raise  # the system's build has libxml: never drop xml from the same-version run
+            return ALL_TYPES.replace(" x xml\n", " x text\n")
+    return ALL_TYPES
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_differing_server_defaults_produce_no_difference(pg_pair: Any, algorithm: str) -> None:
     with (
         pg_pair.target_conn() as conn
     ):  # shift the target's type OIDs: enum hashes must not depend on them
         conn.execute("CREATE TYPE unrelated AS ENUM ('x'); CREATE TYPE unrelated2 AS (q int)")
-    pg_pair.execute_both(ALL_TYPES)
+    pg_pair.execute_both(all_types(pg_pair))
     report = run(pg_pair, algorithm=algorithm)
     everything = table(report, "public.everything")
     assert everything.status == "match", everything
