@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from migctl.cli.prompt import interactive
 from migctl.cli.state import AppState, state
 from migctl.errors import UsageError
 
@@ -159,7 +159,7 @@ def _callbacks(app_state: AppState, view: CutoverView, *, yes: bool) -> dict[str
         "notifier": Notifier(app_state.aws.client("sns") if topic else None, topic),
         "on_event": view.event,
         "confirm": None if yes else _asker(view),
-        "interactive": sys.stdin.isatty(),
+        "interactive": interactive(),
     }
 
 

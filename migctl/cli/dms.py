@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from migctl.cli.prompt import confirm_or_refuse
 from migctl.cli.state import AppState, state
 
 if TYPE_CHECKING:
@@ -58,14 +58,10 @@ def _confirmer(yes: bool) -> Callable[[ControlPlan], bool]:
     def confirm(plan: ControlPlan) -> bool:
         if yes:
             return True
-        if not sys.stdin.isatty():
-            from migctl.errors import UsageError
-
-            raise UsageError(
-                f"refusing to {plan.describe()} without confirmation: no terminal",
-                hint="pass --yes",
-            )
-        return typer.confirm(f"{plan.describe()}?", default=False, err=True)
+        return confirm_or_refuse(
+            f"{plan.describe()}?",
+            refusal=f"refusing to {plan.describe()} without confirmation",
+        )
 
     return confirm
 

@@ -9,12 +9,12 @@ missing, the stack is locked by another update, or pulumi failed;
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from migctl.cli.prompt import interactive
 from migctl.cli.state import state
 from migctl.errors import UsageError
 
@@ -75,7 +75,7 @@ def up(ctx: typer.Context, yes: Yes = False, pulumi_root: PulumiRoot = None) -> 
     app_state = state(ctx)
     settings = app_state.settings
     out = app_state.out
-    if not yes and not _interactive():
+    if not yes and not interactive():
         raise UsageError(
             "'migctl up' asks before applying, and there is no terminal to ask on",
             hint="pass --yes",
@@ -117,7 +117,7 @@ def destroy(
     app_state = state(ctx)
     settings = app_state.settings
     out = app_state.out
-    if not yes and not _interactive():
+    if not yes and not interactive():
         raise UsageError(
             "'migctl destroy' asks for the stack name, and there is no terminal", hint="pass --yes"
         )
@@ -178,10 +178,6 @@ def outputs(
     values = provision.outputs(app_state.settings, pulumi_root=pulumi_root)
     render_outputs(app_state.out, values, show_secrets=show_secrets)
     raise typer.Exit(0)
-
-
-def _interactive() -> bool:
-    return sys.stdin is not None and sys.stdin.isatty()
 
 
 def _progress(out: Output) -> ProvisionProgress:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from migctl.cli.prompt import confirm_or_refuse
 from migctl.cli.state import state
 from migctl.errors import UsageError
 
@@ -247,11 +247,9 @@ def _confirmer(yes: bool) -> Callable[[RolloutPlan], bool] | None:
         return None
 
     def confirm(plan: RolloutPlan) -> bool:
-        if not sys.stdin.isatty():
-            raise UsageError(
-                f"not confirmed: {plan.summary()}; nothing was changed",
-                hint="no terminal to ask on: pass --yes to act without asking",
-            )
-        return typer.confirm(f"{plan.summary()}. Proceed?", default=False, err=True)
+        return confirm_or_refuse(
+            f"{plan.summary()}. Proceed?",
+            refusal=f"not confirmed: {plan.summary()}; nothing was changed",
+        )
 
     return confirm
