@@ -131,12 +131,7 @@ def up(
     stack, spec, prepared = _prepare(
         settings, pulumi_root, program, create=True, on_progress=on_progress
     )
-    previewed: OperationResult | None = None
-    if confirm is not None:
-        previewed = _run(stack, spec, "preview", settings, on_progress)
-        if not previewed.ok or not confirm(previewed):
-            return _finish(_declined(previewed), prepared)
-    result = _run(stack, spec, "up", settings, on_progress, preview=previewed)
+    result = _confirmed_run(stack, spec, "up", settings, on_progress, confirm)
     if result.outputs is not None:
         result = _with_cache(result, settings)
     return _finish(result, prepared)
@@ -160,12 +155,7 @@ def destroy(
     stack, spec, prepared = _prepare(
         settings, pulumi_root, program, create=False, on_progress=on_progress
     )
-    previewed: OperationResult | None = None
-    if confirm is not None:
-        previewed = _run(stack, spec, "destroy-preview", settings, on_progress)
-        if not previewed.ok or not confirm(previewed):
-            return _finish(_declined(previewed), prepared)
-    result = _run(stack, spec, "destroy", settings, on_progress, preview=previewed)
+    result = _confirmed_run(stack, spec, "destroy", settings, on_progress, confirm)
     if result.ok:
         outputs_cache_path(settings).unlink(missing_ok=True)
     return _finish(result, prepared)
@@ -336,6 +326,24 @@ def _cancelled(
     return _replace(
         base, cancelled=True, forced=outcome.forced, error=OperationalError(message, hint=hint)
     )
+
+
+def _confirmed_run(
+    stack: Any,
+    spec: StackSpec,
+    operation: str,
+    settings: Settings,
+    on_progress: OnProgress | None,
+    confirm: Confirm | None,
+) -> OperationResult:
+    """Run ``up`` or ``destroy``; with ``confirm``, preview first and apply only on yes."""
+    previewed: OperationResult | None = None
+    if confirm is not None:
+        preview_op = "preview" if operation == "up" else f"{operation}-preview"
+        previewed = _run(stack, spec, preview_op, settings, on_progress)
+        if not previewed.ok or not confirm(previewed):
+            return _declined(previewed)
+    return _run(stack, spec, operation, settings, on_progress, preview=previewed)
 
 
 def _declined(previewed: OperationResult) -> OperationResult:

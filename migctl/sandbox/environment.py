@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from migctl.errors import MigctlError, UsageError
+from migctl.errors import UsageError
 from migctl.sandbox.motoserver import wait_for_port
 from migctl.sandbox.postgres import PgCluster, find_pg_bin, free_port
 
@@ -316,9 +316,3 @@ def ensure_free(directory: Path) -> None:
         )
     if directory.exists():
         down(directory)
-
-
-def cleanup_on_failure(directory: Path, exc: BaseException) -> MigctlError | None:
-    """After a failed ``up``: stop what started; return the error to raise, if it is ours."""
-    down(directory)
-    return exc if isinstance(exc, MigctlError) else None

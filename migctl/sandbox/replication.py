@@ -128,18 +128,6 @@ class Replication:
             ).fetchone()
         return str(row[0]) if row and row[0] else None
 
-    def drop(self) -> None:
-        """Remove the subscription, its slot and the publication (sandbox down, reload)."""
-        with self._target() as tgt:
-            self._drop_subscription(tgt)
-        with self._source() as src:
-            src.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(NAME)))
-            src.execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                "WHERE slot_name = %s AND NOT active",
-                (NAME,),
-            )
-
     @staticmethod
     def _drop_subscription(tgt: psycopg.Connection[Any]) -> None:
         if tgt.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", (NAME,)).fetchone():

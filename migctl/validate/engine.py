@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -22,7 +22,7 @@ from migctl.validate.catalog import read_catalog, select_tables
 from migctl.validate.hashing import ALGORITHMS, choose_algorithm
 from migctl.validate.report import Progress, SequenceResult, TableResult, ValidationReport
 from migctl.validate.sequences import compare_sequences, select_sequences
-from migctl.validate.session import Pair, SessionOptions, Side
+from migctl.validate.session import Pair, SessionOptions, Side, on_both_sides
 from migctl.validate.table import TableOptions, compare_table
 
 T = TypeVar("T")
@@ -80,14 +80,7 @@ def validate(
         ):
 
             def both(on_source: Callable[[], T], on_target: Callable[[], U]) -> tuple[T, U]:
-                """Run one step on both servers at once; wait for both before raising."""
-                future = side_pool.submit(on_source)
-                try:
-                    on_target_result = on_target()
-                except BaseException:
-                    wait([future])
-                    raise
-                return future.result(), on_target_result
+                return on_both_sides(side_pool, on_source, on_target)
 
             def run(name: str) -> TableResult:
                 pair: Pair | None = getattr(local, "pair", None)

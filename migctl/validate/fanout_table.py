@@ -72,19 +72,7 @@ def compare_table_remote(
         retries=stats.retries,
         duration_seconds=round(run.clock() - start, 3),
     )
-    run.progress(
-        Progress(
-            name,
-            "done",
-            result.source_rows,
-            result.target_rows,
-            result.chunks,
-            result.differing_chunks,
-            result.differing_chunks,
-            run.clock() - start,
-            result,
-        )
-    )
+    run.progress(Progress.done(result, run.clock() - start))
     return result
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from migctl.errors import MigctlError, translate
@@ -226,6 +226,7 @@ def _narrow(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
     from migctl.validate.checksum import ChecksumPlan
     from migctl.validate.narrow import Tally, resolve_hash, resolve_range
     from migctl.validate.payloads import tally_to_dict
+    from migctl.validate.session import on_both_sides
 
     plan = ChecksumPlan.from_dict(event.get("plan") or {})
     max_keys = int(event.get("max_keys", 100))
@@ -236,13 +237,7 @@ def _narrow(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
 
             def both(on_source: Any, on_target: Any) -> tuple[Any, Any]:
                 deadline.check()
-                future = pool.submit(on_source)
-                try:
-                    on_target_result = on_target()
-                except BaseException:
-                    wait([future])
-                    raise
-                return future.result(), on_target_result
+                return on_both_sides(pool, on_source, on_target)
 
             for chunk in event.get("chunks") or ():
                 found = Tally(max_keys)

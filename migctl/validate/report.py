@@ -129,3 +129,18 @@ class Progress:
     elapsed_seconds: float = 0.0
     result: TableResult | None = None
     in_flight: int | None = None  # invocations in flight (lambda executors only)
+
+    @classmethod
+    def done(cls, result: TableResult, elapsed_seconds: float) -> Progress:
+        """The last step of a table, carrying its result."""
+        return cls(
+            result.table,
+            "done",
+            result.source_rows,
+            result.target_rows,
+            result.chunks,
+            result.differing_chunks,
+            result.differing_chunks,
+            elapsed_seconds,
+            result,
+        )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Executor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -246,3 +247,20 @@ def planner_hints(side: Side, *, big: bool) -> Iterator[None]:
                 "SET LOCAL enable_sort TO DEFAULT; SET LOCAL parallel_setup_cost TO DEFAULT;"
                 " SET LOCAL parallel_tuple_cost TO DEFAULT"
             )
+
+
+_S = TypeVar("_S")
+_T = TypeVar("_T")
+
+
+def on_both_sides(
+    pool: Executor, on_source: Callable[[], _S], on_target: Callable[[], _T]
+) -> tuple[_S, _T]:
+    """Run one step on both servers at once (the source's in ``pool``); wait for both before raising."""
+    future = pool.submit(on_source)
+    try:
+        on_target_result = on_target()
+    except BaseException:
+        wait([future])
+        raise
+    return future.result(), on_target_result

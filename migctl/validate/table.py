@@ -87,19 +87,7 @@ def compare_table(
     result = _with_stats(
         result, pair.queries - queries_before, pair.retries - retries_before, clock() - start
     )
-    progress(
-        Progress(
-            name,
-            "done",
-            result.source_rows,
-            result.target_rows,
-            result.chunks,
-            result.differing_chunks,
-            result.differing_chunks,
-            clock() - start,
-            result,
-        )
-    )
+    progress(Progress.done(result, clock() - start))
     return result
 
 

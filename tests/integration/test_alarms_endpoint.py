@@ -12,6 +12,23 @@ import boto3
 from migctl.sandbox.motoserver import MotoServer
 
 
+def alarms_json(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`migctl --output json alarms --prefix payments-test-` as its own process."""
+    argv = [
+        sys.executable,
+        "-m",
+        "migctl",
+        "--output",
+        "json",
+        "alarms",
+        "--prefix",
+        "payments-test-",
+    ]
+    return subprocess.run(
+        argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 def test_alarms_json_through_aws_endpoint_url(
     moto_server: MotoServer, moto_server_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -33,24 +50,7 @@ def test_alarms_json_through_aws_endpoint_url(
         Threshold=80,
         ComparisonOperator="GreaterThanThreshold",
     )
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "migctl",
-            "--output",
-            "json",
-            "alarms",
-            "--prefix",
-            "payments-test-",
-        ],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    out = alarms_json(env, tmp_path)
     assert out.returncode == 0, out.stderr
     payload = json.loads(out.stdout)
     assert payload["ok"] is True
@@ -58,22 +58,5 @@ def test_alarms_json_through_aws_endpoint_url(
         ("payments-test-cpu", "OK", "CPUUtilization")
     ]
     cw.set_alarm_state(AlarmName="payments-test-cpu", StateValue="ALARM", StateReason="cpu high")
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "migctl",
-            "--output",
-            "json",
-            "alarms",
-            "--prefix",
-            "payments-test-",
-        ],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    out = alarms_json(env, tmp_path)
     assert out.returncode == 1 and json.loads(out.stdout)["alarms"][0]["reason"] == "cpu high"
