@@ -75,6 +75,7 @@ class ValidateSettings:
     chunk_rows: int = 2_000
     statement_timeout_seconds: int = 600
     lock_timeout_seconds: int = 5
+    parallel_workers: int = 0
     executor: str = "local"  # local | lambda | lambda-local
     function: str | None = None  # default: stack output validationFunctionName
     concurrency: int | None = None  # default: 50 (lambda), 2 x CPUs (lambda-local)

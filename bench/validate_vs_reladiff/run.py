@@ -209,9 +209,14 @@ def run_reladiff(source: PgCluster, target: PgCluster) -> dict[str, object]:
     }
 
 
-def one_pass_limit(source: PgCluster, target: PgCluster) -> float:
+def one_pass_limit(source: PgCluster, target: PgCluster, workers: int | None = None) -> float:
+    """Both servers hashing every row once, at the same time; ``workers``: parallel workers
+    per query (None: the server's default, 2)."""
+
     def run(cluster: PgCluster) -> None:
         with psycopg.connect(cluster.dsn("bench")) as conn:
+            if workers is not None:
+                conn.execute(f"SET max_parallel_workers_per_gather = {int(workers)}")
             conn.execute(
                 "SELECT count(*), sum(hash_record_extended(t, 0)) FROM payments t"
             ).fetchall()
@@ -226,11 +231,23 @@ def one_pass_limit(source: PgCluster, target: PgCluster) -> float:
 
 
 def median_of(repeats: int, fn, *args):  # type: ignore[no-untyped-def]
-    results = [fn(*args) for _ in range(repeats)]
+    return _median([fn(*args) for _ in range(repeats)])
+
+
+def _median(results):  # type: ignore[no-untyped-def]
     if isinstance(results[0], float):
         return statistics.median(results), results
     ordered = sorted(results, key=lambda r: r["seconds"])
     return ordered[len(ordered) // 2], [r["seconds"] for r in results]
+
+
+def interleaved(repeats: int, **runs):  # type: ignore[no-untyped-def]
+    """Median of each run, taking turns (a, b, c, a, b, c, ...): the machine's drift hits all alike."""
+    results: dict[str, list[object]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            results[name].append(run())
+    return {name: _median(found) for name, found in results.items()}
 
 
 def bench_size(
@@ -253,13 +270,24 @@ def bench_size(
     on_target(target, PLANT, planted)
     print(f"[{rows:,} rows] built in {time.perf_counter() - started:.0f} s", flush=True)
     one_pass_limit(source, target)  # warm the caches
-    limit, limit_runs = median_of(repeats, one_pass_limit, source, target)
-    migctl, migctl_runs = median_of(repeats, run_migctl, source, target)
+    # The limit is the faster of the server's default (2 parallel workers per query) and none:
+    # on this 2-core machine the two servers' parallel workers only compete for the same cores.
+    timed = interleaved(
+        repeats,
+        default_workers=lambda: one_pass_limit(source, target),
+        no_workers=lambda: one_pass_limit(source, target, 0),
+        migctl=lambda: run_migctl(source, target),
+    )
+    limits = {None: timed["default_workers"], 0: timed["no_workers"]}
+    limit, limit_runs = min(limits.values(), key=lambda m: m[0])
+    migctl, migctl_runs = timed["migctl"]
     table = migctl["table"]
     result: dict[str, object] = {
         "rows": rows,
         "one_pass_limit_seconds": round(limit, 2),
         "one_pass_limit_runs": [round(x, 2) for x in limit_runs],
+        "one_pass_limit_default_workers_seconds": round(limits[None][0], 2),
+        "one_pass_limit_no_workers_seconds": round(limits[0][0], 2),
         "migctl_seconds": round(migctl["seconds"], 2),
         "migctl_runs": [round(x, 2) for x in migctl_runs],
         "migctl_peak_rss_mb": max(int(migctl["rss_mb"]), 0),

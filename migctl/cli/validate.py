@@ -67,6 +67,15 @@ def validate(
             "--chunk-rows", min=1, help="Rows per first-pass chunk [config: validate.chunk_rows]."
         ),
     ] = None,
+    parallel_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--parallel-workers",
+            min=0,
+            help="PostgreSQL parallel workers per query, so each server runs at most jobs x (1 +"
+            " this) processes for migctl [config: validate.parallel_workers; default 0].",
+        ),
+    ] = None,
     executor: Annotated[
         str | None,
         typer.Option(
@@ -135,6 +144,9 @@ def validate(
         session=SessionOptions(
             statement_timeout_seconds=conf.statement_timeout_seconds,
             lock_timeout_seconds=conf.lock_timeout_seconds,
+            parallel_workers=conf.parallel_workers
+            if parallel_workers is None
+            else parallel_workers,
         ),
     )
     invoke: Any = None

@@ -33,13 +33,16 @@ class ChecksumPlan:
     table: str
     columns: tuple[ColumnHash, ...]
     key: tuple[str, ...]
-    algorithm: str = "record"
+    algorithm: str = ALGORITHMS[0]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": self.schema,
             "table": self.table,
-            "columns": [{"name": c.name, "family": c.family, "cast": c.cast} for c in self.columns],
+            "columns": [
+                {"name": c.name, "family": c.family, "cast": c.cast, "nullable": c.nullable}
+                for c in self.columns
+            ],
             "key": list(self.key),
             "algorithm": self.algorithm,
         }
@@ -49,14 +52,17 @@ class ChecksumPlan:
         """Parse and check a plan that may come from a Lambda payload."""
         try:
             columns = tuple(
-                ColumnHash(str(c["name"]), str(c["family"]), c.get("cast")) for c in data["columns"]
+                ColumnHash(
+                    str(c["name"]), str(c["family"]), c.get("cast"), bool(c.get("nullable", True))
+                )
+                for c in data["columns"]
             )
             plan = cls(
                 str(data["schema"]),
                 str(data["table"]),
                 columns,
                 tuple(map(str, data["key"])),
-                str(data.get("algorithm", "record")),
+                str(data.get("algorithm", ALGORITHMS[0])),
             )
         except (KeyError, TypeError) as exc:
             raise UsageError(f"bad checksum plan: missing or malformed {exc}") from None
@@ -88,27 +94,13 @@ class ChecksumPlan:
 
 
 def row_hash_sql(plan: ChecksumPlan) -> sql.Composable:
-    """The row's 64-bit hash, made so that a sum over rows is not linear in the column hashes.
-
-    ``hash_record_extended`` is ``31 * h(previous columns) + h(column)``: summed over
-    rows, a value swapped between two rows of one chunk would cancel out. With an
-    integer key, each row's column hashes are seeded by its own key (``2k+1``, never
-    0, the seed that float 0 and NULL share); otherwise the record hash is mixed
-    through ``hash_numeric_extended``. ``concat`` hashes the whole row text: not linear.
-    """
-    if plan.algorithm != "record":
-        return hash_columns(plan.columns, plan.algorithm)
-    if plan.integer_key:
-        seed = sql.SQL("(({} << 1) | 1)").format(key_int_sql(plan))
-        return hash_columns(plan.columns, plan.algorithm, seed)
-    return sql.SQL("hash_numeric_extended({}::numeric, 0)").format(
-        hash_columns(plan.columns, plan.algorithm)
-    )
+    """The row's 64-bit hash (``hashing.hash_columns``): summed per chunk, it never cancels out."""
+    return hash_columns(plan.columns)
 
 
 def key_hash_sql(plan: ChecksumPlan) -> sql.Composable:
     """What hash buckets split on: the key's hash, or the row's hash when there is no key."""
-    return hash_columns(plan.key_columns, plan.algorithm) if plan.key else row_hash_sql(plan)
+    return hash_columns(plan.key_columns) if plan.key else row_hash_sql(plan)
 
 
 def key_int_sql(plan: ChecksumPlan) -> sql.Composable:

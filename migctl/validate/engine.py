@@ -19,7 +19,7 @@ from typing import TypeVar
 from migctl.clients import Database
 from migctl.errors import UsageError
 from migctl.validate.catalog import read_catalog, select_tables
-from migctl.validate.hashing import ALGORITHMS, choose_algorithm
+from migctl.validate.hashing import choose_algorithm
 from migctl.validate.report import Progress, SequenceResult, TableResult, ValidationReport
 from migctl.validate.sequences import compare_sequences, select_sequences
 from migctl.validate.session import Pair, SessionOptions, Side, on_both_sides
@@ -38,9 +38,6 @@ class ValidateOptions:
     max_keys: int = 100
     chunk_rows: int = 2_000
     session: SessionOptions = field(default_factory=SessionOptions)
-    algorithm: str | None = (
-        None  # force "record" or "concat"; default: chosen from the server versions
-    )
     sequences: bool = True
 
 
@@ -61,19 +58,9 @@ def validate(
         Side(source.dsn, "source", options.session), Side(target.dsn, "target", options.session)
     )
     workers: list[Pair] = []
+    spare = [main]  # the first worker thread reuses the catalog's connections
     workers_lock = threading.Lock()
     try:
-        source_catalog = read_catalog(main.source.conn, options.schemas)
-        target_catalog = read_catalog(main.target.conn, options.schemas)
-        algorithm = options.algorithm or choose_algorithm(
-            source_catalog.server_version, target_catalog.server_version
-        )
-        names = select_tables(
-            set(source_catalog.tables) | set(target_catalog.tables), options.tables, options.exclude
-        )
-        table_options = TableOptions(chunk_rows=options.chunk_rows, max_keys=options.max_keys)
-        local = threading.local()
-
         with (
             ThreadPoolExecutor(options.jobs, "validate") as tables_pool,
             ThreadPoolExecutor(options.jobs, "validate-side") as side_pool,
@@ -82,16 +69,34 @@ def validate(
             def both(on_source: Callable[[], T], on_target: Callable[[], U]) -> tuple[T, U]:
                 return on_both_sides(side_pool, on_source, on_target)
 
+            source_catalog, target_catalog = both(
+                lambda: read_catalog(main.source.conn, options.schemas),
+                lambda: read_catalog(main.target.conn, options.schemas),
+            )
+            algorithm = choose_algorithm(
+                source_catalog.server_version, target_catalog.server_version
+            )
+            names = select_tables(
+                set(source_catalog.tables) | set(target_catalog.tables),
+                options.tables,
+                options.exclude,
+            )
+            table_options = TableOptions(chunk_rows=options.chunk_rows, max_keys=options.max_keys)
+            local = threading.local()
+
             def run(name: str) -> TableResult:
                 pair: Pair | None = getattr(local, "pair", None)
                 if pair is None:
-                    pair = Pair(
-                        Side(source.dsn, "source", options.session),
-                        Side(target.dsn, "target", options.session),
-                    )
-                    local.pair = pair
                     with workers_lock:
-                        workers.append(pair)
+                        pair = spare.pop() if spare else None
+                    if pair is None:
+                        pair = Pair(
+                            Side(source.dsn, "source", options.session),
+                            Side(target.dsn, "target", options.session),
+                        )
+                        with workers_lock:
+                            workers.append(pair)
+                    local.pair = pair
                 return compare_table(
                     pair,
                     name,
@@ -132,11 +137,9 @@ def _check(options: ValidateOptions) -> None:
         raise UsageError("--jobs must be at least 1")
     if options.max_keys < 0:
         raise UsageError("--max-keys must be 0 or more")
+    if options.session.parallel_workers < 0:
+        raise UsageError("--parallel-workers must be 0 or more")
     if options.chunk_rows < 1:
         raise UsageError("--chunk-rows must be at least 1")
     if not options.schemas:
         raise UsageError("no schema to validate", hint="use --schema or [validate] schemas")
-    if options.algorithm is not None and options.algorithm not in ALGORITHMS:
-        raise UsageError(
-            f"unknown checksum algorithm {options.algorithm!r}; known: {', '.join(ALGORITHMS)}"
-        )

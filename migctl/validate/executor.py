@@ -164,9 +164,7 @@ def _validate_remote(run: RemoteRun) -> ValidationReport:
         target_catalog = _catalog(run, "target")
         source_catalog = source_future.result()
     options = run.options
-    algorithm = options.algorithm or choose_algorithm(
-        source_catalog.server_version, target_catalog.server_version
-    )
+    algorithm = choose_algorithm(source_catalog.server_version, target_catalog.server_version)
     names = select_tables(
         set(source_catalog.tables) | set(target_catalog.tables), options.tables, options.exclude
     )

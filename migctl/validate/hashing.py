@@ -1,30 +1,42 @@
-"""How each column is hashed, identically on both sides, whatever the servers' settings.
+"""How a row is hashed, identically on both sides, whatever the servers' settings.
 
 Row hashes are computed from the values, never from how a server prints
 them, so TimeZone, DateStyle and friends cannot create differences. Each
 type uses its own extended hash function (the ones hash partitioning relies
-on, stable across versions): integers of any width hash alike (int4 against
-int8), numeric ignores trailing zeros (numeric(18,4) against numeric(20,6)),
-varchar is text.
+on, in every PostgreSQL since 11): integers of any width hash alike (int4
+against int8), numeric ignores trailing zeros (numeric(18,4) against
+numeric(20,6)), varchar is text, text is hashed byte for byte (``COLLATE "C"``,
+so a case-insensitive collation cannot hide a difference).
 
-Where those hashes are too weak, a discriminator is added:
-``hash_numeric_extended`` ignores the sign and hashes NaN and ±Infinity all
-to the seed; ``hash_array_extended`` ignores dimensions and lower bounds;
-float ±0 hashes to the seed, so every hash is seeded with a non-zero value
-(NULL counts as 0). Types whose hash depends on the server (enum hashes the
-label's OID), that have no hash (json, xml, point), whose hash is too weak
-(jsonb: number signs are lost, array elements 32 apart can swap) or whose
-equality is too loose (interval: '1 day' = '24 hours') are hashed in their
-text form under the pinned session settings; jsonb's text form is canonical
-(key order and whitespace of the input do not matter).
+The ``chain`` algorithm threads one 64-bit state through the columns: each
+column's hash function is seeded with the state the previous columns left,
+so a column's position, and every earlier value, change every later hash.
+A final mix makes row hashes unrelated to one another, so that a chunk's sum
+of row hashes cannot cancel out a value swapped between two rows.
 
-Two algorithms combine the columns:
+Where a hash function is too weak, the seed carries what it misses:
 
-- ``record`` (both servers PostgreSQL 14+): ``hash_record_extended(ROW(...))``.
-- ``concat`` (either server 11-13): the decimal per-column hashes (``N`` for
-  NULL) joined by commas and hashed with ``hashtextextended``.
+- ``hash_numeric_extended`` ignores the sign and returns the seed itself for
+  NaN and ±Infinity: negative values and NaN get their own seed;
+- ``hash_array_extended`` ignores dimensions and lower bounds (they go into
+  the seed), and returns the same value for every empty array whatever the
+  seed (the state is XORed back in, so the chain never restarts);
+- ``hashint8extended`` folds 64 bits into 32: the high half goes into the seed;
+- NULL is hashed as a fixed value of the type with its own seed, in columns
+  that may hold NULL on either side.
 
-Type names reach SQL only from the fixed allow-lists below.
+Types whose hash depends on the server (enum hashes the label's OID), that
+have no hash (json, xml, point), whose hash is too weak (jsonb: number signs
+are lost, array elements 32 apart can swap) or whose equality is too loose
+(interval: '1 day' = '24 hours') are hashed in their text form under the
+pinned session settings; jsonb's text form is canonical (key order and
+whitespace of the input do not matter).
+
+Known limit: a timestamp's hash folds its 64-bit value into 32 bits, so two
+timestamps more than 71 minutes apart collide with probability 2^-32 (a
+change of 1 µs never does).
+
+Type names and function names reach SQL only from the fixed tables below.
 """
 
 from __future__ import annotations
@@ -37,27 +49,14 @@ from psycopg import sql
 from migctl.errors import UsageError
 from migctl.validate.catalog import PgType
 
-ALGORITHMS = ("record", "concat")
-RECORD_MIN_VERSION = 140000  # hash_record_extended
+ALGORITHMS = ("chain",)
 MIN_SERVER_VERSION = 110000  # the *extended(value, seed) hash functions
 
-# Every hash is seeded: with seed 0, float ±0 (and numeric NaN/±Infinity) hash to 0, which is
-# also what hash_record_extended uses for NULL. Numeric zero hashes to seed - 1, so not 1 either.
+# The chain's starting state, and what the seed is XORed with to tell apart what a hash cannot.
 SEED = 104729
-
-FAMILIES = (
-    "int",
-    "float",
-    "numeric",
-    "text",
-    "bpchar",
-    "uuid",
-    "jsonb",
-    "array",
-    "scalar",
-    "as_text",
-)
-CASTS = ("int8", "float8", "numeric", "text", "jsonb")
+NULL_SEED = 0x2545F4914F6CDD1D
+NEGATIVE_SEED = 0x5851F42D4C957F2D
+NAN_SEED = 0x14057B7EF767814F
 
 _INT = {"int2", "int4", "int8"}
 _FLOAT = {"float4", "float8"}
@@ -67,31 +66,43 @@ _ARRAY_ELEMENTS = (
     _INT
     | _FLOAT
     | {"text", "varchar", "bpchar", "bool", "bytea", "date", "time", "timestamp"}
-    | {
-        "timestamptz",
-        "uuid",
-    }
+    | {"timestamptz", "uuid"}
 )
-# In the concat algorithm these families use their own extended hash; the rest hash their text.
-_CONCAT_FUNCTIONS = {
-    "int": ("hashint8extended", "int8"),
-    "float": ("hashfloat8extended", "float8"),
-    "numeric": ("hash_numeric_extended", None),
-    "text": ("hashtextextended", "text"),
-    "bpchar": ("hashbpcharextended", None),
-    "uuid": ("uuid_hash_extended", None),
-    "array": ("hash_array_extended", None),
+
+CASTS = ("int8", "float8", "numeric", "text", "jsonb")
+
+# family -> (hash function, what the value is cast to first, the value that stands in for NULL)
+_STEPS: dict[str, tuple[str, str, str]] = {
+    "int": ("hashint8extended", "::int8", "0"),
+    "float": ("hashfloat8extended", "::float8", "0"),
+    "numeric": ("hash_numeric_extended", "", "0"),
+    "text": ("hashtextextended", ' COLLATE "C"', "''"),
+    "bpchar": ("hashbpcharextended", ' COLLATE "C"', "''"),
+    "uuid": ("uuid_hash_extended", "", "'00000000-0000-0000-0000-000000000000'"),
+    "jsonb": ("hashtextextended", ' COLLATE "C"', "''"),
+    "as_text": ("hashtextextended", ' COLLATE "C"', "''"),
+    "bytea": ("hashtextextended", '::text COLLATE "C"', "''"),  # hex under the pinned bytea_output
+    "array": ("hash_array_extended", "", "'{}'"),
+    "bool": ("hashint4extended", "::int4", "false"),
+    "char": ("hashcharextended", "", "''"),
+    "date": ("timestamp_hash_extended", "::timestamp", "'epoch'"),
+    "time": ("time_hash_extended", "", "'allballs'"),
+    "timetz": ("timetz_hash_extended", "", "'00:00+00'"),
+    "timestamp": ("timestamp_hash_extended", "", "'epoch'"),
+    # exact: the session's TimeZone is pinned to UTC, which has no daylight saving time
+    "timestamptz": ("timestamp_hash_extended", "::timestamp", "'epoch'"),
 }
+FAMILIES = tuple(_STEPS)
 
 
 def choose_algorithm(*server_versions: int) -> str:
-    """``record`` when every server is 14+, else ``concat``; below 11 is unsupported."""
+    """The checksum algorithm for these servers; below PostgreSQL 11 is unsupported."""
     oldest = min(server_versions)
     if oldest < MIN_SERVER_VERSION:
         raise UsageError(
             f"PostgreSQL {oldest // 10000} is not supported: validate needs 11 or later"
         )
-    return "record" if oldest >= RECORD_MIN_VERSION else "concat"
+    return ALGORITHMS[0]
 
 
 def family(t: PgType) -> str:
@@ -99,10 +110,10 @@ def family(t: PgType) -> str:
     if not t.builtin or t.kind != "b":
         return "as_text"  # enums (OID-based hash), composites, ranges, extension types
     name = t.name
-    for members, fam in ((_INT, "int"), (_FLOAT, "float"), (_TEXT, "text"), (_SCALAR, "scalar")):
+    for members, fam in ((_INT, "int"), (_FLOAT, "float"), (_TEXT, "text")):
         if name in members:
             return fam
-    if name in ("numeric", "bpchar", "uuid", "jsonb"):
+    if name in _SCALAR or name in ("numeric", "bpchar", "uuid", "jsonb"):
         return name
     if name.startswith("_") and t.element in _ARRAY_ELEMENTS:
         return "array"
@@ -111,11 +122,15 @@ def family(t: PgType) -> str:
 
 @dataclass(frozen=True)
 class ColumnHash:
-    """How one shared column is hashed, identically on both sides."""
+    """How one shared column is hashed, identically on both sides.
+
+    ``nullable``: either side may hold NULL in it (NULL then gets its own seed).
+    """
 
     name: str
     family: str
     cast: str | None = None
+    nullable: bool = True
 
     def value(self) -> sql.Composable:
         ident: sql.Composable = sql.Identifier(self.name)
@@ -130,75 +145,57 @@ class ColumnHash:
         return self.family == "int"
 
 
-def column_hash(name: str, source: PgType, target: PgType) -> ColumnHash:
+def column_hash(name: str, source: PgType, target: PgType, *, nullable: bool = True) -> ColumnHash:
     """The common hashing for a column whose type may differ between the sides."""
     fs, ft = family(source), family(target)
     same = source.name == target.name
     if fs == ft:
-        if fs in ("scalar", "array") and not same:
-            return ColumnHash(name, "as_text")  # e.g. timestamp against timestamptz
+        if fs == "array" and not same:
+            return ColumnHash(name, "as_text", nullable=nullable)  # int4[] against int8[]
         if fs == "int" and not same:
-            return ColumnHash(name, "int", "int8")
+            return ColumnHash(name, "int", "int8", nullable)
         if fs == "float" and not same:
-            return ColumnHash(name, "float", "float8")
-        return ColumnHash(name, fs)
+            return ColumnHash(name, "float", "float8", nullable)
+        return ColumnHash(name, fs, nullable=nullable)
     pair = {fs, ft}
     if pair == {"int", "numeric"}:
-        return ColumnHash(name, "numeric", "numeric")
+        return ColumnHash(name, "numeric", "numeric", nullable)
     if pair == {"text", "bpchar"}:
-        return ColumnHash(name, "text", "text")
+        return ColumnHash(name, "text", "text", nullable)
     if "jsonb" in pair and "json" in (source.name, target.name):
-        return ColumnHash(name, "jsonb", "jsonb")
-    return ColumnHash(name, "as_text")
+        return ColumnHash(name, "jsonb", "jsonb", nullable)
+    return ColumnHash(name, "as_text", nullable=nullable)  # e.g. timestamp against timestamptz
 
 
-def _discriminator(c: ColumnHash) -> sql.Composable | None:
-    """Text that tells apart values the native hash cannot: NULL when it has nothing to add."""
+def _step(c: ColumnHash, state: sql.Composable) -> sql.Composable:
+    """The chain state after column ``c``, given the state before it."""
+    function, conversion, null_value = _STEPS[c.family]
     v = c.value()
-    if c.family == "numeric":  # the hash ignores the sign; NaN and ±Infinity all hash to the seed
-        return sql.SQL(
-            "CASE WHEN scale({v}) IS NULL THEN {v}::text WHEN {v} < 0 THEN '-' END"
-        ).format(v=v)
-    if c.family == "array":  # the hash ignores dimensions and lower bounds
-        return sql.SQL(
-            "CASE WHEN array_ndims({v}) > 1 OR array_lower({v}, 1) <> 1 THEN array_dims({v}) END"
-        ).format(v=v)
-    return None
-
-
-def _record_elements(columns: Sequence[ColumnHash]) -> list[sql.Composable]:
-    elements: list[sql.Composable] = []
-    for c in columns:
-        elements.append(c.value())
-        extra = _discriminator(c)
-        if extra is not None:
-            elements.append(extra)
-    return elements
-
-
-def _concat_token(c: ColumnHash) -> sql.Composable:
-    value = c.value()
-    fn, cast = _CONCAT_FUNCTIONS.get(c.family, ("hashtextextended", "text"))
-    arg = sql.SQL("{}::{}").format(value, sql.SQL(cast)) if cast else value
-    token: sql.Composable = sql.SQL("{}({}, {})::text").format(sql.SQL(fn), arg, sql.Literal(SEED))
-    extra = _discriminator(c)
-    if extra is not None:
-        token = sql.SQL("{} || coalesce({}, '')").format(token, extra)
-    return sql.SQL("coalesce({}, 'N')").format(token)
-
-
-def hash_columns(
-    columns: Sequence[ColumnHash], algorithm: str, seed: sql.Composable | None = None
-) -> sql.Composable:
-    """64-bit hash of the listed columns; ``record`` combines the column hashes linearly."""
-    if algorithm == "record":
-        elements = sql.SQL(", ").join(_record_elements(columns))
-        return sql.SQL("hash_record_extended(ROW({}), {})").format(
-            elements, seed or sql.Literal(SEED)
+    seed = state
+    if c.nullable:
+        seed = sql.SQL("({} # CASE WHEN {} IS NULL THEN {} ELSE 0 END)").format(
+            seed, sql.Identifier(c.name), sql.Literal(NULL_SEED)
         )
-    tokens = (
-        sql.SQL(" || ',' || ").join([_concat_token(c) for c in columns])
-        if columns
-        else sql.SQL("''")
-    )
-    return sql.SQL("hashtextextended({}, 0)").format(tokens)
+        v = sql.SQL("coalesce({}, {})").format(v, sql.SQL(null_value))
+    x = sql.SQL("{}{}").format(v, sql.SQL(conversion))
+    if c.family == "int":  # the hash folds 64 bits into 32: the high half goes into the seed
+        seed = sql.SQL("{} # ({} >> 32)").format(seed, x)
+    elif c.family == "numeric":  # the hash ignores the sign and returns the seed for NaN, ±Infinity
+        seed = sql.SQL(
+            "{} # CASE WHEN {x} < 0 THEN {n} WHEN {x} = 'NaN' THEN {nan} ELSE 0 END"
+        ).format(seed, x=x, n=sql.Literal(NEGATIVE_SEED), nan=sql.Literal(NAN_SEED))
+    elif c.family == "array":  # dimensions and lower bounds are not hashed; '{}' ignores the seed
+        seed = sql.SQL(
+            "{} # CASE WHEN array_ndims({x}) > 1 OR array_lower({x}, 1) <> 1"
+            " THEN hashtextextended(array_dims({x}), 0) ELSE 0 END"
+        ).format(seed, x=x)
+        return sql.SQL("({f}({x}, {s}) # {h})").format(f=sql.SQL(function), x=x, s=seed, h=state)
+    return sql.SQL("{}({}, {})").format(sql.SQL(function), x, seed)
+
+
+def hash_columns(columns: Sequence[ColumnHash]) -> sql.Composable:
+    """A 64-bit hash of the listed columns: the chain, then a final mix of the whole state."""
+    state: sql.Composable = sql.Literal(SEED)
+    for c in columns:
+        state = _step(c, state)
+    return sql.SQL("hashint8extended(0, {})").format(state)

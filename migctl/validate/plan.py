@@ -65,7 +65,11 @@ def plan_table(source: TableInfo, target: TableInfo, algorithm: str) -> TablePla
     for col in source.columns:
         other = target.column(col.name)
         if other is not None:
-            columns.append(column_hash(col.name, col.type, other.type))
+            columns.append(
+                column_hash(
+                    col.name, col.type, other.type, nullable=not (col.not_null and other.not_null)
+                )
+            )
     shared = {c.name for c in columns}
     key = (
         source.primary_key

@@ -91,7 +91,7 @@ class ValidationReport:
     duration_seconds: float
     tables: tuple[TableResult, ...]
     sequences: tuple[SequenceResult, ...] = ()
-    algorithm: str = "record"
+    algorithm: str = "chain"
     source_version: int | None = None
     target_version: int | None = None
     notes: tuple[str, ...] = field(default=())

@@ -55,6 +55,9 @@ class SessionOptions:
     lock_timeout_seconds: int = 5
     retry_attempts: int = 4  # tries per unit of work when a connection drops
     retry_wait_seconds: float = 0.5  # first back-off; doubles, capped at 10 s
+    parallel_workers: int = (
+        0  # PostgreSQL parallel workers per query: each server runs <= jobs x (1 + this)
+    )
 
 
 def pinned_settings(options: SessionOptions) -> dict[str, str]:
@@ -62,6 +65,7 @@ def pinned_settings(options: SessionOptions) -> dict[str, str]:
         **PINNED_SETTINGS,
         "statement_timeout": f"{options.statement_timeout_seconds * 1000}",
         "lock_timeout": f"{options.lock_timeout_seconds * 1000}",
+        "max_parallel_workers_per_gather": f"{options.parallel_workers}",
     }
 
 
@@ -220,7 +224,7 @@ class Pair:
 
 @contextmanager
 def planner_hints(side: Side, *, big: bool) -> Iterator[None]:
-    """For the one big GROUP BY per side: hash aggregation, parallel workers welcome.
+    """For the one big GROUP BY per side: hash aggregation, and parallel workers if allowed.
 
     The planner guesses one group per key for ``GROUP BY bucket`` and would
     sort millions of rows to disk; the real number of groups is small.

@@ -43,7 +43,8 @@ class TableOptions:
 
     @property
     def leaf_rows(self) -> int:
-        return max(1, self.chunk_rows // 8)
+        """A differing range this small is streamed at once (one query per side), not split."""
+        return self.chunk_rows
 
     @property
     def stream_rows(self) -> int:

@@ -18,7 +18,7 @@ def test_checksum_action_matches_on_equal_data_and_differs_on_a_change(pg_pair: 
     plan = ChecksumPlan(
         "public",
         "t",
-        (ColumnHash("id", "int"), ColumnHash("note", "text"), ColumnHash("at", "scalar")),
+        (ColumnHash("id", "int"), ColumnHash("note", "text"), ColumnHash("at", "timestamptz")),
         ("id",),
     )
     buckets = Buckets("range", bounds=(26, 51, 76))

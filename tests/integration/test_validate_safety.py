@@ -181,7 +181,7 @@ def test_bad_options_are_usage_errors(pg_pair: Any) -> None:
         {"chunk_rows": 0},
         {"max_keys": -1},
         {"schemas": ()},
-        {"algorithm": "md5"},
+        {"session": SessionOptions(parallel_workers=-1)},
     ):
         with pytest.raises(UsageError):
             run(pg_pair, **bad)

@@ -100,8 +100,10 @@ def test_plan_table_reports_schema_differences_and_compares_shared_columns() -> 
         (),
         10,
     )
-    planned = plan_table(source, target, "record")
+    planned = plan_table(source, target, "chain")
     assert [c.name for c in planned.plan.columns] == ["id", "amount"]
+    # NOT NULL on both sides needs no NULL handling; NOT NULL on one side only still does
+    assert [c.nullable for c in planned.plan.columns] == [False, True]
     assert planned.method == "range"  # int4 against int8 is still an integer key
     assert planned.schema_differences == (
         "column id: type int4 on source, bigint on target",
@@ -116,20 +118,22 @@ def test_plan_table_reports_schema_differences_and_compares_shared_columns() -> 
 def test_plan_method_follows_the_key() -> None:
     text_key = TableInfo("public", "t", (col("code", TEXT), col("v", INT4)), ("code",), 1)
     no_key = TableInfo("public", "t", (col("code", TEXT),), (), 1)
-    assert plan_table(text_key, text_key, "record").method == "hash"
-    assert plan_table(no_key, no_key, "record").method == "multiset"
+    assert plan_table(text_key, text_key, "chain").method == "hash"
+    assert plan_table(no_key, no_key, "chain").method == "multiset"
 
 
-def test_algorithm_depends_on_the_oldest_server() -> None:
-    assert choose_algorithm(150004, 160001) == "record"
-    assert choose_algorithm(130010, 160001) == "concat"
+def test_one_algorithm_from_postgresql_11_on() -> None:
+    assert choose_algorithm(150004, 180001) == choose_algorithm(110000, 130010) == "chain"
     with pytest.raises(UsageError, match="PostgreSQL 10 is not supported"):
         choose_algorithm(100023, 150000)
 
 
 def test_plan_payload_round_trips_and_rejects_injection() -> None:
     plan = ChecksumPlan(
-        "public", 'x"; drop table y; --', (ColumnHash("id", "int"),), ("id",), "concat"
+        "public",
+        'x"; drop table y; --',
+        (ColumnHash("id", "int"), ColumnHash("n", "numeric", nullable=False)),
+        ("id",),
     )
     assert ChecksumPlan.from_dict(plan.to_dict()) == plan
     bad = plan.to_dict() | {
@@ -147,12 +151,10 @@ def test_plan_payload_round_trips_and_rejects_injection() -> None:
 
 
 def test_identifiers_are_quoted_in_the_sql() -> None:
-    plan = ChecksumPlan(
-        "public", 'x"; drop table y; --', (ColumnHash('we"ird', "numeric"),), (), "record"
-    )
+    plan = ChecksumPlan("public", 'x"; drop table y; --', (ColumnHash('we"ird', "numeric"),), ())
     text = row_hash_sql(plan).as_string(None)
     assert '"we""ird"' in text
-    assert "scale(" in text  # the NaN/Infinity discriminator
+    assert "'NaN'" in text and "< 0" in text  # the sign and NaN go into the seed
     seen: list[str] = []
 
     def run(query: object, params: object) -> list[tuple[object, ...]]:
