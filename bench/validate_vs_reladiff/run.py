@@ -8,7 +8,8 @@ target (1 missing, 1 extra, 3 changed) and times:
 - migctl validate (a subprocess; peak RSS from wait4),
 - reladiff <src> payments <tgt> payments -k id -c '%' -a hashdiff (from bench/.venv),
 - the one-pass limit: both servers computing count(*), sum(hash_record_extended(t, 0))
-  at the same time.
+  at the same time, with the server's default parallel workers and with none (the faster
+  counts), in turns with migctl.
 
 Then it adds more changed rows (k = 50, 500) and records migctl's query count.
 Not a test: run it by hand, see README.md.

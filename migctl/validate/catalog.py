@@ -79,7 +79,12 @@ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname = ANY(%s)
 """
 
 _COLUMNS_SQL = """
-SELECT a.attrelid, a.attname, a.attnum, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atttypid
+SELECT a.attrelid, a.attname, a.attnum, format_type(a.atttypid, a.atttypmod),
+       a.attnotnull AND NOT EXISTS (  -- PostgreSQL 18: NOT NULL ... NOT VALID lets old NULLs stay
+           SELECT FROM pg_constraint k
+           WHERE k.conrelid = a.attrelid AND k.contype = 'n' AND NOT k.convalidated
+             AND a.attnum = ANY(k.conkey)),
+       a.atttypid
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname = ANY(%s)

@@ -55,9 +55,8 @@ class SessionOptions:
     lock_timeout_seconds: int = 5
     retry_attempts: int = 4  # tries per unit of work when a connection drops
     retry_wait_seconds: float = 0.5  # first back-off; doubles, capped at 10 s
-    parallel_workers: int = (
-        0  # PostgreSQL parallel workers per query: each server runs <= jobs x (1 + this)
-    )
+    # PostgreSQL parallel workers per query: each server runs at most jobs x (1 + this)
+    parallel_workers: int = 0
 
 
 def pinned_settings(options: SessionOptions) -> dict[str, str]:

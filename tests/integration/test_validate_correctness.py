@@ -394,3 +394,19 @@ def test_a_big_table_gets_the_planner_hints_and_the_same_exact_answer(pg_pair: A
         ((30000,),),
     )
     assert big.chunks > 20 and big.source_rows == big.target_rows == rows
+
+
+def test_a_not_valid_not_null_column_still_counts_its_nulls(pg_pair_mixed: Any) -> None:
+    """PostgreSQL 18's NOT NULL ... NOT VALID leaves old NULLs: such a column is hashed as nullable."""
+    with pg_pair_mixed.source_conn() as conn:
+        conn.execute(
+            "CREATE TABLE nn (id int PRIMARY KEY, v text NOT NULL); INSERT INTO nn VALUES (1, 'x'), (2, 'y')"
+        )
+    with pg_pair_mixed.target_conn() as conn:
+        conn.execute(
+            "CREATE TABLE nn (id int PRIMARY KEY, v text); INSERT INTO nn VALUES (1, NULL), (2, 'y');"
+            "ALTER TABLE nn ADD CONSTRAINT nn_v_not_null NOT NULL v NOT VALID"
+        )
+    nn = table(run(pg_pair_mixed, tables=("public.nn",)), "public.nn")
+    assert nn.changed == ((1,),)
+    assert nn.schema_differences == ("column v: NOT NULL on source, nullable on target",)
