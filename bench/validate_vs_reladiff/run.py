@@ -20,6 +20,7 @@ Not a test: run it by hand, see README.md.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import psycopg
 
+import migctl
 from migctl.sandbox.postgres import PgCluster
 
 HERE = Path(__file__).resolve().parent
@@ -327,10 +329,16 @@ def bench_size(
         )
         friendly = {**planted, "c2b": rows // 2 + 1, "c3b": rows - 4}
         on_target(target, RELADIFF_FRIENDLY, friendly)
-        reladiff = run_reladiff(source, target)
-        again, _ = median_of(repeats, run_migctl, source, target)
+        turns = interleaved(
+            repeats,
+            reladiff=lambda: run_reladiff(source, target),
+            migctl=lambda: run_migctl(source, target),
+        )
+        (reladiff, reladiff_runs), (again, again_runs) = turns["reladiff"], turns["migctl"]
         result.update(
             reladiff_seconds=round(float(reladiff["seconds"]), 2),
+            reladiff_runs=[round(x, 2) for x in reladiff_runs],
+            migctl_runs_same_data=[round(x, 2) for x in again_runs],
             reladiff_exit=reladiff["exit"],
             reladiff_diff_lines=reladiff["diff_lines"],
             migctl_seconds_same_data=round(float(again["seconds"]), 2),
@@ -387,6 +395,9 @@ def main() -> int:
             dir=ROOT / "bench" / ".work" if (ROOT / "bench" / ".work").is_dir() else None,
         )
     )
+    # As `pip install` does: migctl is timed from bytecode, not compiled from source on every
+    # run (which a PYTHONDONTWRITEBYTECODE environment would otherwise make it do).
+    compileall.compile_dir(str(Path(migctl.__file__).parent), quiet=1)
     source, target = start_clusters(work)
     results = []
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from migctl.errors import UsageError
@@ -26,6 +26,7 @@ class PgType:
     builtin: bool  # base type lives in pg_catalog
     kind: str  # typtype of the base: b base, e enum, c composite, r range, m multirange, p pseudo
     element: str | None = None  # element typname for arrays of pg_catalog types
+    finite: bool = False  # numeric with a declared precision: it cannot hold ±Infinity
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ SELECT a.attrelid, a.attname, a.attnum, format_type(a.atttypid, a.atttypmod),
            SELECT FROM pg_constraint k
            WHERE k.conrelid = a.attrelid AND k.contype = 'n' AND NOT k.convalidated
              AND a.attnum = ANY(k.conkey)),
-       a.atttypid
+       a.atttypid, a.atttypmod
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname = ANY(%s)
@@ -103,7 +104,8 @@ ORDER BY i.indrelid, k.ord
 """
 
 _TYPES_SQL = """
-SELECT t.oid, t.typname, n.nspname = 'pg_catalog', t.typtype, t.typbasetype, t.typelem, t.typcategory
+SELECT t.oid, t.typname, n.nspname = 'pg_catalog', t.typtype, t.typbasetype, t.typelem, t.typcategory,
+       t.typtypmod
 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
 """
 
@@ -129,15 +131,12 @@ def read_catalog(conn: Any, schemas: Sequence[str]) -> Catalog:
     column_rows = conn.execute(_COLUMNS_SQL, (schema_list,)).fetchall()
     types = _resolve_types(conn.execute(_TYPES_SQL).fetchall())
     columns: dict[int, list[Column]] = {}
-    for relid, name, attnum, type_sql, not_null, type_oid in column_rows:
+    for relid, name, attnum, type_sql, not_null, type_oid, typmod in column_rows:
+        pg_type = types.get(type_oid, PgType("unknown", False, "b"))
+        if typmod >= 0 and pg_type.name == "numeric":
+            pg_type = replace(pg_type, finite=True)
         columns.setdefault(relid, []).append(
-            Column(
-                name,
-                type_sql,
-                types.get(type_oid, PgType("unknown", False, "b")),
-                bool(not_null),
-                attnum,
-            )
+            Column(name, type_sql, pg_type, bool(not_null), attnum)
         )
     keys: dict[int, list[str]] = {}
     for relid, attname in conn.execute(_PRIMARY_KEYS_SQL, (schema_list,)).fetchall():
@@ -162,22 +161,26 @@ def read_catalog(conn: Any, schemas: Sequence[str]) -> Catalog:
 def _resolve_types(rows: Iterable[tuple[Any, ...]]) -> dict[int, PgType]:
     raw = {r[0]: r for r in rows}
 
-    def base(oid: int) -> tuple[Any, ...]:
+    def base(oid: int) -> tuple[tuple[Any, ...], bool]:
+        """The base type's row, and whether a domain on the way declares a typmod."""
         seen = 0
         row = raw[oid]
+        typmod = False
         while row[3] == "d" and row[4] in raw and seen < 32:  # domain over domain over ...
+            typmod = typmod or row[7] >= 0
             row = raw[row[4]]
             seen += 1
-        return row
+        return row, typmod
 
     resolved: dict[int, PgType] = {}
     for oid in raw:
-        _, typname, builtin, typtype, _, typelem, category = base(oid)
+        (_, typname, builtin, typtype, _, typelem, category, _), typmod = base(oid)
         element = None
         if category == "A" and typelem in raw:
-            elem = base(typelem)
+            elem = base(typelem)[0]
             element = elem[1] if elem[2] else None
-        resolved[oid] = PgType(typname, bool(builtin), typtype, element)
+        finite = typmod and typname == "numeric"
+        resolved[oid] = PgType(typname, bool(builtin), typtype, element, finite)
     return resolved
 
 

@@ -104,7 +104,7 @@ def _compare(
         count, percent = range_buckets(estimate, options.chunk_rows)
         bounds: tuple[int, ...] = ()
         if count > 1:
-            request = {"plan": plan.to_dict(), "count": count, "percent": percent}
+            request = {"plan": plan.to_dict(), "count": count, "percent": percent, "rows": estimate}
             answer = run.call(run.payload("plan", "source", bounds=[request]), stats)
             bounds = tuple(int(b) for b in answer["bounds"][0])
         spans = range_spans(bounds, run.fanout_options.chunks_per_invocation)

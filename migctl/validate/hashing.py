@@ -17,7 +17,9 @@ of row hashes cannot cancel out a value swapped between two rows.
 Where a hash function is too weak, the seed carries what it misses:
 
 - ``hash_numeric_extended`` ignores the sign and returns the seed itself for
-  NaN and ±Infinity: negative values and NaN get their own seed;
+  NaN and ±Infinity: negative values and NaN get their own seed (a numeric
+  with a declared precision cannot hold ±Infinity, so there only the sign is
+  tested: NaN is then the one value whose hash is the seed);
 - ``hash_array_extended`` ignores dimensions and lower bounds (they go into
   the seed), and returns the same value for every empty array whatever the
   seed (the state is XORed back in, so the chain never restarts);
@@ -76,6 +78,7 @@ _STEPS: dict[str, tuple[str, str, str]] = {
     "int": ("hashint8extended", "::int8", "0"),
     "float": ("hashfloat8extended", "::float8", "0"),
     "numeric": ("hash_numeric_extended", "", "0"),
+    "numeric_finite": ("hash_numeric_extended", "", "0"),  # numeric(p, s): no ±Infinity
     "text": ("hashtextextended", ' COLLATE "C"', "''"),
     "bpchar": ("hashbpcharextended", ' COLLATE "C"', "''"),
     "uuid": ("uuid_hash_extended", "", "'00000000-0000-0000-0000-000000000000'"),
@@ -113,7 +116,9 @@ def family(t: PgType) -> str:
     for members, fam in ((_INT, "int"), (_FLOAT, "float"), (_TEXT, "text")):
         if name in members:
             return fam
-    if name in _SCALAR or name in ("numeric", "bpchar", "uuid", "jsonb"):
+    if name == "numeric":
+        return "numeric_finite" if t.finite else name
+    if name in _SCALAR or name in ("bpchar", "uuid", "jsonb"):
         return name
     if name.startswith("_") and t.element in _ARRAY_ELEMENTS:
         return "array"
@@ -158,8 +163,10 @@ def column_hash(name: str, source: PgType, target: PgType, *, nullable: bool = T
             return ColumnHash(name, "float", "float8", nullable)
         return ColumnHash(name, fs, nullable=nullable)
     pair = {fs, ft}
-    if pair == {"int", "numeric"}:
-        return ColumnHash(name, "numeric", "numeric", nullable)
+    if pair == {"numeric", "numeric_finite"}:  # numeric against numeric(p, s)
+        return ColumnHash(name, "numeric", nullable=nullable)
+    if pair in ({"int", "numeric"}, {"int", "numeric_finite"}):
+        return ColumnHash(name, (pair - {"int"}).pop(), "numeric", nullable)
     if pair == {"text", "bpchar"}:
         return ColumnHash(name, "text", "text", nullable)
     if "jsonb" in pair and "json" in (source.name, target.name):
@@ -184,6 +191,10 @@ def _step(c: ColumnHash, state: sql.Composable) -> sql.Composable:
         seed = sql.SQL(
             "{} # CASE WHEN {x} < 0 THEN {n} WHEN {x} = 'NaN' THEN {nan} ELSE 0 END"
         ).format(seed, x=x, n=sql.Literal(NEGATIVE_SEED), nan=sql.Literal(NAN_SEED))
+    elif c.family == "numeric_finite":  # no ±Infinity: NaN alone hashes to the seed
+        seed = sql.SQL("{} # CASE WHEN {x} < 0 THEN {n} ELSE 0 END").format(
+            seed, x=x, n=sql.Literal(NEGATIVE_SEED)
+        )
     elif c.family == "array":  # dimensions and lower bounds are not hashed; '{}' ignores the seed
         seed = sql.SQL(
             "{} # CASE WHEN array_ndims({x}) > 1 OR array_lower({x}, 1) <> 1"

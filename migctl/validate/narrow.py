@@ -1,19 +1,21 @@
 """From differing chunks to exact keys: missing in the target, missing in the source, changed.
 
-Integer keys narrow by key ranges: a differing range is split at the key
-quantiles of its bigger side (one index range scan), both sides checksum the
-sub-ranges (one more each), and only differing sub-ranges go on, until a
-range is small enough to stream ``(key, row_hash)`` from both sides in key
-order and merge. k differences cost about k·log(n) small queries.
+Integer keys narrow by key ranges: a differing range is split (into equal
+widths when it spans few key values, else at the key quantiles of its bigger
+side: one index range scan), both sides checksum the sub-ranges (one more
+each), and only differing sub-ranges go on, until a range is small enough to
+stream ``(key, row_hash)`` from both sides in key order and merge. k
+differences cost about k·log(n) small queries.
 
 Other keys (text, uuid, composite) narrow by more bits of the key's hash,
 then stream the rows of the differing hash buckets ordered by
 ``(key_hash, key text COLLATE "C")``: the order is the same on both servers
 whatever their collations.
 
-Streams go through server-side cursors and a merge that holds one row per
-side, so memory stays flat however large the difference; only the first
-``max_keys`` keys of each kind are kept, the counts are always exact.
+Small leaves are fetched from both sides at once; anything bigger streams
+through server-side cursors and a merge that holds one row per side, so memory
+stays flat however large the difference; only the first ``max_keys`` keys of
+each kind are kept, the counts are always exact.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ U = TypeVar("U")
 Both = Callable[[Callable[[], T], Callable[[], U]], tuple[T, U]]
 
 FANOUT = 64  # sub-ranges per narrowing step
+FETCH_ROWS = 10_000  # leaves up to this many rows per side are fetched from both sides at once
 MAX_DEPTH = 48  # ranges shrink strictly, so this is only a guard
 HASH_STEP_BITS = 8  # hash narrowing refines by 256
 MAX_HASH_BITS = 56
@@ -186,6 +189,7 @@ def _merge_streams(
 # -- integer keys: ranges ---------------------------------------------------------
 
 Range = tuple[int | None, int | None]  # [lo, hi); None is unbounded
+Leaf = tuple[Range, int]  # a range to stream, and the most rows either side holds in it
 
 
 def resolve_range(
@@ -199,17 +203,24 @@ def resolve_range(
     leaf_rows: int,
 ) -> None:
     """Find the exact differing keys in ``[lo, hi)``, whose chunk checksums differed."""
-    leaves: list[Range] = []
+    leaves: list[Leaf] = []
     _narrow(pair, plan, (lo, hi), counts, both, leaf_rows, leaves, 0)
     key = sql.Identifier(plan.key[0])
-    for leaf in _coalesce(leaves):
-        where, params = bucket_filter(plan, Buckets("range", lo=leaf[0], hi=leaf[1]))
+    for (leaf_lo, leaf_hi), rows in _coalesce(leaves):
+        where, params = bucket_filter(plan, Buckets("range", lo=leaf_lo, hi=leaf_hi))
         query = sql.SQL("SELECT {k}, {h} FROM {t} WHERE {w} ORDER BY {o}").format(
             k=key_int_sql(plan), h=row_hash_sql(plan), t=plan.relation, w=where, o=key
         )
-        _merge_streams(
-            pair, query, params, lambda s, t: merge_keyed(_int_rows(s), _int_rows(t), tally)
-        )
+        if rows <= FETCH_ROWS:  # both sides at once, in memory
+            src, tgt = both(
+                partial(pair.source.execute, query, params),
+                partial(pair.target.execute, query, params),
+            )
+            merge_keyed(_int_rows(src), _int_rows(tgt), tally)
+        else:
+            _merge_streams(
+                pair, query, params, lambda s, t: merge_keyed(_int_rows(s), _int_rows(t), tally)
+            )
 
 
 def _int_rows(rows: Iterable[tuple[Any, ...]]) -> Iterator[Row]:
@@ -224,23 +235,16 @@ def _narrow(
     counts: tuple[int, int],
     both: Both[Any, Any],
     leaf_rows: int,
-    leaves: list[Range],
+    leaves: list[Leaf],
     depth: int,
 ) -> None:
     lo, hi = rng
     if max(counts) <= leaf_rows or depth >= MAX_DEPTH:
-        leaves.append(rng)
+        leaves.append((rng, max(counts)))
         return
-    bigger = pair.source if counts[0] >= counts[1] else pair.target
-    where, params = bucket_filter(plan, Buckets("range", lo=lo, hi=hi))
-    query = sql.SQL(
-        "SELECT percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY {k}) FROM {t} WHERE {w}"
-    ).format(k=key_int_sql(plan), t=plan.relation, w=where)
-    fractions = [i / FANOUT for i in range(1, FANOUT)]
-    found = bigger.execute(query, [fractions, *params])[0][0] or []
-    bounds = tuple(sorted({int(v) for v in found if v is not None and (lo is None or v > lo)}))
+    bounds = _split(pair, plan, lo, hi, counts, leaf_rows)
     if not bounds:
-        leaves.append(rng)
+        leaves.append((rng, max(counts)))
         return
     spec = Buckets("range", bounds=bounds, lo=lo, hi=hi)
     sums = both(
@@ -253,14 +257,43 @@ def _narrow(
         _narrow(pair, plan, (sub_lo, sub_hi), sub_counts, both, leaf_rows, leaves, depth + 1)
 
 
-def _coalesce(ranges: list[Range]) -> list[Range]:
-    """Adjacent leaf ranges become one stream."""
-    merged: list[Range] = []
-    for lo, hi in sorted(ranges, key=lambda r: (r[0] is not None, r[0] or 0)):
-        if merged and merged[-1][1] is not None and merged[-1][1] == lo:
-            merged[-1] = (merged[-1][0], hi)
+def _split(
+    pair: Pair,
+    plan: ChecksumPlan,
+    lo: int | None,
+    hi: int | None,
+    counts: tuple[int, int],
+    leaf_rows: int,
+) -> tuple[int, ...]:
+    """Up to ``FANOUT - 1`` bounds inside ``[lo, hi)``.
+
+    A range of at most ``FANOUT * leaf_rows`` key values is cut into equal
+    widths, with no query: a primary key puts at most one row on each value, so
+    every piece is a leaf (a side without the primary key may need another
+    split). Otherwise at the key quantiles of the bigger side (one index range
+    scan).
+    """
+    if lo is not None and hi is not None and hi - lo <= FANOUT * leaf_rows:
+        step = -(-(hi - lo) // FANOUT)
+        return tuple(range(lo + step, hi, step))
+    bigger = pair.source if counts[0] >= counts[1] else pair.target
+    where, params = bucket_filter(plan, Buckets("range", lo=lo, hi=hi))
+    query = sql.SQL(
+        "SELECT percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY {k}) FROM {t} WHERE {w}"
+    ).format(k=key_int_sql(plan), t=plan.relation, w=where)
+    fractions = [i / FANOUT for i in range(1, FANOUT)]
+    found = bigger.execute(query, [fractions, *params])[0][0] or []
+    return tuple(sorted({int(v) for v in found if v is not None and (lo is None or v > lo)}))
+
+
+def _coalesce(leaves: list[Leaf]) -> list[Leaf]:
+    """Adjacent leaf ranges become one query."""
+    merged: list[Leaf] = []
+    for (lo, hi), rows in sorted(leaves, key=lambda r: (r[0][0] is not None, r[0][0] or 0)):
+        if merged and merged[-1][0][1] is not None and merged[-1][0][1] == lo:
+            merged[-1] = ((merged[-1][0][0], hi), merged[-1][1] + rows)
         else:
-            merged.append((lo, hi))
+            merged.append(((lo, hi), rows))
     return merged
 
 

@@ -8,7 +8,8 @@ dataclass fields, so the report built from invocations is the one a local run
 builds. Requests (``action``):
 
 - ``plan``: one side's catalog with a row estimate per table, and on request
-  the key bounds (block-sample quantiles) of range-chunked tables;
+  the first-pass key bounds of range-chunked tables (aligned for dense keys,
+  block-sample quantiles otherwise; a request without `"rows"` is sampled);
 - ``count``: ``count(*)`` of a table present on one side only;
 - ``checksum``: ``(rows, checksum)`` per bucket for a span of chunks, one side;
 - ``narrow``: the exact differing keys inside differing chunks (both sides);

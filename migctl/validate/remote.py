@@ -170,7 +170,7 @@ def _plan(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
     from psycopg import sql
 
     from migctl.validate.catalog import read_catalog
-    from migctl.validate.checksum import ChecksumPlan, sample_bounds
+    from migctl.validate.checksum import ChecksumPlan, chunk_bounds
     from migctl.validate.payloads import catalog_to_dict
 
     side = _one_side(event, deadline)
@@ -194,13 +194,9 @@ def _plan(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
         for request in event.get("bounds") or ():
             deadline.check()
             plan = ChecksumPlan.from_dict(request["plan"])
-            bounds.append(
-                list(
-                    sample_bounds(
-                        side.execute, plan, int(request["count"]), float(request["percent"])
-                    )
-                )
-            )
+            count, percent = int(request["count"]), float(request["percent"])
+            rows = float(request.get("rows", 0))  # absent from older callers: sample
+            bounds.append(list(chunk_bounds(side.execute, plan, count, percent, rows)))
         answer["bounds"] = bounds
         side.new_snapshot()
     finally:

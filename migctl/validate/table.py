@@ -20,7 +20,7 @@ from psycopg import sql
 
 from migctl.redact import redact_text
 from migctl.validate.catalog import TableInfo
-from migctl.validate.checksum import Buckets, BucketSum, bucket_checksums, sample_bounds
+from migctl.validate.checksum import Buckets, BucketSum, bucket_checksums, chunk_bounds
 from migctl.validate.narrow import Both, Tally, differing, resolve_hash, resolve_range
 from migctl.validate.plan import TablePlan, plan_table
 from migctl.validate.report import Key, Progress, TableResult
@@ -40,11 +40,10 @@ class InconsistentResult(RuntimeError):
 class TableOptions:
     chunk_rows: int = 2_000
     max_keys: int = 100
-
-    @property
-    def leaf_rows(self) -> int:
-        """A differing range this small is streamed at once (one query per side), not split."""
-        return self.chunk_rows
+    # A differing range this small is streamed at once; a bigger one is split first. Streaming
+    # a whole first-pass chunk costs more than splitting it: every row crosses the wire and
+    # the merge (2.5 times the narrowing time with 555 differences in 2M rows).
+    leaf_rows: int = 64
 
     @property
     def stream_rows(self) -> int:
@@ -152,7 +151,7 @@ def _compare(
     if method == "range":
         count, percent = range_buckets(estimate, options.chunk_rows)
         bounds = retry_unit(
-            lambda: sample_bounds(pair.source.execute, plan, count, percent), pair.source
+            lambda: chunk_bounds(pair.source.execute, plan, count, percent, estimate), pair.source
         )
         spec = Buckets("range", bounds=bounds)
     else:

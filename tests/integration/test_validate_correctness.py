@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import pytest
 
 from migctl.clients import Database
@@ -126,6 +127,7 @@ UPDATE detect SET ia = '{303,304,305,306}' WHERE id = 304;
 UPDATE detect SET i8 = 1 WHERE id = 305;
 UPDATE detect SET ia = '{}' WHERE id = 306;
 UPDATE detect SET ia = '{NULL,NULL}' WHERE id = 307;
+UPDATE detect SET s = 'NaN' WHERE id IN (309, 310);
 """
 
 CHANGES = {
@@ -150,6 +152,10 @@ CHANGES = {
     # hash_array_extended ignores its seed for '{}' and all-NULL arrays: earlier columns must count
     19: "UPDATE detect SET a = 'x' WHERE id = 306",
     20: "UPDATE detect SET b = 'x' WHERE id = 307",
+    # numeric(12,4) cannot hold ±Infinity: only the sign is tested, NaN alone hashes to the seed
+    21: "UPDATE detect SET s = -s WHERE id = 308",
+    22: "UPDATE detect SET s = 0 WHERE id = 309",  # NaN -> 0
+    23: "UPDATE detect SET s = NULL WHERE id = 310",  # NaN -> NULL
 }
 
 
@@ -158,10 +164,31 @@ def test_each_small_change_is_detected_with_its_key(pg_pair: Any) -> None:
     on_target(pg_pair, *CHANGES.values())
     detect = table(run(pg_pair, chunk_rows=40), "public.detect")
     assert detect.status == "mismatch"
-    assert detect.changed == tuple((k,) for k in [*range(1, 13), *range(300, 308)])
-    assert detect.changed_count == 20
+    assert detect.changed == tuple((k,) for k in [*range(1, 13), *range(300, 311)])
+    assert detect.changed_count == 23
     assert (detect.missing_in_target_count, detect.missing_in_source_count) == (0, 0)
     assert detect.method == "range" and detect.chunks > 1 and detect.differing_chunks >= 2
+
+
+def test_only_numeric_with_a_precision_is_hashed_as_finite(pg_pair: Any) -> None:
+    """The ``numeric_finite`` family rests on PostgreSQL refusing ±Infinity under a typmod."""
+    from migctl.validate.catalog import read_catalog
+
+    pg_pair.execute_both(
+        "CREATE DOMAIN amount2 AS numeric(10,2); CREATE DOMAIN checked AS amount2 CHECK (VALUE > 0);"
+        "CREATE TABLE kinds (id int PRIMARY KEY, p numeric(10,2), d amount2, c checked, n numeric)"
+    )
+    for connect in (pg_pair.source_conn, pg_pair.target_conn):
+        with connect() as conn:
+            with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+                conn.execute("INSERT INTO kinds (id, p) VALUES (1, 'Infinity')")
+            with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+                conn.execute("INSERT INTO kinds (id, d) VALUES (1, '-Infinity')")
+            conn.execute("INSERT INTO kinds VALUES (1, 'NaN', 'NaN', 'NaN', 'Infinity')")
+            kinds = read_catalog(conn, ["public"]).tables["public.kinds"]
+            finite = {c.name: c.type.finite for c in kinds.columns}
+            assert finite == {"id": False, "p": True, "d": True, "c": True, "n": False}
+    assert table(run(pg_pair), "public.kinds").status == "match"
 
 
 def test_jsonb_by_value_and_widened_types_are_not_data_differences(pg_pair: Any) -> None:
@@ -384,16 +411,89 @@ def test_a_big_table_gets_the_planner_hints_and_the_same_exact_answer(pg_pair: A
     on_target(
         pg_pair,
         "DELETE FROM big WHERE id = 100",
-        f"INSERT INTO big VALUES ({rows + 7}, 'x', NULL)",
+        f"INSERT INTO big VALUES ({rows + 7}, 'x', NULL), (-3, 'below the first key', NULL)",
         "UPDATE big SET j = '{\"g\": -30000}' WHERE id = 30000",  # the sign of a jsonb number
     )
     big = table(run(pg_pair, tables=("public.big",)), "public.big")
     assert (big.missing_in_target, big.missing_in_source, big.changed) == (
         ((100,),),
-        ((rows + 7,),),
+        ((-3,), (rows + 7,)),
         ((30000,),),
     )
-    assert big.chunks > 20 and big.source_rows == big.target_rows == rows
+    assert big.chunks > 20 and big.source_rows == rows and big.target_rows == rows + 1
+
+
+def test_a_key_repeated_on_a_target_without_the_primary_key_is_streamed(
+    pg_pair: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Narrowing ends on one key value holding more rows than are fetched at once."""
+    from migctl.validate.narrow import FETCH_ROWS
+    from migctl.validate.session import Side
+
+    streams: list[str] = []
+    stream = Side.stream
+
+    def spy(self: Side, *args: Any, **kwargs: Any) -> Any:
+        streams.append(self.label)
+        return stream(self, *args, **kwargs)
+
+    monkeypatch.setattr(Side, "stream", spy)
+
+    copies = FETCH_ROWS + 2_000
+    with pg_pair.source_conn() as conn:
+        conn.execute("CREATE TABLE dupes (id int PRIMARY KEY, v text)")
+    with pg_pair.target_conn() as conn:
+        conn.execute("CREATE TABLE dupes (id int NOT NULL, v text)")
+    pg_pair.execute_both("INSERT INTO dupes SELECT g, 'v' || g FROM generate_series(1, 100) g")
+    on_target(pg_pair, f"INSERT INTO dupes SELECT 50, 'v50' FROM generate_series(1, {copies})")
+    dupes = table(run(pg_pair, chunk_rows=40), "public.dupes")
+    assert dupes.schema_differences == ("primary key (id) on source, none on target",)
+    assert (dupes.missing_in_source, dupes.missing_in_source_count) == (((50,),), copies)
+    assert (dupes.missing_in_target_count, dupes.changed_count) == (0, 0)
+    assert streams == ["source", "target"]  # through server-side cursors, not in memory
+
+
+def test_shifted_buckets_over_aligned_bounds_are_width_bucket(pg_pair: Any) -> None:
+    """The first pass's cheap bucket for dense keys gives exactly ``width_bucket``'s numbers."""
+    from bisect import bisect_right
+
+    from migctl.validate.checksum import Buckets, ChecksumPlan, aligned_shift, bucket_checksums
+    from migctl.validate.hashing import ColumnHash
+
+    low, high = -(2**63), 2**63 - 1
+    keys = sorted(
+        {low, low + 1, high - 1, high, -(2**62), 2**62, *range(-5000, 5001, 7), *range(-40, 41)}
+    )
+    pg_pair.execute_both(
+        "CREATE TABLE keys (id bigint PRIMARY KEY);"
+        f"INSERT INTO keys SELECT unnest('{{{','.join(map(str, keys))}}}'::int8[])"
+    )
+    plan = ChecksumPlan("public", "keys", (ColumnHash("id", "int", nullable=False),), ("id",))
+    cases = [  # bounds, and whether the shift is used
+        (tuple(range(-8, 9)), True),  # shift 0
+        (tuple(range(-4096, 4097, 512)), True),  # shift 9, negative bounds
+        ((-(2**63), -(2**62), 0, 2**62), True),  # shift 62, from the smallest int8
+        ((-(2**63), -(2**63) + 1), False),  # shift 0 at the smallest int8: no room below
+        ((-8, -1, 3, 100), False),  # not aligned
+    ]
+    with pg_pair.source_conn() as conn:
+        seen: list[str] = []
+
+        def run(query: Any, params: Any) -> list[tuple[Any, ...]]:
+            seen.append(query.as_string(conn))
+            return conn.execute(query, params).fetchall()
+
+        for bounds, shifted in cases:
+            expected: dict[int, int] = {}
+            for k in keys:
+                expected[bisect_right(bounds, k)] = expected.get(bisect_right(bounds, k), 0) + 1
+            sums = bucket_checksums(run, plan, Buckets("range", bounds=bounds))
+            assert {b: s.rows for b, s in sums.items()} == expected, (bounds, aligned_shift(bounds))
+            assert ("width_bucket" not in seen[-1]) == shifted
+            server = conn.execute(
+                "SELECT width_bucket(id, %s::int8[]), count(*) FROM keys GROUP BY 1", [list(bounds)]
+            ).fetchall()
+            assert dict(server) == expected
 
 
 def test_a_not_valid_not_null_column_still_counts_its_nulls(pg_pair_mixed: Any) -> None:

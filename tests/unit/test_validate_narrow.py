@@ -56,8 +56,5 @@ def test_differing_compares_count_and_checksum_and_absent_buckets() -> None:
 
 
 def test_adjacent_leaf_ranges_are_streamed_together() -> None:
-    assert _coalesce([(10, 20), (None, 5), (20, 30), (40, None)]) == [
-        (None, 5),
-        (10, 30),
-        (40, None),
-    ]
+    leaves = [((10, 20), 3), ((None, 5), 1), ((20, 30), 4), ((40, None), 2)]
+    assert _coalesce(leaves) == [((None, 5), 1), ((10, 30), 7), ((40, None), 2)]

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from migctl.errors import UsageError
 from migctl.validate.catalog import Column, PgType, TableInfo, select_tables
-from migctl.validate.checksum import Buckets, ChecksumPlan, bucket_checksums, row_hash_sql
+from migctl.validate.checksum import (
+    Buckets,
+    ChecksumPlan,
+    aligned_bounds,
+    aligned_shift,
+    bucket_checksums,
+    chunk_bounds,
+    row_hash_sql,
+)
 from migctl.validate.hashing import ColumnHash, choose_algorithm, column_hash, family
 from migctl.validate.plan import plan_table
 
 INT4 = PgType("int4", True, "b")
 INT8 = PgType("int8", True, "b")
 NUMERIC = PgType("numeric", True, "b")
+NUMERIC_P = PgType("numeric", True, "b", finite=True)  # numeric(p, s): no ±Infinity
 TEXT = PgType("text", True, "b")
 VARCHAR = PgType("varchar", True, "b")
 JSON = PgType("json", True, "b")
@@ -46,6 +57,7 @@ def test_unknown_explicit_table_is_a_usage_error_but_an_empty_glob_is_not() -> N
     [
         (INT4, "int"),
         (NUMERIC, "numeric"),
+        (NUMERIC_P, "numeric_finite"),
         (VARCHAR, "text"),
         (JSONB, "jsonb"),  # hashed as its canonical text
         (PgType("inet", True, "b"), "as_text"),
@@ -70,6 +82,9 @@ def test_widened_types_hash_alike_and_mixed_types_meet_on_common_ground() -> Non
     assert column_hash("a", VARCHAR, TEXT) == ColumnHash("a", "text")
     assert column_hash("a", INT4, INT8) == ColumnHash("a", "int", "int8")
     assert column_hash("a", INT8, NUMERIC) == ColumnHash("a", "numeric", "numeric")
+    assert column_hash("a", NUMERIC_P, NUMERIC_P) == ColumnHash("a", "numeric_finite")
+    assert column_hash("a", NUMERIC_P, NUMERIC) == ColumnHash("a", "numeric")  # may hold Infinity
+    assert column_hash("a", INT4, NUMERIC_P) == ColumnHash("a", "numeric_finite", "numeric")
     assert column_hash("a", JSON, JSONB) == ColumnHash("a", "jsonb", "jsonb")
     assert (
         column_hash("a", PgType("timestamp", True, "b"), PgType("timestamptz", True, "b")).family
@@ -164,3 +179,57 @@ def test_identifiers_are_quoted_in_the_sql() -> None:
     sums = bucket_checksums(run, plan, Buckets("hash", bits=4))
     assert sums[0].rows == 3 and sums[0].checksum == 12345
     assert '"public"."x""; drop table y; --"' in seen[0]
+
+
+def test_aligned_shift_recognises_only_consecutive_multiples_of_a_power_of_two() -> None:
+    assert aligned_shift((2048, 4096, 6144)) == 11
+    assert aligned_shift((-3, -2, -1, 0, 1)) == 0
+    assert aligned_shift((-(2**63), -(2**62), 0, 2**62)) == 62
+    assert aligned_shift((7,)) is None  # one bound: width_bucket
+    assert aligned_shift((0, 3, 6)) is None  # not a power of two
+    assert aligned_shift((2, 6, 10)) is None  # not a multiple of the step
+    assert aligned_shift((0, 4, 12)) is None  # a bound missing
+    assert aligned_shift((0, 1, 2**60)) is None  # decided without building 2^60 bounds
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "buckets"),
+    [(1, 2_000_000, 1000), (-5_000, 5_000, 7), (10**12, 10**12 + 99_999, 50), (3, 9, 5000)],
+)
+def test_aligned_bounds_split_the_key_span_into_about_as_many_power_of_two_ranges(
+    low: int, high: int, buckets: int
+) -> None:
+    bounds = aligned_bounds(low, high, buckets)
+    shift = aligned_shift(bounds)
+    assert shift is not None
+    assert low < bounds[0] and bounds[-1] <= high
+    assert bounds[0] - low <= 2**shift and high - bounds[-1] < 2**shift
+    span = high - low + 1
+    assert min(buckets, span) / 2 <= len(bounds) + 1 <= min(2 * buckets, span)
+
+
+def test_chunk_bounds_read_dense_keys_off_the_index_and_sample_sparse_ones() -> None:
+    plan = ChecksumPlan("public", "t", (ColumnHash("id", "int", nullable=False),), ("id",))
+    seen: list[str] = []
+
+    def runner(low: int | None, high: int | None) -> Any:
+        def run(query: Any, params: Any) -> list[tuple[Any, ...]]:
+            text = query.as_string(None)
+            seen.append(text)
+            if text.startswith("SELECT min("):
+                return [(low, high)]
+            return [([500, 1000, 1500],)]  # the sample's quantiles
+
+        return run
+
+    dense = chunk_bounds(runner(1, 2_000), plan, 4, 50.0, rows=2_000)
+    assert aligned_shift(dense) == 9 and len(seen) == 1  # no sample
+    assert '"id"' in seen[0] and '"id"::int8' not in seen[0]  # the bare column: its index serves
+    seen.clear()
+    assert chunk_bounds(runner(1, 10**9), plan, 4, 50.0, rows=2_000) == (500, 1000, 1500)
+    assert len(seen) == 2  # sparse: the ends, then the sample
+    seen.clear()
+    assert chunk_bounds(runner(1, 2_000), plan, 4, 50.0, rows=0) == (500, 1000, 1500)
+    assert len(seen) == 1  # no estimate (an older Lambda payload): the sample only
+    assert chunk_bounds(runner(None, None), plan, 4, 50.0, rows=2_000) == ()  # empty table
+    assert chunk_bounds(runner(1, 2), plan, 1, 50.0, rows=2_000) == ()  # one chunk: no bounds
