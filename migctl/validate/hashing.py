@@ -22,7 +22,8 @@ Where a hash function is too weak, the seed carries what it misses:
   tested: NaN is then the one value whose hash is the seed);
 - ``hash_array_extended`` ignores dimensions and lower bounds (they go into
   the seed), and returns the same value for every empty array whatever the
-  seed (the state is XORed back in, so the chain never restarts);
+  seed (the state is XORed back in, so the chain never restarts); arrays of
+  text are hashed under ``COLLATE "C"`` too, element by element;
 - ``hashint8extended`` folds 64 bits into 32: the high half goes into the seed;
 - NULL is hashed as a fixed value of the type with its own seed, in columns
   that may hold NULL on either side.
@@ -71,6 +72,8 @@ _ARRAY_ELEMENTS = (
     | {"timestamptz", "uuid"}
 )
 
+_TEXT_ELEMENTS = {"text", "varchar", "bpchar"}  # collatable: hashed under their collation
+
 CASTS = ("int8", "float8", "numeric", "text", "jsonb")
 
 # family -> (hash function, what the value is cast to first, the value that stands in for NULL)
@@ -86,6 +89,7 @@ _STEPS: dict[str, tuple[str, str, str]] = {
     "as_text": ("hashtextextended", ' COLLATE "C"', "''"),
     "bytea": ("hashtextextended", '::text COLLATE "C"', "''"),  # hex under the pinned bytea_output
     "array": ("hash_array_extended", "", "'{}'"),
+    "text_array": ("hash_array_extended", ' COLLATE "C"', "'{}'"),  # elements byte for byte
     "bool": ("hashint4extended", "::int4", "false"),
     "char": ("hashcharextended", "", "''"),
     "date": ("timestamp_hash_extended", "::timestamp", "'epoch'"),
@@ -121,7 +125,7 @@ def family(t: PgType) -> str:
     if name in _SCALAR or name in ("bpchar", "uuid", "jsonb"):
         return name
     if name.startswith("_") and t.element in _ARRAY_ELEMENTS:
-        return "array"
+        return "text_array" if t.element in _TEXT_ELEMENTS else "array"
     return "as_text"  # json, xml, interval, money, geometric types, numeric[] ...
 
 
@@ -155,7 +159,7 @@ def column_hash(name: str, source: PgType, target: PgType, *, nullable: bool = T
     fs, ft = family(source), family(target)
     same = source.name == target.name
     if fs == ft:
-        if fs == "array" and not same:
+        if fs in ("array", "text_array") and not same:
             return ColumnHash(name, "as_text", nullable=nullable)  # int4[] against int8[]
         if fs == "int" and not same:
             return ColumnHash(name, "int", "int8", nullable)
@@ -195,7 +199,7 @@ def _step(c: ColumnHash, state: sql.Composable) -> sql.Composable:
         seed = sql.SQL("{} # CASE WHEN {x} < 0 THEN {n} ELSE 0 END").format(
             seed, x=x, n=sql.Literal(NEGATIVE_SEED)
         )
-    elif c.family == "array":  # dimensions and lower bounds are not hashed; '{}' ignores the seed
+    elif c.family in ("array", "text_array"):  # dimensions are not hashed; '{}' ignores the seed
         seed = sql.SQL(
             "{} # CASE WHEN array_ndims({x}) > 1 OR array_lower({x}, 1) <> 1"
             " THEN hashtextextended(array_dims({x}), 0) ELSE 0 END"

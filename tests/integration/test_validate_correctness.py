@@ -223,21 +223,40 @@ def test_a_case_insensitive_collation_does_not_hide_a_difference(pg_pair: Any) -
     """Text is hashed byte for byte, whatever the column's collation on either side.
 
     'Abc' = 'abc' under the source's collation, but they are different data; 'same' is
-    the same data under either collation.
+    the same data under either collation. The same holds inside arrays of text.
     """
     with pg_pair.source_conn() as conn:
         conn.execute(
             "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);"
-            "CREATE TABLE folded (id int PRIMARY KEY, name text COLLATE ci, code char(3) COLLATE ci);"
-            "INSERT INTO folded VALUES (1, 'Abc', 'EUR'), (2, 'same', 'usd')"
+            "CREATE TABLE folded (id int PRIMARY KEY, name text COLLATE ci, code char(3) COLLATE ci,"
+            " tags text[] COLLATE ci, codes char(3)[] COLLATE ci);"
+            "INSERT INTO folded VALUES (1, 'Abc', 'EUR', '{a}', '{EUR}'), (2, 'same', 'usd', '{b}', '{}'),"
+            " (3, 'x', 'CHF', '{Tag,b}', '{usd}'), (4, 'y', 'GBP', '{c}', '{GBP,usd}')"
         )
     with pg_pair.target_conn() as conn:
         conn.execute(
-            "CREATE TABLE folded (id int PRIMARY KEY, name text, code char(3));"
-            "INSERT INTO folded VALUES (1, 'abc', 'EUR'), (2, 'same', 'usd')"
+            "CREATE TABLE folded (id int PRIMARY KEY, name text, code char(3), tags text[],"
+            " codes char(3)[]);"
+            "INSERT INTO folded VALUES (1, 'abc', 'EUR', '{a}', '{EUR}'), (2, 'same', 'usd', '{b}', '{}'),"
+            " (3, 'x', 'CHF', '{tag,b}', '{usd}'), (4, 'y', 'GBP', '{c}', '{GBP,USD}')"
         )
     folded = table(run(pg_pair, tables=("public.folded",)), "public.folded")
-    assert folded.changed == ((1,),)
+    assert folded.changed == ((1,), (3,), (4,))
+
+
+@pytest.mark.parametrize("pg_pair", ["pg15-pg15"], indirect=True)  # the 18 wheel has no ICU
+def test_one_case_insensitive_collation_on_both_sides_does_not_hide_a_difference(
+    pg_pair: Any,
+) -> None:
+    """Values equal under the collation both sides share, but not byte for byte, differ."""
+    pg_pair.execute_both(
+        "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);"
+        "CREATE TABLE both_ci (id int PRIMARY KEY, name text COLLATE ci, tags text[] COLLATE ci)"
+    )
+    with pg_pair.source_conn() as conn:
+        conn.execute("INSERT INTO both_ci VALUES (1, 'x', '{Abc}'), (2, 'Y', '{same}')")
+    on_target(pg_pair, "INSERT INTO both_ci VALUES (1, 'x', '{abc}'), (2, 'y', '{same}')")
+    assert table(run(pg_pair), "public.both_ci").changed == ((1,), (2,))
 
 
 def test_keys_far_apart_are_reported_exactly(pg_pair: Any) -> None:

@@ -66,6 +66,7 @@ def test_unknown_explicit_table_is_a_usage_error_but_an_empty_glob_is_not() -> N
         (ENUM, "as_text"),  # hashenumextended hashes the label's OID, which differs per server
         (INTERVAL, "as_text"),  # interval equality says '1 day' = '24 hours'
         (PgType("_int4", True, "b", "int4"), "array"),
+        (PgType("_varchar", True, "b", "varchar"), "text_array"),  # under COLLATE "C"
         (
             PgType("_numeric", True, "b", "numeric"),
             "as_text",
