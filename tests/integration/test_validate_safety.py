@@ -166,8 +166,12 @@ def test_planner_hints_last_only_for_the_first_pass(pg_pair: Any) -> None:
         with planner_hints(side, big=True):
             assert side.execute("SHOW enable_sort")[0][0] == "off"
             assert side.execute("SHOW parallel_tuple_cost")[0][0] == "0"
+            assert side.execute("SHOW jit")[0][0] == "on"  # without inlining and optimisation:
+            assert side.execute("SHOW jit_optimize_above_cost")[0][0] == "-1"
+            assert side.execute("SHOW jit_inline_above_cost")[0][0] == "-1"
         assert side.execute("SHOW enable_sort")[0][0] == "on"
         assert side.execute("SHOW parallel_tuple_cost")[0][0] == "0.1"
+        assert side.execute("SHOW jit")[0][0] == "off"  # the narrowing's small queries
         assert side.execute("SHOW transaction_read_only")[0][0] == "on"
     finally:
         side.close()
