@@ -191,13 +191,13 @@ def _step(c: ColumnHash, state: sql.Composable) -> sql.Composable:
     x = sql.SQL("{}{}").format(v, sql.SQL(conversion))
     if c.family == "int":  # the hash folds 64 bits into 32: the high half goes into the seed
         seed = sql.SQL("{} # ({} >> 32)").format(seed, x)
-    elif c.family == "numeric":  # the hash ignores the sign and returns the seed for NaN, ±Infinity
-        seed = sql.SQL(
-            "{} # CASE WHEN {x} < 0 THEN {n} WHEN {x} = 'NaN' THEN {nan} ELSE 0 END"
-        ).format(seed, x=x, n=sql.Literal(NEGATIVE_SEED), nan=sql.Literal(NAN_SEED))
-    elif c.family == "numeric_finite":  # no ±Infinity: NaN alone hashes to the seed
-        seed = sql.SQL("{} # CASE WHEN {x} < 0 THEN {n} ELSE 0 END").format(
-            seed, x=x, n=sql.Literal(NEGATIVE_SEED)
+    elif c.family in ("numeric", "numeric_finite"):  # the hash ignores the sign and returns
+        # the seed for NaN and ±Infinity; without ±Infinity (numeric(p, s)) NaN alone does
+        nan: sql.Composable = sql.SQL("")
+        if c.family == "numeric":
+            nan = sql.SQL(" WHEN {x} = 'NaN' THEN {v}").format(x=x, v=sql.Literal(NAN_SEED))
+        seed = sql.SQL("{} # CASE WHEN {x} < 0 THEN {n}{nan} ELSE 0 END").format(
+            seed, x=x, n=sql.Literal(NEGATIVE_SEED), nan=nan
         )
     elif c.family in ("array", "text_array"):  # dimensions are not hashed; '{}' ignores the seed
         seed = sql.SQL(

@@ -206,6 +206,10 @@ def resolve_range(
     leaves: list[Leaf] = []
     _narrow(pair, plan, (lo, hi), counts, both, leaf_rows, leaves, 0)
     key = sql.Identifier(plan.key[0])
+
+    def merge(src: Iterable[tuple[Any, ...]], tgt: Iterable[tuple[Any, ...]]) -> None:
+        merge_keyed(_int_rows(src), _int_rows(tgt), tally)
+
     for (leaf_lo, leaf_hi), rows in _coalesce(leaves):
         where, params = bucket_filter(plan, Buckets("range", lo=leaf_lo, hi=leaf_hi))
         query = sql.SQL("SELECT {k}, {h} FROM {t} WHERE {w} ORDER BY {o}").format(
@@ -216,11 +220,9 @@ def resolve_range(
                 partial(pair.source.execute, query, params),
                 partial(pair.target.execute, query, params),
             )
-            merge_keyed(_int_rows(src), _int_rows(tgt), tally)
+            merge(src, tgt)
         else:
-            _merge_streams(
-                pair, query, params, lambda s, t: merge_keyed(_int_rows(s), _int_rows(t), tally)
-            )
+            _merge_streams(pair, query, params, merge)
 
 
 def _int_rows(rows: Iterable[tuple[Any, ...]]) -> Iterator[Row]:

@@ -59,6 +59,13 @@ class SessionOptions:
     parallel_workers: int = 0
 
 
+def set_configs(settings: dict[str, str], *, local: bool) -> tuple[str, list[str]]:
+    """``set_config(name, value, local), ...`` for a select list, and its parameters."""
+    flag = "true" if local else "false"
+    calls = ", ".join(f"set_config(%s, %s, {flag})" for _ in settings)
+    return calls, [v for pair in settings.items() for v in pair]
+
+
 def pinned_settings(options: SessionOptions) -> dict[str, str]:
     return {
         **PINNED_SETTINGS,
@@ -140,10 +147,8 @@ def open_connection(dsn: str, options: SessionOptions) -> psycopg.Connection[Any
             conn.info.server_version < 110000
         ):  # no jit yet; the version is refused with a clear message later
             settings.pop("jit")
-        conn.execute(
-            "SELECT " + ", ".join("set_config(%s, %s, false)" for _ in settings),
-            [v for pair in settings.items() for v in pair],
-        )
+        calls, params = set_configs(settings, local=False)
+        conn.execute("SELECT " + calls, params)
         conn.autocommit = False
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
@@ -250,13 +255,10 @@ def planner_hints(side: Side, *, big: bool) -> Iterator[None]:
         yield
         return
     names = list(_BIG_SCAN_SETTINGS)
-    session_values = side.execute(
-        "SELECT "
-        + ", ".join(
-            ["current_setting(%s)"] * len(names) + ["set_config(%s, %s, true)"] * len(names)
-        ),
-        [*names, *(v for pair in _BIG_SCAN_SETTINGS.items() for v in pair)],
-    )[0][: len(names)]
+    calls, params = set_configs(_BIG_SCAN_SETTINGS, local=True)
+    current = ", ".join("current_setting(%s)" for _ in names)
+    row = side.execute(f"SELECT {current}, {calls}", [*names, *params])[0]
+    session_values = dict(zip(names, row[: len(names)], strict=True))
     try:
         yield
     finally:
@@ -268,10 +270,8 @@ def planner_hints(side: Side, *, big: bool) -> Iterator[None]:
             and not conn.broken
             and conn.info.transaction_status == TransactionStatus.INTRANS
         ):
-            conn.execute(
-                "SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(names)),
-                [v for pair in zip(names, session_values, strict=True) for v in pair],
-            )
+            calls, params = set_configs(session_values, local=True)
+            conn.execute("SELECT " + calls, params)
 
 
 _S = TypeVar("_S")
