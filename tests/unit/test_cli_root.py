@@ -99,3 +99,46 @@ def test_cli_reference_is_current() -> None:
 
     path = Path(__file__).parents[2] / "docs" / "cli-reference.md"
     assert path.read_text() == render_reference(), "docs/cli-reference.md is stale: run `make docs`"
+
+
+def test_every_command_is_built_from_the_module_that_registers_it() -> None:
+    from migctl.cli import COMMANDS, MODULES, build_commands
+
+    assert list(build_commands(*MODULES)) == [
+        "alarms", "plan", "preview", "up", "destroy", "refresh", "outputs", "validate",
+        "cutover", "dms", "lambda", "rollout", "sandbox",
+    ]  # fmt: skip
+    assert set(COMMANDS) == set(build_commands(*MODULES))
+    for name, module in COMMANDS.items():
+        assert name in build_commands(module), (name, module)
+
+
+def test_a_command_builds_only_its_own_module() -> None:
+    code = (
+        "import sys, runpy\n"
+        "sys.argv = ['migctl', 'validate', '--help']\n"
+        "try:\n    runpy.run_module('migctl', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "print('CLI=' + ','.join(sorted(m for m in sys.modules if m.startswith('migctl.cli.'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "CLI=migctl.cli.state,migctl.cli.validate\n" in out.stdout, out.stdout[-300:]
+
+
+def test_unknown_command_suggests_the_nearest_one() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "migctl", "valdate"], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 2 and out.stdout == ""
+    assert "No such command 'valdate'. Did you mean 'validate'?" in out.stderr
+
+
+def test_the_console_script_exits_with_the_documented_code() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "migctl", "--output", "yaml", "alarms"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].startswith("migctl: error:")
