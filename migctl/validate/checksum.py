@@ -23,7 +23,7 @@ Lambda; nothing imports rich or the CLI. Identifiers only reach SQL through
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -147,6 +147,12 @@ class Buckets:
     restrict_bits: int = 0
     restrict: tuple[int, ...] = ()
 
+    def range_of(self, bucket: int) -> tuple[int | None, int | None]:
+        """``[lo, hi)`` of a range bucket: the ends of the split, or the bounds around it."""
+        lo = self.lo if bucket == 0 else self.bounds[bucket - 1]
+        hi = self.hi if bucket == len(self.bounds) else self.bounds[bucket]
+        return lo, hi
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -252,15 +258,48 @@ class BucketSum:
     checksum: int
 
 
-def bucket_checksums(run: Runner, plan: ChecksumPlan, buckets: Buckets) -> dict[int, BucketSum]:
-    """``count(*)`` and ``sum(row_hash)`` per bucket, in one scan; empty buckets are absent."""
+def _checksum_query(plan: ChecksumPlan, buckets: Buckets) -> tuple[sql.Composable, list[Any], int]:
+    """The per-bucket ``count(*), sum(row_hash)`` query, its parameters, and the bucket offset."""
     bucket, bucket_params, offset = bucket_sql(plan, buckets)
     where, where_params = bucket_filter(plan, buckets)
     query = sql.SQL("SELECT {} AS bucket, count(*), sum({}) FROM {} WHERE {} GROUP BY 1").format(
         bucket, row_hash_sql(plan), plan.relation, where
     )
-    rows = run(query, [*bucket_params, *where_params])
-    return {int(b) - offset: BucketSum(int(b) - offset, int(n), int(s)) for b, n, s in rows}
+    return query, [*bucket_params, *where_params], offset
+
+
+def bucket_checksums(run: Runner, plan: ChecksumPlan, buckets: Buckets) -> dict[int, BucketSum]:
+    """``count(*)`` and ``sum(row_hash)`` per bucket, in one scan; empty buckets are absent."""
+    return batch_checksums(run, plan, [buckets])[0]
+
+
+def batch_checksums(
+    run: Runner, plan: ChecksumPlan, specs: Sequence[Buckets]
+) -> list[dict[int, BucketSum]]:
+    """:func:`bucket_checksums` for each of ``specs``, in one statement (one round trip)."""
+    built = [_checksum_query(plan, spec) for spec in specs]
+    if len(built) == 1:
+        query, params, _ = built[0]
+        parts = [(0, b, n, s) for b, n, s in run(query, params)]
+    else:
+        query, params = union_all([(q, p) for q, p, _ in built])
+        parts = run(query, params)
+    found: list[dict[int, BucketSum]] = [{} for _ in specs]
+    for part, b, n, s in parts:
+        bucket = int(b) - built[part][2]
+        found[part][bucket] = BucketSum(bucket, int(n), int(s))
+    return found
+
+
+def union_all(
+    queries: Sequence[tuple[sql.Composable, list[Any]]],
+) -> tuple[sql.Composable, list[Any]]:
+    """One statement for several queries: their rows, each led by its query's index (``part``)."""
+    parts = [
+        sql.SQL("SELECT {} AS part, q.* FROM ({}) q").format(sql.Literal(i), query)
+        for i, (query, _) in enumerate(queries)
+    ]
+    return sql.SQL(" UNION ALL ").join(parts), [p for _, params in queries for p in params]
 
 
 def chunk_bounds(

@@ -159,9 +159,9 @@ def _compare(
     }
     requests: list[dict[str, Any]] = []
     if method == "range":
+        chunked = Buckets("range", bounds=bounds)
         for bucket, counts in diff.items():
-            lo = None if bucket == 0 else bounds[bucket - 1]
-            hi = None if bucket == len(bounds) else bounds[bucket]
+            lo, hi = chunked.range_of(bucket)
             requests.append({"lo": lo, "hi": hi, "counts": list(counts)})
     elif diff:
         buckets = [[b, list(c)] for b, c in diff.items()]

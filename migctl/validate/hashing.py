@@ -44,7 +44,7 @@ Type names and function names reach SQL only from the fixed tables below.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
 from dataclasses import dataclass
 
 from psycopg import sql
@@ -208,8 +208,13 @@ def _step(c: ColumnHash, state: sql.Composable) -> sql.Composable:
     return sql.SQL("{}({}, {})").format(sql.SQL(function), x, seed)
 
 
-def hash_columns(columns: Sequence[ColumnHash]) -> sql.Composable:
-    """A 64-bit hash of the listed columns: the chain, then a final mix of the whole state."""
+@functools.lru_cache(maxsize=64)
+def hash_columns(columns: tuple[ColumnHash, ...]) -> sql.Composable:
+    """A 64-bit hash of the listed columns: the chain, then a final mix of the whole state.
+
+    Composed once per column list (narrowing puts it in every statement, up to
+    ``BATCH_RANGES`` times each): the result is immutable.
+    """
     state: sql.Composable = sql.Literal(SEED)
     for c in columns:
         state = _step(c, state)

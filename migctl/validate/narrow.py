@@ -5,7 +5,10 @@ widths when it spans few key values, else at the key quantiles of its bigger
 side: one index range scan), both sides checksum the sub-ranges (one more
 each), and only differing sub-ranges go on, until a range is small enough to
 stream ``(key, row_hash)`` from both sides in key order and merge. k
-differences cost about k·log(n) small queries.
+differences cost about k·log(n) small range scans. Up to ``BATCH_RANGES``
+differing chunks are narrowed together: each step is one statement per side
+for all their ranges (``UNION ALL``), so the round trips number about
+k / ``BATCH_RANGES`` · log(n).
 
 Other keys (text, uuid, composite) narrow by more bits of the key's hash,
 then stream the rows of the differing hash buckets ordered by
@@ -20,8 +23,9 @@ each kind are kept, the counts are always exact.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -29,18 +33,21 @@ from typing import Any, TypeVar
 from psycopg import sql
 
 from migctl.validate.checksum import (
+    INT8_MIN,
     Buckets,
     BucketSum,
     ChecksumPlan,
+    batch_checksums,
     bucket_checksums,
     bucket_filter,
     key_hash_sql,
     key_int_sql,
     key_output_sql,
     row_hash_sql,
+    union_all,
 )
 from migctl.validate.report import Key
-from migctl.validate.session import Pair
+from migctl.validate.session import Pair, Side
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -48,6 +55,7 @@ Both = Callable[[Callable[[], T], Callable[[], U]], tuple[T, U]]
 
 FANOUT = 64  # sub-ranges per narrowing step
 FETCH_ROWS = 10_000  # leaves up to this many rows per side are fetched from both sides at once
+BATCH_RANGES = 32  # ranges (or leaves) one narrowing statement covers per side
 MAX_DEPTH = 48  # ranges shrink strictly, so this is only a guard
 HASH_STEP_BITS = 8  # hash narrowing refines by 256
 MAX_HASH_BITS = 56
@@ -190,6 +198,9 @@ def _merge_streams(
 
 Range = tuple[int | None, int | None]  # [lo, hi); None is unbounded
 Leaf = tuple[Range, int]  # a range to stream, and the most rows either side holds in it
+Chunk = tuple[Range, tuple[int, int], Tally]  # a differing chunk, each side's rows, its findings
+Part = tuple[Range, tuple[int, int], int]  # a range being narrowed, its rows, its chunk's index
+SmallLeaf = tuple[Range, int, Tally]  # a leaf fetched in memory, its rows, its chunk's findings
 
 
 def resolve_range(
@@ -203,89 +214,185 @@ def resolve_range(
     leaf_rows: int,
 ) -> None:
     """Find the exact differing keys in ``[lo, hi)``, whose chunk checksums differed."""
-    leaves: list[Leaf] = []
-    _narrow(pair, plan, (lo, hi), counts, both, leaf_rows, leaves, 0)
-    key = sql.Identifier(plan.key[0])
+    resolve_ranges(pair, plan, [((lo, hi), counts, tally)], both, leaf_rows)
 
-    def merge(src: Iterable[tuple[Any, ...]], tgt: Iterable[tuple[Any, ...]]) -> None:
-        merge_keyed(_int_rows(src), _int_rows(tgt), tally)
 
-    for (leaf_lo, leaf_hi), rows in _coalesce(leaves):
-        where, params = bucket_filter(plan, Buckets("range", lo=leaf_lo, hi=leaf_hi))
-        query = sql.SQL("SELECT {k}, {h} FROM {t} WHERE {w} ORDER BY {o}").format(
-            k=key_int_sql(plan), h=row_hash_sql(plan), t=plan.relation, w=where, o=key
-        )
-        if rows <= FETCH_ROWS:  # both sides at once, in memory
-            src, tgt = both(
-                partial(pair.source.execute, query, params),
-                partial(pair.target.execute, query, params),
+def resolve_ranges(
+    pair: Pair, plan: ChecksumPlan, chunks: Sequence[Chunk], both: Both[Any, Any], leaf_rows: int
+) -> None:
+    """Find the exact differing keys of several chunks, each into its own tally, all together.
+
+    Each step (the quantiles to split at, the pieces' checksums, the leaves'
+    rows) is one statement per side for up to ``BATCH_RANGES`` ranges of any of
+    the chunks, both sides at once: the round trips grow with the number of
+    differing chunks divided by ``BATCH_RANGES``, not with the number.
+    """
+    leaves: list[tuple[Leaf, int]] = []
+    parts: list[Part] = [(rng, counts, i) for i, (rng, counts, _) in enumerate(chunks)]
+    for depth in range(MAX_DEPTH + 1):
+        wide: list[Part] = []
+        for rng, counts, i in parts:
+            if max(counts) <= leaf_rows or depth == MAX_DEPTH:
+                leaves.append(((rng, max(counts)), i))
+            else:
+                wide.append((rng, counts, i))
+        specs: list[tuple[Buckets, int]] = []
+        for (rng, counts, i), bounds in zip(
+            wide, _split(pair, plan, wide, both, leaf_rows), strict=True
+        ):
+            if bounds:
+                specs.append((Buckets("range", bounds=bounds, lo=rng[0], hi=rng[1]), i))
+            else:
+                leaves.append(((rng, max(counts)), i))
+        parts = []
+        for batch in _batched(specs):
+            wanted = [spec for spec, _ in batch]
+            sums = both(
+                partial(batch_checksums, pair.source.execute, plan, wanted),
+                partial(batch_checksums, pair.target.execute, plan, wanted),
             )
-            merge(src, tgt)
+            for (spec, i), source, target in zip(batch, *sums, strict=True):
+                for bucket, sub_counts in differing(source, target).items():
+                    parts.append((spec.range_of(bucket), sub_counts, i))
+        if not parts:
+            break
+    _fetch_leaves(pair, plan, chunks, leaves, both)
+
+
+def _batched(items: Sequence[T]) -> list[Sequence[T]]:
+    return [items[i : i + BATCH_RANGES] for i in range(0, len(items), BATCH_RANGES)]
+
+
+def _split(
+    pair: Pair, plan: ChecksumPlan, parts: list[Part], both: Both[Any, Any], leaf_rows: int
+) -> list[tuple[int, ...]]:
+    """Up to ``FANOUT - 1`` bounds inside each part's range.
+
+    A range of at most ``FANOUT * leaf_rows`` key values is cut into equal
+    widths, with no query: a primary key puts at most one row on each value, so
+    every piece is a leaf (a side without the primary key may need another
+    split). Otherwise at the key quantiles of the bigger side (index range
+    scans, batched per side, both sides at once).
+    """
+    found: list[tuple[int, ...]] = []
+    by_side: tuple[list[int], list[int]] = ([], [])  # the parts each side splits at quantiles
+    for n, ((lo, hi), counts, _) in enumerate(parts):
+        if lo is not None and hi is not None and hi - lo <= FANOUT * leaf_rows:
+            step = -(-(hi - lo) // FANOUT)
+            found.append(tuple(range(lo + step, hi, step)))
         else:
-            _merge_streams(pair, query, params, merge)
+            found.append(())
+            by_side[0 if counts[0] >= counts[1] else 1].append(n)
+    fractions = [i / FANOUT for i in range(1, FANOUT)]
+
+    def quantiles(side: Side, wanted: list[int]) -> None:
+        for batch in _batched(wanted):
+            queries = []
+            for n in batch:
+                lo, hi = parts[n][0]
+                where, params = bucket_filter(plan, Buckets("range", lo=lo, hi=hi))
+                query = sql.SQL(
+                    "SELECT percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY {k})"
+                    " FROM {t} WHERE {w}"
+                ).format(k=key_int_sql(plan), t=plan.relation, w=where)
+                queries.append((query, [fractions, *params]))
+            for part, values in side.execute(*union_all(queries)):
+                n = batch[part]
+                lo = parts[n][0][0]
+                found[n] = tuple(
+                    sorted(
+                        {int(v) for v in values or [] if v is not None and (lo is None or v > lo)}
+                    )
+                )
+
+    if by_side[0] or by_side[1]:
+        both(
+            partial(quantiles, pair.source, by_side[0]),
+            partial(quantiles, pair.target, by_side[1]),
+        )
+    return found
+
+
+def _fetch_leaves(
+    pair: Pair,
+    plan: ChecksumPlan,
+    chunks: Sequence[Chunk],
+    leaves: list[tuple[Leaf, int]],
+    both: Both[Any, Any],
+) -> None:
+    """Read each leaf's ``(key, row_hash)`` from both sides and merge it into its chunk's tally.
+
+    Adjacent leaves of a chunk are read as one. Leaves of up to ``FETCH_ROWS``
+    rows are fetched from both sides at once, up to ``BATCH_RANGES`` leaves and
+    ``FETCH_ROWS`` rows in one statement per side; bigger ones stream through
+    server-side cursors.
+    """
+    by_chunk: list[list[Leaf]] = [[] for _ in chunks]
+    for leaf, i in leaves:
+        by_chunk[i].append(leaf)
+    small: list[SmallLeaf] = []
+    for (_, _, tally), chunk_leaves in zip(chunks, by_chunk, strict=True):
+        for rng, rows in _coalesce(chunk_leaves):
+            if rows <= FETCH_ROWS:
+                small.append((rng, rows, tally))
+            else:
+                _merge_streams(pair, *_leaf_query(plan, [rng]), _merge_into(tally))
+    small.sort(key=lambda leaf: INT8_MIN if leaf[0][0] is None else leaf[0][0])
+    batch: list[SmallLeaf] = []
+    rows = 0
+    for item in small:
+        if batch and (len(batch) == BATCH_RANGES or rows + item[1] > FETCH_ROWS):
+            _fetch_small(pair, plan, batch, both)
+            batch, rows = [], 0
+        batch.append(item)
+        rows += item[1]
+    if batch:
+        _fetch_small(pair, plan, batch, both)
+
+
+def _fetch_small(
+    pair: Pair, plan: ChecksumPlan, batch: list[SmallLeaf], both: Both[Any, Any]
+) -> None:
+    """Disjoint leaves, in key order: one statement per side, then each leaf's rows merged alone."""
+    query, params = _leaf_query(plan, [rng for rng, _, _ in batch])
+    found = both(
+        partial(pair.source.execute, query, params), partial(pair.target.execute, query, params)
+    )
+    starts = [INT8_MIN if lo is None else lo for (lo, _), _, _ in batch]
+    per_leaf: list[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]] = [([], []) for _ in batch]
+    for side, rows in enumerate(found):
+        for row in rows:
+            per_leaf[bisect_right(starts, row[0]) - 1][side].append(row)
+    for (_, _, tally), (src, tgt) in zip(batch, per_leaf, strict=True):
+        _merge_into(tally)(src, tgt)
+
+
+def _leaf_query(plan: ChecksumPlan, ranges: Sequence[Range]) -> tuple[sql.Composable, list[Any]]:
+    """``(key, row_hash)`` of the rows in any of ``ranges``, in key order."""
+    wheres, params = [], []
+    for lo, hi in ranges:
+        where, where_params = bucket_filter(plan, Buckets("range", lo=lo, hi=hi))
+        wheres.append(sql.SQL("({})").format(where))
+        params += where_params
+    query = sql.SQL("SELECT {k}, {h} FROM {t} WHERE {w} ORDER BY {o}").format(
+        k=key_int_sql(plan),
+        h=row_hash_sql(plan),
+        t=plan.relation,
+        w=sql.SQL(" OR ").join(wheres),
+        o=sql.Identifier(plan.key[0]),
+    )
+    return query, params
+
+
+def _merge_into(
+    tally: Tally,
+) -> Callable[[Iterable[tuple[Any, ...]], Iterable[tuple[Any, ...]]], None]:
+    return lambda src, tgt: merge_keyed(_int_rows(src), _int_rows(tgt), tally)
 
 
 def _int_rows(rows: Iterable[tuple[Any, ...]]) -> Iterator[Row]:
     for key, row_hash in rows:
         yield key, (key,), row_hash
-
-
-def _narrow(
-    pair: Pair,
-    plan: ChecksumPlan,
-    rng: Range,
-    counts: tuple[int, int],
-    both: Both[Any, Any],
-    leaf_rows: int,
-    leaves: list[Leaf],
-    depth: int,
-) -> None:
-    lo, hi = rng
-    if max(counts) <= leaf_rows or depth >= MAX_DEPTH:
-        leaves.append((rng, max(counts)))
-        return
-    bounds = _split(pair, plan, lo, hi, counts, leaf_rows)
-    if not bounds:
-        leaves.append((rng, max(counts)))
-        return
-    spec = Buckets("range", bounds=bounds, lo=lo, hi=hi)
-    sums = both(
-        lambda: bucket_checksums(pair.source.execute, plan, spec),
-        lambda: bucket_checksums(pair.target.execute, plan, spec),
-    )
-    for bucket, sub_counts in differing(*sums).items():
-        sub_lo = lo if bucket == 0 else bounds[bucket - 1]
-        sub_hi = hi if bucket == len(bounds) else bounds[bucket]
-        _narrow(pair, plan, (sub_lo, sub_hi), sub_counts, both, leaf_rows, leaves, depth + 1)
-
-
-def _split(
-    pair: Pair,
-    plan: ChecksumPlan,
-    lo: int | None,
-    hi: int | None,
-    counts: tuple[int, int],
-    leaf_rows: int,
-) -> tuple[int, ...]:
-    """Up to ``FANOUT - 1`` bounds inside ``[lo, hi)``.
-
-    A range of at most ``FANOUT * leaf_rows`` key values is cut into equal
-    widths, with no query: a primary key puts at most one row on each value, so
-    every piece is a leaf (a side without the primary key may need another
-    split). Otherwise at the key quantiles of the bigger side (one index range
-    scan).
-    """
-    if lo is not None and hi is not None and hi - lo <= FANOUT * leaf_rows:
-        step = -(-(hi - lo) // FANOUT)
-        return tuple(range(lo + step, hi, step))
-    bigger = pair.source if counts[0] >= counts[1] else pair.target
-    where, params = bucket_filter(plan, Buckets("range", lo=lo, hi=hi))
-    query = sql.SQL(
-        "SELECT percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY {k}) FROM {t} WHERE {w}"
-    ).format(k=key_int_sql(plan), t=plan.relation, w=where)
-    fractions = [i / FANOUT for i in range(1, FANOUT)]
-    found = bigger.execute(query, [fractions, *params])[0][0] or []
-    return tuple(sorted({int(v) for v in found if v is not None and (lo is None or v > lo)}))
 
 
 def _coalesce(leaves: list[Leaf]) -> list[Leaf]:

@@ -2,10 +2,10 @@
 
 One read-only snapshot per table per side. The first pass computes every
 chunk's ``(count, checksum)`` in ONE scan per side, both servers at once;
-equal tables end there. Differing chunks are narrowed to exact keys, one
-chunk at a time; a chunk whose connection drops is redone from its start on
-a fresh snapshot. A table whose comparison cannot complete is ``error``,
-never ``match``.
+equal tables end there. Differing chunks are narrowed to exact keys up to
+``BATCH_RANGES`` at a time, sharing each narrowing statement; a batch whose
+connection drops is redone from its start on a fresh snapshot. A table whose
+comparison cannot complete is ``error``, never ``match``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,15 @@ from psycopg import sql
 from migctl.redact import redact_text
 from migctl.validate.catalog import TableInfo
 from migctl.validate.checksum import Buckets, BucketSum, bucket_checksums, chunk_bounds
-from migctl.validate.narrow import Both, Tally, differing, resolve_hash, resolve_range
+from migctl.validate.narrow import (
+    BATCH_RANGES,
+    Both,
+    Range,
+    Tally,
+    differing,
+    resolve_hash,
+    resolve_ranges,
+)
 from migctl.validate.plan import TablePlan, plan_table
 from migctl.validate.report import Key, Progress, TableResult
 from migctl.validate.session import Pair, Side, planner_hints, retry_unit
@@ -179,48 +187,44 @@ def _compare(
 
     tally = Tally(options.max_keys)
 
-    def run_chunk(resolve: Callable[[Tally], None]) -> None:
-        def unit() -> Tally:
+    def run_unit(count: int, resolve: Callable[[list[Tally]], None]) -> None:
+        """Narrow ``count`` differing chunks as one unit, redone whole if a connection drops."""
+
+        def unit() -> list[Tally]:
             generations = (pair.source.generation, pair.target.generation)
-            found = Tally(options.max_keys)
+            found = [Tally(options.max_keys) for _ in range(count)]
             resolve(found)
-            if found.total == 0 and generations == pass_generations:
+            if generations == pass_generations and any(t.total == 0 for t in found):
                 raise InconsistentResult("chunk checksums differ but no differing row was found")
             return found
 
-        tally.absorb(retry_unit(unit, pair.source, pair.target, on_retry=pair.note_retry))
+        for found in retry_unit(unit, pair.source, pair.target, on_retry=pair.note_retry):
+            tally.absorb(found)
 
     if method == "range":
-        bounds = spec.bounds
-        for done, (bucket, counts) in enumerate(diff.items(), start=1):
-            lo = None if bucket == 0 else bounds[bucket - 1]
-            hi = None if bucket == len(bounds) else bounds[bucket]
-            run_chunk(
-                partial(
-                    resolve_range,
-                    pair,
-                    plan,
-                    lo,
-                    hi,
-                    counts,
-                    both=both,
-                    leaf_rows=options.leaf_rows,
-                )
-            )
+        ranges = [(spec.range_of(bucket), counts) for bucket, counts in diff.items()]
+
+        def narrow(batch: list[tuple[Range, tuple[int, int]]], found: list[Tally]) -> None:
+            work = [(rng, counts, t) for (rng, counts), t in zip(batch, found, strict=True)]
+            resolve_ranges(pair, plan, work, both, options.leaf_rows)
+
+        for first in range(0, len(ranges), BATCH_RANGES):
+            batch = ranges[first : first + BATCH_RANGES]
+            run_unit(len(batch), partial(narrow, batch))
+            done = first + len(batch)
             progress(
                 Progress(
-                    name,
-                    "narrowing",
-                    source_rows,
-                    target_rows,
-                    chunks,
-                    len(diff),
-                    done,
+                    name, "narrowing", source_rows, target_rows, chunks, len(diff), done,
                     clock() - start,
                 )
-            )
+            )  # fmt: skip
     elif diff:
-        run_chunk(lambda t: resolve_hash(pair, plan, diff, spec.bits, t, both, options.stream_rows))
+        run_unit(
+            1,
+            lambda found: resolve_hash(
+                pair, plan, diff, spec.bits, found[0], both, options.stream_rows
+            ),
+        )
 
     return table_result(
         name, table_plan, tally,

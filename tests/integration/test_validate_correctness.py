@@ -416,6 +416,40 @@ def test_many_differences_counts_stay_exact_beyond_max_keys(pg_pair: Any) -> Non
     assert (ids.changed_count, ids.changed) == (333, ((9,), (18,), (27,), (36,), (45,)))
 
 
+def test_many_differing_chunks_share_each_narrowing_statement(pg_pair: Any) -> None:
+    """Hundreds of differing chunks, dense and sparse keys: a few statements per batch of chunks."""
+    from migctl.validate.narrow import BATCH_RANGES
+
+    pg_pair.execute_both(
+        "CREATE TABLE dense (id int PRIMARY KEY, v int);"
+        "INSERT INTO dense SELECT g, g FROM generate_series(1, 20000) g;"
+        # 1,000 apart: too sparse for aligned chunks, so chunks and splits come from quantiles
+        "CREATE TABLE spread (id bigint PRIMARY KEY, v int);"
+        "INSERT INTO spread SELECT g * 1000, g FROM generate_series(1, 20000) g;"
+        "ANALYZE dense; ANALYZE spread"
+    )
+    on_target(
+        pg_pair,
+        "UPDATE dense SET v = -v WHERE v % 97 = 0",  # 206 rows: one or two in every chunk
+        "DELETE FROM dense WHERE v IN (1, 20000)",  # in the first and the last chunk
+        "UPDATE spread SET v = -v WHERE v % 89 = 0",  # 224 rows
+        "INSERT INTO spread VALUES (-1, 0), (2500, 0), (20000001, 0)",
+    )
+    report = run(pg_pair, chunk_rows=100, max_keys=3)
+    dense, spread = table(report, "public.dense"), table(report, "public.spread")
+    assert (dense.changed_count, dense.missing_in_target_count) == (206, 2)
+    assert (dense.changed, dense.missing_in_target) == (((97,), (194,), (291,)), ((1,), (20000,)))
+    assert (spread.changed_count, spread.changed) == (224, ((89000,), (178000,), (267000,)))
+    assert spread.missing_in_source == ((-1,), (2500,), (20000001,))
+    assert (spread.missing_in_source_count, spread.missing_in_target_count) == (3, 0)
+    for found in (dense, spread):
+        # One chunk at a time took three or four statements per differing chunk; batched, each
+        # step of narrowing takes one statement per side for up to BATCH_RANGES chunks.
+        batches = -(-found.differing_chunks // BATCH_RANGES)
+        assert found.differing_chunks > 3 * BATCH_RANGES
+        assert found.queries <= 10 + 10 * batches, (found.queries, batches)
+
+
 def test_a_big_table_gets_the_planner_hints_and_the_same_exact_answer(pg_pair: Any) -> None:
     """Above BIG_TABLE_ROWS the first pass runs with planner hints; the target stores rows at random."""
     from migctl.validate.table import BIG_TABLE_ROWS
@@ -476,7 +510,13 @@ def test_shifted_buckets_over_aligned_bounds_are_width_bucket(pg_pair: Any) -> N
     """The first pass's cheap bucket for dense keys gives exactly ``width_bucket``'s numbers."""
     from bisect import bisect_right
 
-    from migctl.validate.checksum import Buckets, ChecksumPlan, aligned_shift, bucket_checksums
+    from migctl.validate.checksum import (
+        Buckets,
+        ChecksumPlan,
+        aligned_shift,
+        batch_checksums,
+        bucket_checksums,
+    )
     from migctl.validate.hashing import ColumnHash
 
     low, high = -(2**63), 2**63 - 1
@@ -513,6 +553,19 @@ def test_shifted_buckets_over_aligned_bounds_are_width_bucket(pg_pair: Any) -> N
                 "SELECT width_bucket(id, %s::int8[]), count(*) FROM keys GROUP BY 1", [list(bounds)]
             ).fetchall()
             assert dict(server) == expected
+
+        # Narrowing asks for several splits at once, restricted to ranges: one statement, the
+        # same sums as one statement each (both bucket shapes, open and closed ends).
+        specs = [
+            Buckets("range", bounds=bounds, lo=lo, hi=hi)
+            for bounds, _ in cases
+            for lo, hi in ((None, None), (-4000, 4000), (None, 0), (-20, None))
+        ]
+        one_by_one = [bucket_checksums(run, plan, spec) for spec in specs]
+        statements = len(seen)
+        assert batch_checksums(run, plan, specs) == one_by_one
+        assert len(seen) == statements + 1 and "UNION ALL" in seen[-1]
+        assert all(one_by_one) and len({tuple(s.items()) for s in one_by_one}) > len(cases)
 
 
 def test_a_not_valid_not_null_column_still_counts_its_nulls(pg_pair_mixed: Any) -> None:
