@@ -200,7 +200,7 @@ Range = tuple[int | None, int | None]  # [lo, hi); None is unbounded
 Leaf = tuple[Range, int]  # a range to stream, and the most rows either side holds in it
 Chunk = tuple[Range, tuple[int, int], Tally]  # a differing chunk, each side's rows, its findings
 Part = tuple[Range, tuple[int, int], int]  # a range being narrowed, its rows, its chunk's index
-SmallLeaf = tuple[Range, int, Tally]  # a leaf fetched in memory, its rows, its chunk's findings
+SmallLeaf = tuple[Range, int, Tally]  # a leaf fetched in memory, its rows, its findings
 
 
 def resolve_range(
@@ -325,18 +325,21 @@ def _fetch_leaves(
     Adjacent leaves of a chunk are read as one. Leaves of up to ``FETCH_ROWS``
     rows are fetched from both sides at once, up to ``BATCH_RANGES`` leaves and
     ``FETCH_ROWS`` rows in one statement per side; bigger ones stream through
-    server-side cursors.
+    server-side cursors. Each leaf fills its own tally, which its chunk absorbs in
+    key order: the keys kept under ``max_keys`` are the chunk's first ones.
     """
     by_chunk: list[list[Leaf]] = [[] for _ in chunks]
     for leaf, i in leaves:
         by_chunk[i].append(leaf)
+    in_order: list[list[Tally]] = [[] for _ in chunks]
     small: list[SmallLeaf] = []
-    for (_, _, tally), chunk_leaves in zip(chunks, by_chunk, strict=True):
-        for rng, rows in _coalesce(chunk_leaves):
+    for (_, _, tally), chunk_leaves, found in zip(chunks, by_chunk, in_order, strict=True):
+        for rng, rows in _coalesce(chunk_leaves):  # in key order
+            found.append(Tally(tally.max_keys))
             if rows <= FETCH_ROWS:
-                small.append((rng, rows, tally))
+                small.append((rng, rows, found[-1]))
             else:
-                _merge_streams(pair, *_leaf_query(plan, [rng]), _merge_into(tally))
+                _merge_streams(pair, *_leaf_query(plan, [rng]), _merge_into(found[-1]))
     small.sort(key=lambda leaf: INT8_MIN if leaf[0][0] is None else leaf[0][0])
     batch: list[SmallLeaf] = []
     rows = 0
@@ -348,6 +351,9 @@ def _fetch_leaves(
         rows += item[1]
     if batch:
         _fetch_small(pair, plan, batch, both)
+    for (_, _, tally), found in zip(chunks, in_order, strict=True):
+        for leaf_tally in found:
+            tally.absorb(leaf_tally)
 
 
 def _fetch_small(

@@ -506,6 +506,25 @@ def test_a_key_repeated_on_a_target_without_the_primary_key_is_streamed(
     assert streams == ["source", "target"]  # through server-side cursors, not in memory
 
 
+def test_the_keys_kept_are_the_first_even_beside_a_streamed_leaf(pg_pair: Any) -> None:
+    """One chunk; key 20 in a small leaf, key 4000 repeated in a streamed one: max_keys keeps 20."""
+    from migctl.validate.narrow import FETCH_ROWS
+
+    with pg_pair.source_conn() as conn:
+        conn.execute("CREATE TABLE dupes (id int PRIMARY KEY, v text)")
+    with pg_pair.target_conn() as conn:
+        conn.execute("CREATE TABLE dupes (id int NOT NULL, v text)")
+    pg_pair.execute_both("INSERT INTO dupes SELECT g, 'v' || g FROM generate_series(1, 5000) g")
+    on_target(
+        pg_pair,
+        f"INSERT INTO dupes SELECT 4000, 'v4000' FROM generate_series(1, {FETCH_ROWS + 2_000})",
+        "INSERT INTO dupes VALUES (20, 'extra')",
+    )
+    dupes = table(run(pg_pair, chunk_rows=1_000_000, max_keys=1), "public.dupes")
+    assert (dupes.chunks, dupes.missing_in_source_count) == (1, FETCH_ROWS + 2_001)
+    assert dupes.missing_in_source == ((20,),)
+
+
 def test_shifted_buckets_over_aligned_bounds_are_width_bucket(pg_pair: Any) -> None:
     """The first pass's cheap bucket for dense keys gives exactly ``width_bucket``'s numbers."""
     from bisect import bisect_right
