@@ -5,7 +5,7 @@
 ``lambda-local`` the same steps run as invocations (see ``fanout_table.py``):
 ``plan`` on both sides for the catalogs and row estimates, ``plan`` on the
 source for the key bounds of range-chunked tables, ``checksum`` per span of
-chunks per side (concurrently), ``narrow`` per differing chunk, and
+chunks per side (concurrently), ``narrow`` per differing chunk or group of them, and
 ``sequences`` once. The report, its JSON and its exit code are the local
 ones; ``queries`` and ``retries`` count invocations.
 """

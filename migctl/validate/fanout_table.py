@@ -3,9 +3,11 @@
 The first pass is split into spans of consecutive chunks, one ``checksum``
 invocation per span and side, all in flight at once (up to the fan-out's
 concurrency). Bucket numbers are global, so the chunks and differing chunks
-are the ones a local run finds. Each differing range chunk is narrowed by one
-``narrow`` invocation (both sides, one snapshot each); hash buckets by one
-for the table, as locally, so the same first ``max_keys`` keys are kept. Any
+are the ones a local run finds. Differing range chunks are narrowed by
+``narrow`` invocations (both sides, one snapshot each): one chunk each while
+they fit the concurrency, else groups of consecutive chunks narrowed together;
+hash buckets by one for the table, as locally, so the same first ``max_keys``
+keys are kept. Any
 invocation that still fails after its retries makes the table ``error``.
 """
 
@@ -13,18 +15,20 @@ from __future__ import annotations
 
 from concurrent.futures import Future, as_completed
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from migctl.redact import redact_text
 from migctl.validate.catalog import TableInfo
 from migctl.validate.checksum import Buckets, BucketSum
 from migctl.validate.executor import RemoteRun
 from migctl.validate.lambda_executor import CallStats
-from migctl.validate.narrow import Tally, differing
+from migctl.validate.narrow import BATCH_RANGES, Tally, differing
 from migctl.validate.payloads import tally_from_dict
 from migctl.validate.plan import plan_table
 from migctl.validate.report import Progress, TableResult
 from migctl.validate.table import TableOptions, hash_bits, range_buckets, table_result
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,14 @@ def range_spans(bounds: tuple[int, ...], per_invocation: int) -> list[Span]:
         hi = None if last == total - 1 else bounds[last]
         spans.append(Span(first, Buckets("range", bounds=bounds[first:last], lo=lo, hi=hi)))
     return spans
+
+
+def narrow_groups(chunks: list[T], concurrency: int) -> list[list[T]]:
+    """Consecutive differing chunks per ``narrow`` invocation: one each while they fit the
+    concurrency, else as many as spread them over it (up to ``BATCH_RANGES``, which the
+    function narrows together), so every invocation's connections do more than one chunk."""
+    per = max(1, min(BATCH_RANGES, -(-len(chunks) // max(1, concurrency))))
+    return [chunks[i : i + per] for i in range(0, len(chunks), per)]
 
 
 def compare_table_remote(
@@ -166,14 +178,16 @@ def _compare(
     elif diff:
         buckets = [[b, list(c)] for b, c in diff.items()]
         requests = [{"buckets": buckets, "bits": spans[0].buckets.bits, "counts": [0, 0]}]
+    groups = narrow_groups(requests, run.fanout_options.concurrency)
     narrowing = [
-        run.fanout.submit(run.payload("narrow", chunks=[chunk], **common), stats)
-        for chunk in requests
+        run.fanout.submit(run.payload("narrow", chunks=group, **common), stats) for group in groups
     ]
     tally = Tally(options.max_keys)
+    done = 0
     try:
-        for done, future in enumerate(narrowing, start=1):  # in chunk order: the same keys kept
+        for group, future in zip(groups, narrowing, strict=True):  # in chunk order: same keys kept
             tally.absorb(tally_from_dict(future.result()["tally"]))
+            done += len(group)
             run.progress(
                 Progress(
                     name,

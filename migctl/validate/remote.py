@@ -220,7 +220,7 @@ def _count(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
 def _narrow(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
     """Exact differing keys inside differing chunks: both sides, one snapshot each."""
     from migctl.validate.checksum import ChecksumPlan
-    from migctl.validate.narrow import Tally, resolve_hash, resolve_range
+    from migctl.validate.narrow import Tally, resolve_hash, resolve_ranges
     from migctl.validate.payloads import tally_to_dict
     from migctl.validate.session import on_both_sides
 
@@ -235,22 +235,16 @@ def _narrow(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
                 deadline.check()
                 return on_both_sides(pool, on_source, on_target)
 
-            for chunk in event.get("chunks") or ():
-                found = Tally(max_keys)
-                counts = (int(chunk["counts"][0]), int(chunk["counts"][1]))
-                if event.get("method") == "range":
-                    lo, hi = chunk.get("lo"), chunk.get("hi")
-                    resolve_range(
-                        pair,
-                        plan,
-                        None if lo is None else int(lo),
-                        None if hi is None else int(hi),
-                        counts,
-                        found,
-                        both,
-                        int(event["leaf_rows"]),
-                    )
-                else:
+            requests = list(event.get("chunks") or ())
+            tallies = [Tally(max_keys) for _ in requests]
+            if event.get("method") == "range":  # all together, as the local executor does
+                chunks = [
+                    (_chunk_range(chunk), _chunk_counts(chunk), found)
+                    for chunk, found in zip(requests, tallies, strict=True)
+                ]
+                resolve_ranges(pair, plan, chunks, both, int(event["leaf_rows"]))
+            else:
+                for chunk, found in zip(requests, tallies, strict=True):
                     buckets = {int(b): (int(c[0]), int(c[1])) for b, c in chunk["buckets"]}
                     resolve_hash(
                         pair,
@@ -261,13 +255,23 @@ def _narrow(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
                         both,
                         int(event["stream_rows"]),
                     )
+            for found in tallies:
                 if found.total == 0:
                     raise MigctlError("chunk checksums differ but no differing row was found")
                 tally.absorb(found)
-                deadline.check()
+            deadline.check()
     finally:
         pair.close()
     return {"tally": tally_to_dict(tally)}
+
+
+def _chunk_range(chunk: dict[str, Any]) -> tuple[int | None, int | None]:
+    lo, hi = chunk.get("lo"), chunk.get("hi")
+    return (None if lo is None else int(lo)), (None if hi is None else int(hi))
+
+
+def _chunk_counts(chunk: dict[str, Any]) -> tuple[int, int]:
+    return int(chunk["counts"][0]), int(chunk["counts"][1])
 
 
 def _sequences(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:

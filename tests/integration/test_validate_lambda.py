@@ -306,3 +306,38 @@ def test_each_invocation_keeps_inside_the_function_timeout(pg_pair: Any) -> None
     assert handle({**event, "version": 0}, None)["error"].startswith(
         "unsupported payload version 0"
     )
+
+
+def test_many_differing_chunks_are_narrowed_in_groups_with_the_local_answer(pg_pair: Any) -> None:
+    """More differing chunks than the concurrency: consecutive groups, narrowed together."""
+    from migctl.validate.narrow import BATCH_RANGES
+
+    pg_pair.execute_both(
+        "CREATE TABLE dense (id int PRIMARY KEY, v int);"
+        "INSERT INTO dense SELECT g, g FROM generate_series(1, 20000) g; ANALYZE dense"
+    )
+    with pg_pair.target_conn() as conn:
+        conn.execute("UPDATE dense SET v = -v WHERE v % 97 = 0")  # one or two in every chunk
+    source, target = dbs(pg_pair)
+    opts = options(chunk_rows=100, max_keys=3)
+    local = run_validation(source, target, opts)
+    groups: list[int] = []
+
+    def counting(payload: dict[str, Any]) -> dict[str, Any]:
+        if payload["action"] == "narrow":
+            groups.append(len(payload["chunks"]))
+        return in_process(payload)
+
+    fanned = run_validation(
+        source,
+        target,
+        opts,
+        executor="lambda-local",
+        invoke=counting,
+        fanout_options=FanoutOptions(concurrency=4),
+    )
+    assert comparable(fanned) == comparable(local)
+    (dense,) = fanned.tables
+    assert (dense.changed_count, dense.changed) == (206, ((97,), (194,), (291,)))
+    assert sum(groups) == dense.differing_chunks > 4 * BATCH_RANGES
+    assert max(groups) == BATCH_RANGES and len(groups) == -(-sum(groups) // BATCH_RANGES)

@@ -58,3 +58,16 @@ def test_differing_compares_count_and_checksum_and_absent_buckets() -> None:
 def test_adjacent_leaf_ranges_are_streamed_together() -> None:
     leaves = [((10, 20), 3), ((None, 5), 1), ((20, 30), 4), ((40, None), 2)]
     assert _coalesce(leaves) == [((None, 5), 1), ((10, 30), 7), ((40, None), 2)]
+
+
+def test_narrow_groups_spread_chunks_over_the_concurrency() -> None:
+    from migctl.validate.fanout_table import narrow_groups
+    from migctl.validate.narrow import BATCH_RANGES
+
+    assert narrow_groups(list(range(5)), 50) == [[0], [1], [2], [3], [4]]  # one each: they fit
+    assert [len(g) for g in narrow_groups(list(range(100)), 50)] == [2] * 50
+    assert [len(g) for g in narrow_groups(list(range(101)), 50)] == [3] * 33 + [2]
+    many = narrow_groups(list(range(10_000)), 50)  # never more than BATCH_RANGES a statement
+    assert {len(g) for g in many} == {BATCH_RANGES, 10_000 % BATCH_RANGES}
+    assert [c for g in many for c in g] == list(range(10_000))  # consecutive, in order
+    assert narrow_groups([], 50) == [] and narrow_groups([1], 0) == [[1]]
