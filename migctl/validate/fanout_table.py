@@ -7,8 +7,8 @@ are the ones a local run finds. Differing range chunks are narrowed by
 ``narrow`` invocations (both sides, one snapshot each): one chunk each while
 they fit the concurrency, else groups of consecutive chunks narrowed together;
 hash buckets by one for the table, as locally, so the same first ``max_keys``
-keys are kept. Any
-invocation that still fails after its retries makes the table ``error``.
+keys are kept. Any invocation that still fails after its retries makes the
+table ``error``.
 """
 
 from __future__ import annotations

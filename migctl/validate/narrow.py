@@ -203,20 +203,6 @@ Part = tuple[Range, tuple[int, int], int]  # a range being narrowed, its rows, i
 SmallLeaf = tuple[Range, int, Tally]  # a leaf fetched in memory, its rows, its findings
 
 
-def resolve_range(
-    pair: Pair,
-    plan: ChecksumPlan,
-    lo: int | None,
-    hi: int | None,
-    counts: tuple[int, int],
-    tally: Tally,
-    both: Both[Any, Any],
-    leaf_rows: int,
-) -> None:
-    """Find the exact differing keys in ``[lo, hi)``, whose chunk checksums differed."""
-    resolve_ranges(pair, plan, [((lo, hi), counts, tally)], both, leaf_rows)
-
-
 def resolve_ranges(
     pair: Pair, plan: ChecksumPlan, chunks: Sequence[Chunk], both: Both[Any, Any], leaf_rows: int
 ) -> None:
