@@ -13,6 +13,7 @@ table ``error``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Future, as_completed
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -22,7 +23,7 @@ from migctl.validate.catalog import TableInfo
 from migctl.validate.checksum import Buckets, BucketSum
 from migctl.validate.executor import RemoteRun
 from migctl.validate.lambda_executor import CallStats
-from migctl.validate.narrow import BATCH_RANGES, Tally, differing
+from migctl.validate.narrow import BATCH_RANGES, Tally, batched, differing
 from migctl.validate.payloads import tally_from_dict
 from migctl.validate.plan import plan_table
 from migctl.validate.report import Progress, TableResult
@@ -51,12 +52,11 @@ def range_spans(bounds: tuple[int, ...], per_invocation: int) -> list[Span]:
     return spans
 
 
-def narrow_groups(chunks: list[T], concurrency: int) -> list[list[T]]:
+def narrow_groups(chunks: Sequence[T], concurrency: int) -> list[Sequence[T]]:
     """Consecutive differing chunks per ``narrow`` invocation: one each while they fit the
     concurrency, else as many as spread them over it (up to ``BATCH_RANGES``, which the
     function narrows together), so every invocation's connections do more than one chunk."""
-    per = max(1, min(BATCH_RANGES, -(-len(chunks) // max(1, concurrency))))
-    return [chunks[i : i + per] for i in range(0, len(chunks), per)]
+    return batched(chunks, max(1, min(BATCH_RANGES, -(-len(chunks) // max(1, concurrency)))))
 
 
 def compare_table_remote(

@@ -231,7 +231,7 @@ def resolve_ranges(
             else:
                 leaves.append(((rng, max(counts)), i))
         parts = []
-        for batch in _batched(specs):
+        for batch in batched(specs):
             wanted = [spec for spec, _ in batch]
             sums = both(
                 partial(batch_checksums, pair.source.execute, plan, wanted),
@@ -245,8 +245,9 @@ def resolve_ranges(
     _fetch_leaves(pair, plan, chunks, leaves, both)
 
 
-def _batched(items: Sequence[T]) -> list[Sequence[T]]:
-    return [items[i : i + BATCH_RANGES] for i in range(0, len(items), BATCH_RANGES)]
+def batched(items: Sequence[T], size: int = BATCH_RANGES) -> list[Sequence[T]]:
+    """Consecutive groups of ``size`` items (the last one shorter), in order."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _split(
@@ -272,7 +273,7 @@ def _split(
     fractions = [i / FANOUT for i in range(1, FANOUT)]
 
     def quantiles(side: Side, wanted: list[int]) -> None:
-        for batch in _batched(wanted):
+        for batch in batched(wanted):
             queries = []
             for n in batch:
                 lo, hi = parts[n][0]

@@ -11,7 +11,7 @@ comparison cannot complete is ``error``, never ``match``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -22,10 +22,10 @@ from migctl.redact import redact_text
 from migctl.validate.catalog import TableInfo
 from migctl.validate.checksum import Buckets, BucketSum, bucket_checksums, chunk_bounds
 from migctl.validate.narrow import (
-    BATCH_RANGES,
     Both,
     Range,
     Tally,
+    batched,
     differing,
     resolve_hash,
     resolve_ranges,
@@ -204,14 +204,14 @@ def _compare(
     if method == "range":
         ranges = [(spec.range_of(bucket), counts) for bucket, counts in diff.items()]
 
-        def narrow(batch: list[tuple[Range, tuple[int, int]]], found: list[Tally]) -> None:
+        def narrow(batch: Sequence[tuple[Range, tuple[int, int]]], found: list[Tally]) -> None:
             work = [(rng, counts, t) for (rng, counts), t in zip(batch, found, strict=True)]
             resolve_ranges(pair, plan, work, both, options.leaf_rows)
 
-        for first in range(0, len(ranges), BATCH_RANGES):
-            batch = ranges[first : first + BATCH_RANGES]
+        done = 0
+        for batch in batched(ranges):
             run_unit(len(batch), partial(narrow, batch))
-            done = first + len(batch)
+            done += len(batch)
             progress(
                 Progress(
                     name, "narrowing", source_rows, target_rows, chunks, len(diff), done,
