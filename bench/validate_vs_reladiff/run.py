@@ -244,6 +244,13 @@ def _median(results):  # type: ignore[no-untyped-def]
     return ordered[len(ordered) // 2], [r["seconds"] for r in results]
 
 
+def per_turn(numerators: list[float], denominators: list[float]) -> dict[str, object]:
+    """Each turn's ratio and their median: the pairs ran side by side, so drift between turns
+    cancels out (a ratio of medians can pair a quiet turn's run with a busy turn's)."""
+    ratios = [a / b for a, b in zip(numerators, denominators, strict=True)]
+    return {"median": round(statistics.median(ratios), 2), "turns": [round(r, 2) for r in ratios]}
+
+
 def interleaved(repeats: int, **runs):  # type: ignore[no-untyped-def]
     """Median of each run, taking turns (a, b, c, a, b, c, ...): the machine's drift hits all alike."""
     results: dict[str, list[object]] = {name: [] for name in runs}
@@ -284,6 +291,7 @@ def bench_size(
     limits = {None: timed["default_workers"], 0: timed["no_workers"]}
     limit, limit_runs = min(limits.values(), key=lambda m: m[0])
     migctl, migctl_runs = timed["migctl"]
+    turn_limits = [min(pair) for pair in zip(limits[None][1], limits[0][1], strict=True)]
     table = migctl["table"]
     result: dict[str, object] = {
         "rows": rows,
@@ -308,6 +316,7 @@ def bench_size(
     )
     result["migctl_exact"] = exact
     result["migctl_vs_limit"] = round(migctl["seconds"] / limit, 2)
+    result["migctl_vs_limit_per_turn"] = per_turn(migctl_runs, turn_limits)
     for executor in executors:  # the same data, the same planted differences
         other, other_runs = median_of(repeats, run_migctl, source, target, executor)
         found = other["table"]
@@ -344,6 +353,7 @@ def bench_size(
             migctl_seconds_same_data=round(float(again["seconds"]), 2),
             migctl_changed_same_data=again["table"]["changed"],
             reladiff_vs_migctl=round(float(reladiff["seconds"]) / float(again["seconds"]), 2),
+            reladiff_vs_migctl_per_turn=per_turn(reladiff_runs, again_runs),
         )
     # k differences: more changed rows spread over the key space; report total differences
     queries: dict[int, object] = {
@@ -417,12 +427,15 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
     print(
         "\nrows        limit s  migctl s  migctl/limit  reladiff s  reladiff/migctl  peak RSS MB  exact"
+        "  (per turn: migctl/limit, reladiff/migctl)"
     )
     for r in results:
         print(
             f"{r['rows']:>10,}  {r['one_pass_limit_seconds']:>7}  {r['migctl_seconds']:>8}  "
             f"{r['migctl_vs_limit']:>12}  {r.get('reladiff_seconds', '-'):>10}  "
             f"{r.get('reladiff_vs_migctl', '-'):>15}  {r['migctl_peak_rss_mb']:>11}  {r['migctl_exact']}"
+            f"  ({r['migctl_vs_limit_per_turn']['median']},"
+            f" {r.get('reladiff_vs_migctl_per_turn', {}).get('median', '-')})"
         )
         for executor in executors:
             print(
