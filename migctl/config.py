@@ -72,7 +72,7 @@ class ValidateSettings:
     exclude: tuple[str, ...] = ()
     jobs: int = 2
     max_keys: int = 100
-    chunk_rows: int = 2_000
+    chunk_rows: int = 512  # migctl.validate.table.CHUNK_ROWS
     statement_timeout_seconds: int = 600
     lock_timeout_seconds: int = 5
     parallel_workers: int = 0

@@ -23,7 +23,7 @@ from migctl.validate.hashing import choose_algorithm
 from migctl.validate.report import Progress, SequenceResult, TableResult, ValidationReport
 from migctl.validate.sequences import compare_sequences, select_sequences
 from migctl.validate.session import Pair, SessionOptions, Side, on_both_sides
-from migctl.validate.table import TableOptions, compare_table
+from migctl.validate.table import CHUNK_ROWS, TableOptions, compare_table
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -36,7 +36,7 @@ class ValidateOptions:
     exclude: tuple[str, ...] = ()
     jobs: int = 2
     max_keys: int = 100
-    chunk_rows: int = 2_000
+    chunk_rows: int = CHUNK_ROWS
     session: SessionOptions = field(default_factory=SessionOptions)
     sequences: bool = True
 

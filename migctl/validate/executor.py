@@ -30,6 +30,7 @@ from migctl.validate.report import Progress, SequenceResult, ValidationReport
 
 ExecutorKind = Literal["local", "lambda", "lambda-local"]
 EXECUTORS: tuple[ExecutorKind, ...] = ("local", "lambda", "lambda-local")
+ROWS_PER_INVOCATION = 32_000  # first-pass rows per checksum invocation (62 chunks of 512)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,11 @@ class FanoutOptions:
     # Per invocation. The handler cuts it to the function's remaining time less a
     # margin (the function's timeout is 900 s; the lambda client reads for 900 s).
     deadline_seconds: float = 600.0
-    chunks_per_invocation: int = 16
+    chunks_per_invocation: int | None = None  # default: ROWS_PER_INVOCATION rows' worth
+
+    def span_chunks(self, chunk_rows: int) -> int:
+        """First-pass chunks per ``checksum`` invocation."""
+        return self.chunks_per_invocation or max(1, ROWS_PER_INVOCATION // max(1, chunk_rows))
 
 
 @dataclass(frozen=True)

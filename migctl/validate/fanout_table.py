@@ -119,7 +119,7 @@ def _compare(
             request = {"plan": plan.to_dict(), "count": count, "percent": percent, "rows": estimate}
             answer = run.call(run.payload("plan", "source", bounds=[request]), stats)
             bounds = tuple(int(b) for b in answer["bounds"][0])
-        spans = range_spans(bounds, run.fanout_options.chunks_per_invocation)
+        spans = range_spans(bounds, run.fanout_options.span_chunks(options.chunk_rows))
     else:
         bits = hash_bits(estimate, options.chunk_rows)
         spans = [Span(0, Buckets("hash", bits=bits))]

@@ -38,6 +38,11 @@ MAX_RANGE_BUCKETS = 65_536
 MAX_HASH_BITS = 16
 SAMPLE_ROWS_PER_BUCKET = 64  # block sampling: enough blocks for roughly even quantiles
 BIG_TABLE_ROWS = 50_000  # below this, planner hints and parallel workers cost more than they save
+# Rows per first-pass chunk. Each differing chunk is read again on both sides to narrow it, so
+# smaller chunks make many differences cheaper (555 in 2M rows: 2.42 s at 512 against 3.17 s
+# at 2,000); with few, 512 to 2,000 cost the same (docs/performance.md). config.py repeats it
+# (importing this module would put psycopg in every command's start-up).
+CHUNK_ROWS = 512
 
 
 class InconsistentResult(RuntimeError):
@@ -46,7 +51,7 @@ class InconsistentResult(RuntimeError):
 
 @dataclass(frozen=True)
 class TableOptions:
-    chunk_rows: int = 2_000
+    chunk_rows: int = CHUNK_ROWS
     max_keys: int = 100
     # A differing range this small is streamed at once; a bigger one is split first. Streaming
     # a whole first-pass chunk costs more than splitting it: every row crosses the wire and

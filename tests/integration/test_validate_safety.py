@@ -169,12 +169,36 @@ def test_planner_hints_last_only_for_the_first_pass(pg_pair: Any) -> None:
             assert side.execute("SHOW jit")[0][0] == "on"  # without inlining and optimisation:
             assert side.execute("SHOW jit_optimize_above_cost")[0][0] == "-1"
             assert side.execute("SHOW jit_inline_above_cost")[0][0] == "-1"
+            assert side.execute("SHOW work_mem")[0][0] == "32MB"
         assert side.execute("SHOW enable_sort")[0][0] == "on"
+        assert side.execute("SHOW work_mem")[0][0] == "4MB"
         assert side.execute("SHOW parallel_tuple_cost")[0][0] == "0.1"
         assert side.execute("SHOW jit")[0][0] == "off"  # the narrowing's small queries
         assert side.execute("SHOW transaction_read_only")[0][0] == "on"
     finally:
         side.close()
+
+
+def test_the_first_pass_never_writes_temporary_files_on_a_server_with_little_work_mem(
+    pg_pair: Any,
+) -> None:
+    """Under a tiny work_mem the first pass's hash table of chunks would spill to disk; here
+    any temporary file is an error (temp_file_limit = 0), so the table errors unless the
+    first pass raises work_mem for itself."""
+    from migctl.validate.table import BIG_TABLE_ROWS
+
+    rows = BIG_TABLE_ROWS + 10_000
+    pg_pair.execute_both(
+        "CREATE TABLE spill (id bigint PRIMARY KEY, v text);"
+        f"INSERT INTO spill SELECT g, 'v' || g FROM generate_series(1, {rows}) g; ANALYZE spill"
+    )
+    db = f'"{pg_pair.dbname}"'
+    pg_pair.execute_both(
+        f"ALTER DATABASE {db} SET work_mem = '64kB'; ALTER DATABASE {db} SET temp_file_limit = 0"
+    )
+    spill = run(pg_pair, chunk_rows=20).tables[0]
+    assert (spill.table, spill.status, spill.error) == ("public.spill", "match", None)
+    assert spill.chunks >= rows // 32  # ~3,000 chunks: far more than 64 kB can hold
 
 
 def test_bad_options_are_usage_errors(pg_pair: Any) -> None:

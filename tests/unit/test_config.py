@@ -136,3 +136,12 @@ def test_every_key_is_documented() -> None:
         assert section, f"docs/configuration.md lacks a section for [{table}]"
         for f in dataclasses.fields(cls):
             assert f"`{f.name}`" in section.group(1), f"[{table}] {f.name} is not documented"
+
+
+def test_validate_defaults_are_the_library_defaults() -> None:
+    """config.py repeats the validation library's defaults (importing it would slow start-up)."""
+    from migctl.validate.engine import ValidateOptions
+
+    library, settings = ValidateOptions(), Settings().validate
+    for name in ("schemas", "jobs", "max_keys", "chunk_rows"):
+        assert getattr(settings, name) == getattr(library, name), name

@@ -71,3 +71,13 @@ def test_narrow_groups_spread_chunks_over_the_concurrency() -> None:
     assert {len(g) for g in many} == {BATCH_RANGES, 10_000 % BATCH_RANGES}
     assert [c for g in many for c in g] == list(range(10_000))  # consecutive, in order
     assert narrow_groups([], 50) == [] and narrow_groups([1], 0) == [[1]]
+
+
+def test_checksum_spans_hold_about_the_same_rows_whatever_the_chunk_size() -> None:
+    from migctl.validate.executor import ROWS_PER_INVOCATION, FanoutOptions
+
+    default = FanoutOptions()
+    assert default.span_chunks(512) == ROWS_PER_INVOCATION // 512 == 62
+    assert default.span_chunks(2_000) == 16  # as before the default chunk was 512 rows
+    assert default.span_chunks(1_000_000) == 1
+    assert FanoutOptions(chunks_per_invocation=3).span_chunks(512) == 3
