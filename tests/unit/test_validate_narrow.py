@@ -78,6 +78,6 @@ def test_checksum_spans_hold_about_the_same_rows_whatever_the_chunk_size() -> No
 
     default = FanoutOptions()
     assert default.span_chunks(512) == ROWS_PER_INVOCATION // 512 == 62
-    assert default.span_chunks(2_000) == 16  # as before the default chunk was 512 rows
+    assert default.span_chunks(2_000) == 16  # as it was while the default chunk was 2,000 rows
     assert default.span_chunks(1_000_000) == 1
     assert FanoutOptions(chunks_per_invocation=3).span_chunks(512) == 3
