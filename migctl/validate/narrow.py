@@ -327,7 +327,7 @@ def _fetch_leaves(
                 small.append((rng, rows, found[-1]))
             else:
                 _merge_streams(pair, *_leaf_query(plan, [rng]), _merge_into(found[-1]))
-    small.sort(key=lambda leaf: INT8_MIN if leaf[0][0] is None else leaf[0][0])
+    small.sort(key=lambda leaf: _start(leaf[0]))
     batch: list[SmallLeaf] = []
     rows = 0
     for item in small:
@@ -351,13 +351,18 @@ def _fetch_small(
     found = both(
         partial(pair.source.execute, query, params), partial(pair.target.execute, query, params)
     )
-    starts = [INT8_MIN if lo is None else lo for (lo, _), _, _ in batch]
+    starts = [_start(rng) for rng, _, _ in batch]  # sorted: the batch is in key order
     per_leaf: list[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]] = [([], []) for _ in batch]
     for side, rows in enumerate(found):
         for row in rows:
             per_leaf[bisect_right(starts, row[0]) - 1][side].append(row)
     for (_, _, tally), (src, tgt) in zip(batch, per_leaf, strict=True):
         _merge_into(tally)(src, tgt)
+
+
+def _start(rng: Range) -> int:
+    """Where a range starts, for ordering leaves and finding a row's leaf."""
+    return INT8_MIN if rng[0] is None else rng[0]
 
 
 def _leaf_query(plan: ChecksumPlan, ranges: Sequence[Range]) -> tuple[sql.Composable, list[Any]]:
