@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from migctl import __version__
 from migctl.config import DatabaseSettings, ProjectSettings
 from migctl.errors import ConfigError, DatabaseError, translate
-from migctl.redact import redact_dsn, redact_text, register_secret
+from migctl.redact import dsn_password, redact_dsn, register_secret
 
 if TYPE_CHECKING:
     import boto3
@@ -142,10 +142,8 @@ def _with_overrides(dsn: str, db: DatabaseSettings) -> str:
         return dsn
     from psycopg.conninfo import make_conninfo
 
-    try:
-        return make_conninfo(dsn, **extra)
-    except Exception as exc:  # psycopg.ProgrammingError on a malformed DSN
-        raise ConfigError(f"bad DSN: {redact_text(str(exc))}") from None
+    parse_dsn(dsn)
+    return make_conninfo(dsn, **extra)
 
 
 def is_loopback(host: str | None) -> bool:
@@ -159,15 +157,55 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def connection_kwargs(dsn: str, *, application_name: str = "migctl") -> dict[str, Any]:
-    """Parse a DSN and add migctl's defaults: application name, timeout, TLS off loopback."""
+# libpq's words for a DSN it cannot parse, and what to say instead: its messages quote the
+# offending token, which may be (part of) the password.
+_DSN_PROBLEMS = (
+    ("percent-encoded", "a %-escape is not % followed by two hex digits (write % as %25)"),
+    ('missing "="', "a keyword has no '=' (quote a value holding spaces: password='a b')"),
+    ("unterminated quoted string", "a quoted value has no closing quote"),
+    ("IPv6", "an IPv6 host has no closing ']'"),
+    ("invalid connection option", "it names an unknown keyword"),
+    ("invalid URI query parameter", "it names an unknown query parameter"),
+)
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+def parse_dsn(dsn: str) -> dict[str, Any]:
+    """libpq's reading of a DSN; a malformed one is a ConfigError (exit 2) that shows no value.
+
+    The password is registered for masking first, even in a DSN libpq cannot
+    parse, and no message quotes a piece of the DSN that could hold it.
+    """
     from psycopg.conninfo import conninfo_to_dict
 
+    register_secret(dsn_password(dsn))
+    scheme = dsn.split("://", 1)[0].lower() if "://" in dsn else None
+    if scheme is not None and scheme not in _POSTGRES_SCHEMES:
+        raise ConfigError(
+            f"bad DSN {redact_dsn(dsn)}: {scheme}:// is not PostgreSQL",
+            hint="use postgresql://user@host:port/db or host=... dbname=... keywords",
+        )
+    authority = dsn.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0] if scheme else ""
+    if authority.count("@") > 1:
+        raise ConfigError(
+            f"bad DSN {redact_dsn(dsn)}: its user information holds an unencoded @ (write %40)"
+        )
     try:
         params: dict[str, Any] = conninfo_to_dict(dsn)
-    except Exception as exc:  # psycopg.ProgrammingError
-        raise ConfigError(f"bad DSN {redact_dsn(dsn)}: {redact_text(str(exc))}") from None
+    except Exception as exc:  # psycopg.ProgrammingError: its message may quote the password
+        message = str(exc)
+        why = next((say for key, say in _DSN_PROBLEMS if key in message), "libpq cannot read it")
+        raise ConfigError(f"bad DSN {redact_dsn(dsn)}: {why}") from None
     register_secret(params.get("password"))
+    ports = str(params.get("port") or "").split(",")
+    if any(p.strip() and not p.strip().isdigit() for p in ports):
+        raise ConfigError(f"bad DSN {redact_dsn(dsn)}: the port is not a number")
+    return params
+
+
+def connection_kwargs(dsn: str, *, application_name: str = "migctl") -> dict[str, Any]:
+    """Parse a DSN and add migctl's defaults: application name, timeout, TLS off loopback."""
+    params = parse_dsn(dsn)
     params.setdefault("application_name", application_name)
     params.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT_SECONDS)
     hosts = str(params.get("host") or params.get("hostaddr") or "").split(",")

@@ -37,7 +37,15 @@ PLATFORM = "manylinux2014_x86_64"
 PYTHON_VERSION = "3.12"
 HANDLER_FILE = "handler.py"
 # migctl.validate and the small modules it imports; nothing that needs the CLI.
-MIGCTL_FILES = ("__init__.py", "errors.py", "redact.py", "secrets.py", "clients.py", "config.py")
+MIGCTL_FILES = (
+    "__init__.py",
+    "errors.py",
+    "redact.py",
+    "secrets.py",
+    "clients.py",
+    "config.py",
+    "pgnames.py",
+)
 MIGCTL_PACKAGES = ("validate",)
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 SKIPPED_DIRS = frozenset({"__pycache__"})

@@ -29,10 +29,28 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, settings
 
 from migctl.errors import ToolMissingError
 from migctl.sandbox.motoserver import MotoServer
 from migctl.sandbox.postgres import PgCluster, find_pg_bin
+
+# Property tests (hypothesis): `ci` is what `make test` runs, a fixed seed and few examples
+# so the suite stays inside its time budget and a failure reproduces; `deep` is for a long
+# local run: pytest tests/integration/test_validate_properties.py --hypothesis-profile=deep
+_PROPERTY_CHECKS_OFF = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+settings.register_profile(
+    "ci",
+    max_examples=4,
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=_PROPERTY_CHECKS_OFF,
+)
+settings.register_profile(
+    "deep", max_examples=300, deadline=None, suppress_health_check=_PROPERTY_CHECKS_OFF
+)
+settings.load_profile("ci")
 
 TARGET_SESSION_DEFAULTS = {
     "timezone": "Asia/Kathmandu",  # +05:45: any text comparison of timestamptz shows it

@@ -158,10 +158,12 @@ def timed_process(argv: list[str]) -> tuple[float, int, str, int]:
     return time.perf_counter() - started, usage.ru_maxrss // 1024, out, proc.returncode
 
 
-def run_migctl(source: PgCluster, target: PgCluster, executor: str = "local") -> dict[str, object]:
+def run_migctl(
+    source: PgCluster, target: PgCluster, executor: str = "local", binary: Path = MIGCTL
+) -> dict[str, object]:
     seconds, rss, out, code = timed_process(
         [
-            str(MIGCTL),
+            str(binary),
             "--output",
             "json",
             "validate",
@@ -267,6 +269,7 @@ def bench_size(
     repeats: int,
     with_reladiff: bool,
     executors: tuple[str, ...] = (),
+    baseline: Path | None = None,
 ) -> dict[str, object]:
     started = time.perf_counter()
     on_both(source, target, BUILD.format(rows=int(rows)))
@@ -282,12 +285,14 @@ def bench_size(
     one_pass_limit(source, target)  # warm the caches
     # The limit is the faster of the server's default (2 parallel workers per query) and none:
     # on this 2-core machine the two servers' parallel workers only compete for the same cores.
-    timed = interleaved(
-        repeats,
-        default_workers=lambda: one_pass_limit(source, target),
-        no_workers=lambda: one_pass_limit(source, target, 0),
-        migctl=lambda: run_migctl(source, target),
-    )
+    runs = {
+        "default_workers": lambda: one_pass_limit(source, target),
+        "no_workers": lambda: one_pass_limit(source, target, 0),
+        "migctl": lambda: run_migctl(source, target),
+    }
+    if baseline is not None:  # another migctl (an older checkout), in the same turns
+        runs["baseline"] = lambda: run_migctl(source, target, binary=baseline)
+    timed = interleaved(repeats, **runs)
     limits = {None: timed["default_workers"], 0: timed["no_workers"]}
     limit, limit_runs = min(limits.values(), key=lambda m: m[0])
     migctl, migctl_runs = timed["migctl"]
@@ -317,6 +322,20 @@ def bench_size(
     result["migctl_exact"] = exact
     result["migctl_vs_limit"] = round(migctl["seconds"] / limit, 2)
     result["migctl_vs_limit_per_turn"] = per_turn(migctl_runs, turn_limits)
+    if baseline is not None:
+        base, base_runs = timed["baseline"]
+        found = base["table"]
+        result.update(
+            baseline=str(baseline),
+            baseline_seconds=round(float(base["seconds"]), 2),
+            baseline_runs=[round(x, 2) for x in base_runs],
+            baseline_vs_limit_per_turn=per_turn(base_runs, turn_limits),
+            migctl_vs_baseline_per_turn=per_turn(migctl_runs, base_runs),
+            baseline_peak_rss_mb=int(base["rss_mb"]),
+            baseline_same_keys=all(
+                found[k] == table[k] for k in ("missing_in_target", "missing_in_source", "changed")
+            ),
+        )
     for executor in executors:  # the same data, the same planted differences
         other, other_runs = median_of(repeats, run_migctl, source, target, executor)
         found = other["table"]
@@ -394,6 +413,12 @@ def main() -> int:
         default="",
         help="other migctl executors to time beside local, e.g. 'lambda-local' (comma-separated)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another migctl executable (e.g. an older checkout's .venv/bin/migctl), timed in"
+        " the same turns on the same data",
+    )
     args = parser.parse_args()
     executors = tuple(e for e in args.executors.split(",") if e and e != "local")
     if not RELADIFF.exists() and any(r <= args.reladiff_max_rows for r in args.rows or [2_000_000]):
@@ -416,7 +441,13 @@ def main() -> int:
                 conn.execute("CREATE DATABASE bench")
         for rows in args.rows or [2_000_000]:
             result = bench_size(
-                source, target, rows, args.repeats, rows <= args.reladiff_max_rows, executors
+                source,
+                target,
+                rows,
+                args.repeats,
+                rows <= args.reladiff_max_rows,
+                executors,
+                args.baseline,
             )
             results.append(result)
             print(json.dumps(result, indent=2), flush=True)
@@ -437,6 +468,12 @@ def main() -> int:
             f"  ({r['migctl_vs_limit_per_turn']['median']},"
             f" {r.get('reladiff_vs_migctl_per_turn', {}).get('median', '-')})"
         )
+        if "baseline_seconds" in r:
+            print(
+                f"{'':>10}  baseline: {r['baseline_seconds']} s, migctl/baseline per turn"
+                f" {r['migctl_vs_baseline_per_turn']['median']}, baseline/limit per turn"
+                f" {r['baseline_vs_limit_per_turn']['median']}, same keys: {r['baseline_same_keys']}"
+            )
         for executor in executors:
             print(
                 f"{'':>10}  {executor}: {r[f'{executor}_seconds']} s"

@@ -136,7 +136,7 @@ def root(
 
 
 def _setup_logging(verbose: int) -> None:
-    from migctl.redact import redact_text
+    from migctl.redact import hide_http_bodies, redact_text
 
     class _Redacting(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
@@ -149,6 +149,7 @@ def _setup_logging(verbose: int) -> None:
     root_logger.setLevel(logging.WARNING)
     logging.getLogger("migctl").setLevel(logging.INFO if verbose else logging.WARNING)
     if verbose >= 2:
+        hide_http_bodies()  # before any AWS call: a body can hold a secret not yet read
         root_logger.setLevel(logging.DEBUG)
 
 

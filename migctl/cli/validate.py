@@ -40,7 +40,8 @@ def validate(
         list[str] | None,
         typer.Option(
             "--table",
-            help="Table glob such as 'public.pay*'; repeatable [config: validate.tables].",
+            help="Table glob such as 'public.pay*' (quote a literal part: 'a.\"b.c\"');"
+            " repeatable [config: validate.tables].",
         ),
     ] = None,
     exclude: Annotated[
@@ -107,8 +108,9 @@ def validate(
     transaction is READ ONLY with one snapshot per table.
 
     Exit 0 when everything matches, 1 on any difference (data, schema, missing
-    table, sequence behind), 2 for an unknown table or a bad DSN, 3 when a
-    database is unreachable or a table could not be compared.
+    table, sequence behind), 2 for a selection that selects nothing (a schema or
+    table pattern that matches nothing) or a bad DSN, 3 when a database is
+    unreachable or a table could not be compared.
 
     With --executor lambda the checksums run in the deployed validation
     Lambda (inside the VPC, credentials from Secrets Manager), --concurrency

@@ -95,6 +95,12 @@ def preflight(ctx: CutoverContext, _memo: StepMemo) -> Facts:
             f"the DMS task's table mappings do not select {MARKER_SCHEMA}.{MARKER_TABLE}",
             hint="add a selection rule for it (infra_pulumi always does) and restart the task",
         )
+    # The validate step's selection, checked before anything is frozen: a selection that
+    # selects nothing (a typo in [validate]) would otherwise fail the cutover mid-freeze.
+    from migctl.cutover.validation import validate_options
+    from migctl.validate.engine import selected_tables
+
+    facts["validate_tables"] = len(selected_tables(ctx.source, ctx.target, validate_options(ctx)))
     facts["cdc"] = ctx.wait_until("the preflight gate", probe)
     return facts
 

@@ -35,7 +35,7 @@ def compare(ctx: CutoverContext) -> list[tuple[SequenceInfo, SequenceResult]]:
         source_catalog = read_catalog(source.conn, conf.schemas)
         target_catalog = read_catalog(target.conn, conf.schemas)
         names = select_tables(
-            set(source_catalog.tables) | set(target_catalog.tables), conf.tables, conf.exclude
+            source_catalog, target_catalog, conf.schemas, conf.tables, conf.exclude
         )
         chosen = select_sequences(source_catalog, names, conf.tables, conf.exclude)
         results = compare_sequences(source, target, source_catalog, target_catalog, chosen)

@@ -8,18 +8,23 @@ step 6 brings them forward and checks them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.model import Facts, StepFailed, StepMemo
 from migctl.validate.report import Progress
 
-
-def validate(ctx: CutoverContext, _memo: StepMemo) -> Facts:
+if TYPE_CHECKING:
     from migctl.validate.engine import ValidateOptions
-    from migctl.validate.engine import validate as run_validation
+
+
+def validate_options(ctx: CutoverContext) -> ValidateOptions:
+    """``[validate]`` as the cutover runs it (the preflight checks the same selection)."""
+    from migctl.validate.engine import ValidateOptions
     from migctl.validate.session import SessionOptions
 
     conf = ctx.settings.validate
-    options = ValidateOptions(
+    return ValidateOptions(
         schemas=conf.schemas,
         tables=conf.tables,
         exclude=conf.exclude,
@@ -31,6 +36,12 @@ def validate(ctx: CutoverContext, _memo: StepMemo) -> Facts:
             lock_timeout_seconds=conf.lock_timeout_seconds,
         ),
     )
+
+
+def validate(ctx: CutoverContext, _memo: StepMemo) -> Facts:
+    from migctl.validate.engine import validate as run_validation
+
+    options = validate_options(ctx)
 
     def progress(event: Progress) -> None:
         if event.phase == "done" and event.result is not None:
@@ -49,6 +60,8 @@ def validate(ctx: CutoverContext, _memo: StepMemo) -> Facts:
         shown = [
             {
                 "table": t.table,
+                "schema": t.name[0],
+                "name": t.name[1],
                 "status": t.status,
                 "source_rows": t.source_rows,
                 "target_rows": t.target_rows,

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 def table_json(t: TableResult) -> dict[str, Any]:
     return {
         "table": t.table,
+        "schema": t.name[0],
+        "name": t.name[1],
         "status": t.status,
         "source_rows": t.source_rows,
         "target_rows": t.target_rows,
@@ -26,6 +28,7 @@ def table_json(t: TableResult) -> dict[str, Any]:
         "missing_in_target": [list(k) for k in t.missing_in_target],
         "missing_in_source": [list(k) for k in t.missing_in_source],
         "changed": [list(k) for k in t.changed],
+        "equal_by_value_count": t.equal_by_value_count,
         "schema_differences": list(t.schema_differences),
         "data_match": t.data_match,
         "method": t.method,
@@ -42,6 +45,8 @@ def table_json(t: TableResult) -> dict[str, Any]:
 def sequence_json(s: SequenceResult) -> dict[str, Any]:
     return {
         "sequence": s.sequence,
+        "schema": s.name[0],
+        "name": s.name[1],
         "source_last_value": s.source_last_value,
         "target_last_value": s.target_last_value,
         "status": s.status,
@@ -95,7 +100,7 @@ def render_validation(out: Output, report: ValidationReport) -> None:
             _count_and_keys(t.missing_in_target_count, t.missing_in_target),
             _count_and_keys(t.missing_in_source_count, t.missing_in_source),
             _count_and_keys(t.changed_count, t.changed),
-            "; ".join([*t.schema_differences, *([t.error] if t.error else [])]) or "",
+            "; ".join([*t.schema_differences, *([t.error] if t.error else []), *_equal_note(t)]),
         )
     out.out.print(table)
     if report.sequences:
@@ -133,6 +138,12 @@ def render_validation(out: Output, report: ValidationReport) -> None:
             f"[bold red]{len(bad)} table(s) and {len(behind)} sequence(s) differ[/]"
             f" ({report.duration_seconds:.1f} s)"
         )
+
+
+def _equal_note(t: TableResult) -> list[str]:
+    if not t.equal_by_value_count:
+        return []
+    return [f"{t.equal_by_value_count:,} row(s) stored differently, equal by value (jsonb numbers)"]
 
 
 def _num(value: int | None) -> str:

@@ -2,20 +2,19 @@
 
 Works on PostgreSQL 11 and later (``pg_sequence``, ``relispartition``). Only
 ordinary and partitioned tables are compared; partitions are covered by their
-parent. Table selection takes fnmatch globs against ``schema.table`` (or the
-bare table name when the glob has no dot).
+parent. Tables and sequences are keyed by ``(schema, name)`` pairs, never by a
+joined string. Table selection takes globs (``migctl.pgnames.matches``), and a
+selection that selects nothing is an error, never "0 tables, all match".
 """
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from migctl.errors import UsageError
-
-_GLOB_CHARS = frozenset("*?[")
+from migctl.pgnames import TableName, is_glob, matches, show, show_part
 
 
 @dataclass(frozen=True)
@@ -47,8 +46,8 @@ class TableInfo:
     estimated_rows: float  # reltuples; negative when never vacuumed or analyzed
 
     @property
-    def qualified(self) -> str:
-        return f"{self.schema}.{self.name}"
+    def key(self) -> TableName:
+        return (self.schema, self.name)
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -62,15 +61,20 @@ class SequenceInfo:
     owned_by: tuple[str, str, str] | None  # (schema, table, column)
 
     @property
-    def qualified(self) -> str:
-        return f"{self.schema}.{self.name}"
+    def key(self) -> TableName:
+        return (self.schema, self.name)
+
+    @property
+    def owner(self) -> TableName | None:
+        return (self.owned_by[0], self.owned_by[1]) if self.owned_by else None
 
 
 @dataclass(frozen=True)
 class Catalog:
     server_version: int
-    tables: dict[str, TableInfo]
-    sequences: dict[str, SequenceInfo]
+    tables: dict[TableName, TableInfo]
+    sequences: dict[TableName, SequenceInfo]
+    schemas: tuple[str, ...] = field(default=())  # every schema on the server but the system's
 
 
 _TABLES_SQL = """
@@ -107,6 +111,12 @@ _TYPES_SQL = """
 SELECT t.oid, t.typname, n.nspname = 'pg_catalog', t.typtype, t.typbasetype, t.typelem, t.typcategory,
        t.typtypmod
 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+"""
+
+_SCHEMAS_SQL = """
+SELECT nspname FROM pg_namespace
+WHERE nspname <> 'information_schema' AND nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)'
+ORDER BY 1
 """
 
 _SEQUENCES_SQL = """
@@ -146,16 +156,17 @@ def read_catalog(conn: Any, schemas: Sequence[str]) -> Catalog:
         info = TableInfo(
             schema, name, tuple(columns.get(oid, ())), tuple(keys.get(oid, ())), float(estimate)
         )
-        tables[info.qualified] = info
+        tables[info.key] = info
     sequences = {}
     for schema, name, increment, t_schema, t_name, t_col in conn.execute(
         _SEQUENCES_SQL, (schema_list,)
     ):
         owner = (t_schema, t_name, t_col) if t_name else None
         seq = SequenceInfo(schema, name, int(increment), owner)
-        sequences[seq.qualified] = seq
+        sequences[seq.key] = seq
+    all_schemas = tuple(r[0] for r in conn.execute(_SCHEMAS_SQL).fetchall())
     conn.rollback()
-    return Catalog(version, tables, sequences)
+    return Catalog(version, tables, sequences, all_schemas)
 
 
 def _resolve_types(rows: Iterable[tuple[Any, ...]]) -> dict[int, PgType]:
@@ -184,28 +195,47 @@ def _resolve_types(rows: Iterable[tuple[Any, ...]]) -> dict[int, PgType]:
     return resolved
 
 
-def is_glob(pattern: str) -> bool:
-    return any(ch in _GLOB_CHARS for ch in pattern)
-
-
-def matches(qualified: str, pattern: str) -> bool:
-    """``public.pay*`` matches the qualified name; ``pay*`` (no dot) matches the table name."""
-    if "." in pattern:
-        return fnmatch.fnmatchcase(qualified, pattern)
-    return fnmatch.fnmatchcase(qualified.split(".", 1)[1], pattern)
-
-
 def select_tables(
-    names: Iterable[str], include: Sequence[str], exclude: Sequence[str]
-) -> list[str]:
-    """Sorted qualified names matching any include glob (all when none) and no exclude glob.
+    source: Catalog,
+    target: Catalog,
+    schemas: Sequence[str],
+    include: Sequence[str],
+    exclude: Sequence[str],
+) -> list[TableName]:
+    """The tables to compare: on either side, matching any include glob (all when none), no exclude.
 
-    An include pattern without wildcards that names no table on either side is
-    a mistake the operator must hear about: UsageError (exit 2), not "0 tables, all match".
+    A selection that selects nothing is a mistake the operator must hear about,
+    not "0 tables, all match": UsageError (exit 2) when a schema asked for exists
+    on neither side, when an include pattern matches no table (a typo would
+    silently leave tables out of the gate), or when nothing is left.
     """
-    universe = sorted(set(names))
+    present = set(source.schemas) | set(target.schemas)
+    missing = [s for s in schemas if s not in present]
+    if missing:
+        on_source = ", ".join(show_part(s) for s in source.schemas) or "none"
+        raise UsageError(
+            f"--schema {', '.join(show_part(s) for s in missing)} matched no schema;"
+            f" schemas on the source: {on_source}",
+            hint="use --schema or [validate] schemas",
+        )
+    universe = sorted(set(source.tables) | set(target.tables))
     for pattern in include:
-        if not is_glob(pattern) and not any(matches(n, pattern) for n in universe):
-            raise UsageError(f"unknown table {pattern!r}: not found on source or target")
+        if not any(matches(n, pattern) for n in universe):
+            what = "table pattern" if is_glob(pattern) else "table"
+            raise UsageError(
+                f"{what} {pattern!r} matched no table on source or target{_listing(universe)}"
+            )
     selected = [n for n in universe if not include or any(matches(n, p) for p in include)]
-    return [n for n in selected if not any(matches(n, p) for p in exclude)]
+    chosen = [n for n in selected if not any(matches(n, p) for p in exclude)]
+    if not chosen:
+        parts = [f"--table {p!r}" for p in include] + [f"--exclude {p!r}" for p in exclude]
+        selection = " ".join(parts) or f"--schema {', '.join(map(show_part, schemas))}"
+        raise UsageError(f"{selection} selected no table: nothing to compare{_listing(universe)}")
+    return chosen
+
+
+def _listing(names: Sequence[TableName], shown: int = 10) -> str:
+    if not names:
+        return " (the selected schemas hold no table)"
+    more = f", ... ({len(names)} in all)" if len(names) > shown else ""
+    return f"; tables: {', '.join(show(n) for n in names[:shown])}{more}"

@@ -17,7 +17,8 @@ Sparse or skewed keys get bounds at the quantiles of a block sample.
 
 Everything here is JSON-serialisable (``to_dict``/``from_dict``) for the
 Lambda; nothing imports rich or the CLI. Identifiers only reach SQL through
-``psycopg.sql.Identifier``; how each column is hashed is in ``hashing.py``.
+``migctl.pgnames.ident`` (quoted, ``%`` doubled: every query runs with
+parameters); how each column is hashed is in ``hashing.py``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,15 @@ from typing import Any, Literal
 from psycopg import sql
 
 from migctl.errors import UsageError
-from migctl.validate.hashing import ALGORITHMS, CASTS, FAMILIES, ColumnHash, hash_columns
+from migctl.pgnames import TableName, ident
+from migctl.validate.hashing import (
+    ALGORITHMS,
+    CASTS,
+    FAMILIES,
+    ColumnHash,
+    has_loose_equality,
+    hash_columns,
+)
 
 Runner = Callable[[Any, Any], list[tuple[Any, ...]]]
 
@@ -80,7 +89,11 @@ class ChecksumPlan:
         except (KeyError, TypeError) as exc:
             raise UsageError(f"bad checksum plan: missing or malformed {exc}") from None
         if plan.algorithm not in ALGORITHMS:
-            raise UsageError(f"bad checksum plan: unknown algorithm {plan.algorithm!r}")
+            raise UsageError(
+                f"bad checksum plan: unknown algorithm {plan.algorithm!r} (this side knows"
+                f" {', '.join(ALGORITHMS)}): deploy the Lambda that matches migctl"
+                " (migctl lambda build, then migctl up)"
+            )
         for c in plan.columns:
             if c.family not in FAMILIES or (c.cast is not None and c.cast not in CASTS):
                 raise UsageError(
@@ -93,7 +106,16 @@ class ChecksumPlan:
 
     @property
     def relation(self) -> sql.Composable:
-        return sql.Identifier(self.schema, self.table)
+        return ident(self.schema, self.table)
+
+    @property
+    def name(self) -> TableName:
+        return (self.schema, self.table)
+
+    @property
+    def loose(self) -> bool:
+        """Some column holds values PostgreSQL calls equal whose strict hashes differ (jsonb)."""
+        return has_loose_equality(self.columns)
 
     @property
     def key_columns(self) -> tuple[ColumnHash, ...]:
@@ -106,14 +128,25 @@ class ChecksumPlan:
         return len(self.key) == 1 and self.key_columns[0].is_integer
 
 
-def row_hash_sql(plan: ChecksumPlan) -> sql.Composable:
-    """The row's 64-bit hash (``hashing.hash_columns``): summed per chunk, it never cancels out."""
-    return hash_columns(plan.columns)
+def row_hash_sql(plan: ChecksumPlan, *, canonical: bool = False) -> sql.Composable:
+    """The row's 64-bit hash (``hashing.hash_columns``): summed per chunk, it never cancels out.
+
+    Strict by default (jsonb by its text); ``canonical`` for comparing the rows
+    of narrowing's leaves, where jsonb values PostgreSQL calls equal hash alike.
+    """
+    return hash_columns(plan.columns, canonical=canonical)
+
+
+def leaf_hashes_sql(plan: ChecksumPlan) -> sql.Composable:
+    """The hashes a leaf's rows are compared by: the canonical one, then (loose plans) the strict."""
+    if not plan.loose:
+        return row_hash_sql(plan)
+    return sql.SQL("{}, {}").format(row_hash_sql(plan, canonical=True), row_hash_sql(plan))
 
 
 def key_hash_sql(plan: ChecksumPlan) -> sql.Composable:
-    """What hash buckets split on: the key's hash, or the row's hash when there is no key."""
-    return hash_columns(plan.key_columns) if plan.key else row_hash_sql(plan)
+    """What hash buckets split on: the key's hash (equal keys alike), or the row's strict hash."""
+    return hash_columns(plan.key_columns, canonical=True) if plan.key else row_hash_sql(plan)
 
 
 def key_int_sql(plan: ChecksumPlan) -> sql.Composable:
@@ -125,7 +158,7 @@ def key_output_sql(plan: ChecksumPlan) -> list[sql.Composable]:
     return [
         sql.SQL("{}::int8").format(c.value())
         if c.is_integer
-        else sql.SQL("{}::text").format(sql.Identifier(c.name))
+        else sql.SQL("{}::text").format(ident(c.name))
         for c in plan.key_columns
     ]
 
@@ -196,7 +229,7 @@ def bucket_filter(plan: ChecksumPlan, buckets: Buckets) -> tuple[sql.Composable,
     conds: list[sql.Composable] = []
     params: list[Any] = []
     if buckets.kind == "range":
-        key = sql.Identifier(plan.key[0])  # the bare column, so that its index serves the range
+        key = ident(plan.key[0])  # the bare column, so that its index serves the range
         if buckets.lo is not None:
             conds.append(sql.SQL("{} >= %s::int8").format(key))
             params.append(buckets.lo)
@@ -314,7 +347,7 @@ def chunk_bounds(
     if buckets <= 1:
         return ()
     if rows > 0:
-        key = sql.Identifier(plan.key[0])  # the bare column, so that its index gives both ends
+        key = ident(plan.key[0])  # the bare column, so that its index gives both ends
         query = sql.SQL("SELECT min({k})::int8, max({k})::int8 FROM {t}").format(
             k=key, t=plan.relation
         )

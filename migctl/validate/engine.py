@@ -18,7 +18,8 @@ from typing import TypeVar
 
 from migctl.clients import Database
 from migctl.errors import UsageError
-from migctl.validate.catalog import read_catalog, select_tables
+from migctl.pgnames import TableName
+from migctl.validate.catalog import Catalog, read_catalog, select_tables
 from migctl.validate.hashing import choose_algorithm
 from migctl.validate.report import Progress, SequenceResult, TableResult, ValidationReport
 from migctl.validate.sequences import compare_sequences, select_sequences
@@ -76,15 +77,11 @@ def validate(
             algorithm = choose_algorithm(
                 source_catalog.server_version, target_catalog.server_version
             )
-            names = select_tables(
-                set(source_catalog.tables) | set(target_catalog.tables),
-                options.tables,
-                options.exclude,
-            )
+            names = select(options, source_catalog, target_catalog)
             table_options = TableOptions(chunk_rows=options.chunk_rows, max_keys=options.max_keys)
             local = threading.local()
 
-            def run(name: str) -> TableResult:
+            def run(name: TableName) -> TableResult:
                 pair: Pair | None = getattr(local, "pair", None)
                 if pair is None:
                     with workers_lock:
@@ -130,6 +127,33 @@ def validate(
         main.close()
         for pair in workers:
             pair.close()
+
+
+def select(options: ValidateOptions, source: Catalog, target: Catalog) -> list[TableName]:
+    """The tables these options select on these catalogs (UsageError when nothing)."""
+    return select_tables(source, target, options.schemas, options.tables, options.exclude)
+
+
+def selected_tables(
+    source: Database, target: Database, options: ValidateOptions
+) -> list[TableName]:
+    """What ``validate`` would compare, read-only, without reading data: a check to run early.
+
+    Raises UsageError (exit 2) when the selection selects nothing, DatabaseError
+    when a side is unreachable.
+    """
+    _check(options)
+    pair = Pair(
+        Side(source.dsn, "source", options.session), Side(target.dsn, "target", options.session)
+    )
+    try:
+        return select(
+            options,
+            read_catalog(pair.source.conn, options.schemas),
+            read_catalog(pair.target.conn, options.schemas),
+        )
+    finally:
+        pair.close()
 
 
 def _check(options: ValidateOptions) -> None:

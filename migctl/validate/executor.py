@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 from migctl.clients import Database
 from migctl.errors import OperationalError, UsageError
-from migctl.validate.catalog import Catalog, select_tables
-from migctl.validate.engine import ValidateOptions, _check
+from migctl.validate.catalog import Catalog
+from migctl.validate.engine import ValidateOptions, _check, select
 from migctl.validate.engine import validate as validate_locally
 from migctl.validate.hashing import choose_algorithm
 from migctl.validate.lambda_executor import CallStats, ChunkFailed, Fanout, Invoker
@@ -170,9 +170,7 @@ def _validate_remote(run: RemoteRun) -> ValidationReport:
         source_catalog = source_future.result()
     options = run.options
     algorithm = choose_algorithm(source_catalog.server_version, target_catalog.server_version)
-    names = select_tables(
-        set(source_catalog.tables) | set(target_catalog.tables), options.tables, options.exclude
-    )
+    names = select(options, source_catalog, target_catalog)
     table_threads = max(1, min(len(names), run.fanout_options.concurrency, 16))
     with ThreadPoolExecutor(table_threads, "validate-table") as tables_pool:
         tables = tuple(
@@ -192,7 +190,7 @@ def _validate_remote(run: RemoteRun) -> ValidationReport:
         request = run.payload(
             "sequences",
             schemas=list(options.schemas),
-            names=names,
+            names=[list(n) for n in names],
             tables=list(options.tables),
             exclude=list(options.exclude),
         )

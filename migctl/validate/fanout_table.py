@@ -18,6 +18,7 @@ from concurrent.futures import Future, as_completed
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from migctl.pgnames import TableName, show
 from migctl.redact import redact_text
 from migctl.validate.catalog import TableInfo
 from migctl.validate.checksum import Buckets, BucketSum
@@ -61,13 +62,13 @@ def narrow_groups(chunks: Sequence[T], concurrency: int) -> list[Sequence[T]]:
 
 def compare_table_remote(
     run: RemoteRun,
-    name: str,
+    name: TableName,
     source: TableInfo | None,
     target: TableInfo | None,
     algorithm: str,
 ) -> TableResult:
     start = run.clock()
-    run.progress(Progress(name, "start"))
+    run.progress(Progress(show(name), "start"))
     stats = CallStats()
     try:
         if source is None or target is None:
@@ -89,7 +90,11 @@ def compare_table_remote(
 
 
 def _missing(
-    run: RemoteRun, name: str, source: TableInfo | None, target: TableInfo | None, stats: CallStats
+    run: RemoteRun,
+    name: TableName,
+    source: TableInfo | None,
+    target: TableInfo | None,
+    stats: CallStats,
 ) -> TableResult:
     present, side = (source, "source") if source is not None else (target, "target")
     assert present is not None
@@ -101,7 +106,7 @@ def _missing(
 
 def _compare(
     run: RemoteRun,
-    name: str,
+    name: TableName,
     source: TableInfo,
     target: TableInfo,
     algorithm: str,
@@ -142,7 +147,7 @@ def _compare(
                 rows[side] += int(b["rows"])
             run.progress(
                 Progress(
-                    name,
+                    show(name),
                     "checksumming",
                     rows["source"],
                     rows["target"],
@@ -160,7 +165,9 @@ def _compare(
     source_rows, target_rows = rows["source"], rows["target"]
     chunks = len(set(sums["source"]) | set(sums["target"]))
     elapsed = run.clock() - start
-    run.progress(Progress(name, "scanned", source_rows, target_rows, chunks, len(diff), 0, elapsed))
+    run.progress(
+        Progress(show(name), "scanned", source_rows, target_rows, chunks, len(diff), 0, elapsed)
+    )
 
     common: dict[str, Any] = {
         "plan": plan.to_dict(),
@@ -190,7 +197,7 @@ def _compare(
             done += len(group)
             run.progress(
                 Progress(
-                    name,
+                    show(name),
                     "narrowing",
                     source_rows,
                     target_rows,

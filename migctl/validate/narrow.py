@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from psycopg import sql
 
+from migctl.pgnames import ident
 from migctl.validate.checksum import (
     INT8_MIN,
     Buckets,
@@ -43,9 +44,10 @@ from migctl.validate.checksum import (
     key_hash_sql,
     key_int_sql,
     key_output_sql,
-    row_hash_sql,
+    leaf_hashes_sql,
     union_all,
 )
+from migctl.validate.hashing import key_text_sql
 from migctl.validate.report import Key
 from migctl.validate.session import Pair, Side
 
@@ -63,7 +65,11 @@ MAX_HASH_BITS = 56
 
 @dataclass
 class Tally:
-    """Differences found so far: exact counts, and the first ``max_keys`` keys of each kind."""
+    """Differences found so far: exact counts, and the first ``max_keys`` keys of each kind.
+
+    ``equal_by_value_count``: rows whose stored forms differ but whose values
+    PostgreSQL calls equal (jsonb ``1.0`` against ``1.00``): not a difference.
+    """
 
     max_keys: int
     missing_in_target_count: int = 0
@@ -72,10 +78,16 @@ class Tally:
     missing_in_target: list[Key] = field(default_factory=list)
     missing_in_source: list[Key] = field(default_factory=list)
     changed: list[Key] = field(default_factory=list)
+    equal_by_value_count: int = 0
 
     @property
     def total(self) -> int:
         return self.missing_in_target_count + self.missing_in_source_count + self.changed_count
+
+    @property
+    def explained(self) -> bool:
+        """Something accounts for a chunk's differing checksums: a difference, or equal values."""
+        return self.total > 0 or self.equal_by_value_count > 0
 
     def add(self, kind: str, key: Key | None, count: int = 1) -> None:
         setattr(self, f"{kind}_count", getattr(self, f"{kind}_count") + count)
@@ -92,6 +104,7 @@ class Tally:
             )
             keys: list[Key] = getattr(self, kind)
             keys.extend(getattr(other, kind)[: max(0, self.max_keys - len(keys))])
+        self.equal_by_value_count += other.equal_by_value_count
 
 
 def differs(a: BucketSum | None, b: BucketSum | None) -> bool:
@@ -117,25 +130,35 @@ def differing(
 
 # -- merging two sorted streams -------------------------------------------------
 
-Row = tuple[Any, Key, int]  # (sort key, reported key, row hash)
+# A row: (sort key, reported key, canonical hash, strict hash). The canonical hash calls equal
+# what PostgreSQL calls equal; the strict one differs as soon as the stored form does.
+Row = tuple[Any, Key, int, int]
+Hashes = tuple[int, int]  # (canonical, strict)
 
 
-def _runs(rows: Iterable[Row]) -> Iterator[tuple[Any, Key, list[int]]]:
+def _runs(rows: Iterable[Row]) -> Iterator[tuple[Any, Key, list[Hashes]]]:
     """Group consecutive rows with the same sort key (duplicates only where a side lacks the PK)."""
-    current: tuple[Any, Key, list[int]] | None = None
-    for sort_key, key, row_hash in rows:
+    current: tuple[Any, Key, list[Hashes]] | None = None
+    for sort_key, key, canonical, strict in rows:
         if current is not None and current[0] == sort_key:
-            current[2].append(row_hash)
+            current[2].append((canonical, strict))
             continue
         if current is not None:
             yield current
-        current = (sort_key, key, [row_hash])
+        current = (sort_key, key, [(canonical, strict)])
     if current is not None:
         yield current
 
 
+def _equal_by_value(source: list[Hashes], target: list[Hashes]) -> int:
+    """How many rows the two lists share by value but not by stored form."""
+    by_value = Counter(h for h, _ in source) & Counter(h for h, _ in target)
+    as_stored = Counter(source) & Counter(target)
+    return sum(by_value.values()) - sum(as_stored.values())
+
+
 def merge_keyed(source: Iterable[Row], target: Iterable[Row], tally: Tally) -> None:
-    """Walk two key-ordered streams once: keys on one side only, and keys whose row hash differs."""
+    """Walk two key-ordered streams once: keys on one side only, and keys whose row differs."""
     src, tgt = _runs(source), _runs(target)
     a, b = next(src, None), next(tgt, None)
     while a is not None or b is not None:
@@ -147,7 +170,7 @@ def merge_keyed(source: Iterable[Row], target: Iterable[Row], tally: Tally) -> N
             tally.add("missing_in_source", b[1], len(b[2]))
             b = next(tgt, None)
         else:
-            common = Counter(a[2]) & Counter(b[2])
+            common = Counter(h for h, _ in a[2]) & Counter(h for h, _ in b[2])
             only_src = len(a[2]) - sum(common.values())
             only_tgt = len(b[2]) - sum(common.values())
             changed = min(only_src, only_tgt)
@@ -157,28 +180,47 @@ def merge_keyed(source: Iterable[Row], target: Iterable[Row], tally: Tally) -> N
                 tally.add("missing_in_target", a[1], only_src - changed)
             if only_tgt - changed:
                 tally.add("missing_in_source", b[1], only_tgt - changed)
+            tally.equal_by_value_count += _equal_by_value(a[2], b[2])
             a, b = next(src, None), next(tgt, None)
 
 
-def merge_counts(
-    source: Iterable[tuple[int, int]], target: Iterable[tuple[int, int]], tally: Tally
-) -> None:
-    """Multiset merge of ``(row_hash, count)`` streams ordered by row hash."""
-    src, tgt = iter(source), iter(target)
+CountRow = tuple[int, int, int]  # (canonical hash, strict hash, rows)
+
+
+def _count_runs(rows: Iterable[CountRow]) -> Iterator[tuple[int, list[tuple[int, int]]]]:
+    """Group ``(canonical, strict, rows)`` by canonical hash: ``(canonical, [(strict, rows)])``."""
+    current: tuple[int, list[tuple[int, int]]] | None = None
+    for canonical, strict, count in rows:
+        if current is not None and current[0] == canonical:
+            current[1].append((strict, count))
+            continue
+        if current is not None:
+            yield current
+        current = (canonical, [(strict, count)])
+    if current is not None:
+        yield current
+
+
+def merge_counts(source: Iterable[CountRow], target: Iterable[CountRow], tally: Tally) -> None:
+    """Multiset merge of ``(canonical, strict, rows)`` streams ordered by canonical hash."""
+    src, tgt = _count_runs(source), _count_runs(target)
     a, b = next(src, None), next(tgt, None)
     while a is not None or b is not None:
         if b is None or (a is not None and a[0] < b[0]):
             assert a is not None
-            tally.add("missing_in_target", None, a[1])
+            tally.add("missing_in_target", None, sum(n for _, n in a[1]))
             a = next(src, None)
         elif a is None or b[0] < a[0]:
-            tally.add("missing_in_source", None, b[1])
+            tally.add("missing_in_source", None, sum(n for _, n in b[1]))
             b = next(tgt, None)
         else:
-            if a[1] > b[1]:
-                tally.add("missing_in_target", None, a[1] - b[1])
-            elif b[1] > a[1]:
-                tally.add("missing_in_source", None, b[1] - a[1])
+            rows_a, rows_b = sum(n for _, n in a[1]), sum(n for _, n in b[1])
+            if rows_a > rows_b:
+                tally.add("missing_in_target", None, rows_a - rows_b)
+            elif rows_b > rows_a:
+                tally.add("missing_in_source", None, rows_b - rows_a)
+            as_stored = sum(min(n, dict(b[1]).get(h, 0)) for h, n in a[1])
+            tally.equal_by_value_count += min(rows_a, rows_b) - as_stored
             a, b = next(src, None), next(tgt, None)
 
 
@@ -366,7 +408,7 @@ def _start(rng: Range) -> int:
 
 
 def _leaf_query(plan: ChecksumPlan, ranges: Sequence[Range]) -> tuple[sql.Composable, list[Any]]:
-    """``(key, row_hash)`` of the rows in any of ``ranges``, in key order."""
+    """``(key, hashes...)`` of the rows in any of ``ranges``, in key order."""
     wheres, params = [], []
     for lo, hi in ranges:
         where, where_params = bucket_filter(plan, Buckets("range", lo=lo, hi=hi))
@@ -374,10 +416,10 @@ def _leaf_query(plan: ChecksumPlan, ranges: Sequence[Range]) -> tuple[sql.Compos
         params += where_params
     query = sql.SQL("SELECT {k}, {h} FROM {t} WHERE {w} ORDER BY {o}").format(
         k=key_int_sql(plan),
-        h=row_hash_sql(plan),
+        h=leaf_hashes_sql(plan),
         t=plan.relation,
         w=sql.SQL(" OR ").join(wheres),
-        o=sql.Identifier(plan.key[0]),
+        o=ident(plan.key[0]),
     )
     return query, params
 
@@ -389,8 +431,8 @@ def _merge_into(
 
 
 def _int_rows(rows: Iterable[tuple[Any, ...]]) -> Iterator[Row]:
-    for key, row_hash in rows:
-        yield key, (key,), row_hash
+    for key, *hashes in rows:
+        yield key, (key,), hashes[0], hashes[-1]
 
 
 def _coalesce(leaves: list[Leaf]) -> list[Leaf]:
@@ -436,30 +478,32 @@ def resolve_hash(
         plan, Buckets("hash", bits=bits, restrict_bits=bits, restrict=tuple(buckets))
     )
     if not plan.key:
-        rh = row_hash_sql(plan)
-        query = sql.SQL("SELECT {h}, count(*) FROM {t} WHERE {w} GROUP BY 1 ORDER BY 1").format(
-            h=rh, t=plan.relation, w=where
-        )
+        hashes = leaf_hashes_sql(plan)
+        if not plan.loose:
+            hashes = sql.SQL("{h}, {h}").format(h=hashes)
+        query = sql.SQL(
+            "SELECT {h}, count(*) FROM {t} WHERE {w} GROUP BY 1, 2 ORDER BY 1, 2"
+        ).format(h=hashes, t=plan.relation, w=where)
         _merge_streams(pair, query, params, lambda s, t: merge_counts(s, t, tally))
         return
-    texts = [
-        sql.SQL("coalesce({}::text, '') COLLATE \"C\"").format(sql.Identifier(k)) for k in plan.key
-    ]
-    query = sql.SQL("SELECT {kh}, {out}, {h} FROM {t} WHERE {w} ORDER BY 1, {texts}").format(
+    width = len(plan.key)
+    query = sql.SQL("SELECT {kh}, {texts}, {out}, {h} FROM {t} WHERE {w} ORDER BY {order}").format(
         kh=key_hash_sql(plan),
+        texts=sql.SQL(", ").join(sql.SQL(key_text_sql(c)) for c in plan.key_columns),
         out=sql.SQL(", ").join(key_output_sql(plan)),
-        h=row_hash_sql(plan),
+        h=leaf_hashes_sql(plan),
         t=plan.relation,
         w=where,
-        texts=sql.SQL(", ").join(texts),
-    )
-    _merge_streams(
-        pair, query, params, lambda s, t: merge_keyed(_hashed_rows(s), _hashed_rows(t), tally)
+        order=sql.SQL(", ").join(sql.SQL(str(i)) for i in range(1, width + 2)),
     )
 
+    def rows(stream: Iterable[tuple[Any, ...]]) -> Iterator[Row]:
+        for row in stream:  # key hash, key texts (the order), key, hashes
+            yield (
+                (row[0], *row[1 : width + 1]),
+                tuple(row[width + 1 : 2 * width + 1]),
+                row[2 * width + 1],
+                row[-1],
+            )
 
-def _hashed_rows(rows: Iterable[tuple[Any, ...]]) -> Iterator[Row]:
-    for row in rows:
-        key = tuple(row[1:-1])
-        text_key = tuple("" if v is None else str(v) for v in key)
-        yield (row[0], text_key), key, row[-1]
+    _merge_streams(pair, query, params, lambda s, t: merge_keyed(rows(s), rows(t), tally))

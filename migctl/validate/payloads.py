@@ -1,11 +1,13 @@
-"""The validation Lambda's payload schema, version 1: what goes over the wire, to and from JSON.
+"""The validation Lambda's payload schema, version 2: what goes over the wire, to and from JSON.
 
-Every request and answer carries ``"version": 1``; the handler refuses any
+Every request and answer carries ``"version": 2``; the handler refuses any
 other version with an error payload, and the caller refuses an answer in
 another version. Checksums and 64-bit values travel as strings or plain JSON
 integers (Python's ``json`` keeps integers exact). Results travel as their
 dataclass fields, so the report built from invocations is the one a local run
-builds. Requests (``action``):
+builds; table and sequence names travel as ``[schema, name]`` pairs. Version 2
+(the ``chain64`` row hash, name pairs, the catalog's ``schemas``, the tally's
+``equal_by_value_count``) replaced version 1. Requests (``action``):
 
 - ``plan``: one side's catalog with a row estimate per table, and on request
   the first-pass key bounds of range-chunked tables (aligned for dense keys,
@@ -26,7 +28,7 @@ from migctl.validate.catalog import Catalog, Column, PgType, SequenceInfo, Table
 from migctl.validate.narrow import Tally
 from migctl.validate.report import Key, SequenceResult
 
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION = 2
 ACTIONS = ("plan", "count", "checksum", "narrow", "sequences")
 
 
@@ -73,19 +75,24 @@ def catalog_to_dict(catalog: Catalog) -> dict[str, Any]:
         "server_version": catalog.server_version,
         "tables": [table_to_dict(t) for t in catalog.tables.values()],
         "sequences": [asdict(s) for s in catalog.sequences.values()],
+        "schemas": list(catalog.schemas),
     }
 
 
 def catalog_from_dict(data: dict[str, Any]) -> Catalog:
-    tables = {t.qualified: t for t in map(table_from_dict, data["tables"])}
+    tables = {t.key: t for t in map(table_from_dict, data["tables"])}
     sequences = {}
     for s in data["sequences"]:
         owner = s.get("owned_by")
         seq = SequenceInfo(
-            str(s["schema"]), str(s["name"]), int(s["increment"]), tuple(owner) if owner else None
+            str(s["schema"]),
+            str(s["name"]),
+            int(s["increment"]),
+            (str(owner[0]), str(owner[1]), str(owner[2])) if owner else None,
         )
-        sequences[seq.qualified] = seq
-    return Catalog(int(data["server_version"]), tables, sequences)
+        sequences[seq.key] = seq
+    schemas = tuple(str(s) for s in data.get("schemas", ()))
+    return Catalog(int(data["server_version"]), tables, sequences, schemas)
 
 
 def _keys(values: Any) -> list[Key]:
@@ -105,6 +112,7 @@ def tally_from_dict(data: dict[str, Any]) -> Tally:
         _keys(data["missing_in_target"]),
         _keys(data["missing_in_source"]),
         _keys(data["changed"]),
+        int(data.get("equal_by_value_count", 0)),
     )
 
 
@@ -113,4 +121,12 @@ def sequence_to_dict(result: SequenceResult) -> dict[str, Any]:
 
 
 def sequence_from_dict(data: dict[str, Any]) -> SequenceResult:
-    return SequenceResult(**data)
+    owner = data.get("owner")
+    name = data["name"]
+    return SequenceResult(
+        **{
+            **data,
+            "name": (str(name[0]), str(name[1])),
+            "owner": (str(owner[0]), str(owner[1])) if owner else None,
+        }
+    )

@@ -167,11 +167,10 @@ def _plan(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
     """Cheap metadata: the catalog with a row estimate per table; key bounds when asked."""
     from dataclasses import replace
 
-    from psycopg import sql
-
     from migctl.validate.catalog import read_catalog
     from migctl.validate.checksum import ChecksumPlan, chunk_bounds
     from migctl.validate.payloads import catalog_to_dict
+    from migctl.validate.table import estimate_rows
 
     side = _one_side(event, deadline)
     try:
@@ -181,13 +180,7 @@ def _plan(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
             catalog = read_catalog(side.conn, [str(s) for s in schemas])
             for name, table in list(catalog.tables.items()):
                 if table.estimated_rows < 0:  # never vacuumed nor analyzed: guess from the size
-                    query = sql.SQL(
-                        "SELECT pg_relation_size({}::regclass)"
-                        " / current_setting('block_size')::int * 60"
-                    ).format(
-                        sql.Literal(sql.Identifier(table.schema, table.name).as_string(side.conn))
-                    )
-                    estimate = float(side.execute(query)[0][0])
+                    estimate = estimate_rows(side, table)
                     catalog.tables[name] = replace(table, estimated_rows=estimate)
             answer["catalog"] = catalog_to_dict(catalog)
         bounds = []
@@ -207,10 +200,12 @@ def _plan(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
 def _count(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
     from psycopg import sql
 
+    from migctl.pgnames import ident
+
     side = _one_side(event, deadline)
     try:
         query = sql.SQL("SELECT count(*) FROM {}").format(
-            sql.Identifier(str(event["schema"]), str(event["table"]))
+            ident(str(event["schema"]), str(event["table"]))
         )
         return {"side": side.label, "rows": int(side.execute(query)[0][0])}
     finally:
@@ -256,7 +251,7 @@ def _narrow(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
                         int(event["stream_rows"]),
                     )
             for found in tallies:
-                if found.total == 0:
+                if not found.explained:
                     raise MigctlError("chunk checksums differ but no differing row was found")
                 tally.absorb(found)
             deadline.check()
@@ -286,7 +281,7 @@ def _sequences(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
         target_catalog = read_catalog(pair.target.conn, schemas)
         chosen = select_sequences(
             source_catalog,
-            [str(n) for n in event.get("names") or ()],
+            [(str(n[0]), str(n[1])) for n in event.get("names") or ()],
             [str(t) for t in event.get("tables") or ()],
             [str(x) for x in event.get("exclude") or ()],
         )

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from migctl.pgnames import TableName, show, show_part
+
 Key = tuple[int | str, ...]
 
 TableStatus = Literal["match", "mismatch", "missing_in_target", "missing_in_source", "error"]
@@ -23,7 +25,9 @@ METHODS: tuple[Method, ...] = ("range", "hash", "multiset")
 
 @dataclass(frozen=True)
 class TableResult:
-    table: str
+    """One table's verdict. ``name`` is its (schema, table) pair; ``table`` the text form."""
+
+    name: TableName
     status: TableStatus
     source_rows: int | None = None
     target_rows: int | None = None
@@ -42,6 +46,13 @@ class TableResult:
     retries: int = 0
     duration_seconds: float = 0.0
     error: str | None = None
+    # rows whose stored forms differ but whose values PostgreSQL calls equal (jsonb 1.0 and 1.00)
+    equal_by_value_count: int = 0
+
+    @property
+    def table(self) -> str:
+        """``schema.table``, each part quoted when needed (``a."b.c"``)."""
+        return show(self.name)
 
     @property
     def data_match(self) -> bool:
@@ -67,17 +78,31 @@ class SequenceResult:
     ``*_last_value`` are the raw ``last_value`` of each side; whether it was
     handed out yet is in ``*_is_called``. ``column_max`` is the largest value
     (smallest for descending sequences) of the owning column on either side.
+    ``name`` is the (schema, sequence) pair, ``owner`` the owning (schema, table)
+    and ``owner_column`` its column.
     """
 
-    sequence: str
+    name: TableName
     status: SequenceStatus
     source_last_value: int | None
     target_last_value: int | None
     source_is_called: bool = False
     target_is_called: bool = False
-    owned_by: str | None = None
+    owner: TableName | None = None
+    owner_column: str | None = None
     column_max: int | None = None
     increment: int = 1
+
+    @property
+    def sequence(self) -> str:
+        return show(self.name)
+
+    @property
+    def owned_by(self) -> str | None:
+        """``schema.table.column`` of the owning column, parts quoted when needed."""
+        if self.owner is None or self.owner_column is None:
+            return None
+        return f"{show(self.owner)}.{show_part(self.owner_column)}"
 
     @property
     def ok(self) -> bool:
@@ -91,7 +116,7 @@ class ValidationReport:
     duration_seconds: float
     tables: tuple[TableResult, ...]
     sequences: tuple[SequenceResult, ...] = ()
-    algorithm: str = "chain"
+    algorithm: str = "chain64"
     source_version: int | None = None
     target_version: int | None = None
     notes: tuple[str, ...] = field(default=())

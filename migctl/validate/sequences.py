@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from migctl.validate.catalog import Catalog, SequenceInfo, matches
+from migctl.pgnames import TableName, ident, matches
+from migctl.validate.catalog import Catalog, SequenceInfo
 from migctl.validate.report import SequenceResult, SequenceStatus
 from migctl.validate.session import Side, retry_unit
 
@@ -33,7 +34,7 @@ class SequenceState:
 
 
 def read_sequence(side: Side, schema: str, name: str, increment: int) -> SequenceState:
-    query = sql.SQL("SELECT last_value, is_called FROM {}").format(sql.Identifier(schema, name))
+    query = sql.SQL("SELECT last_value, is_called FROM {}").format(ident(schema, name))
     last_value, is_called = retry_unit(lambda: side.execute(query)[0], side)
     return SequenceState(int(last_value), bool(is_called), increment)
 
@@ -43,13 +44,13 @@ def column_extreme(
 ) -> int | None:
     """max (min for descending sequences) of the owning column, when that side has it."""
     schema, table, column = owner
-    info = catalog.tables.get(f"{schema}.{table}")
+    info = catalog.tables.get((schema, table))
     if info is None or info.column(column) is None:
         return None
     query = sql.SQL("SELECT {}({}) FROM {}").format(
         sql.SQL("min" if descending else "max"),
-        sql.Identifier(column),
-        sql.Identifier(schema, table),
+        ident(column),
+        ident(schema, table),
     )
     value = retry_unit(lambda: side.execute(query)[0][0], side)
     return int(value) if isinstance(value, int) else None
@@ -69,19 +70,19 @@ def sequence_status(
 
 
 def select_sequences(
-    catalog: Catalog, tables: Sequence[str], include: Sequence[str], exclude: Sequence[str]
+    catalog: Catalog, tables: Sequence[TableName], include: Sequence[str], exclude: Sequence[str]
 ) -> list[SequenceInfo]:
     """Sequences of the selected tables; with no --table filter, every sequence in the schemas."""
     chosen = set(tables)
     picked = []
     for seq in catalog.sequences.values():
-        owner = f"{seq.owned_by[0]}.{seq.owned_by[1]}" if seq.owned_by else None
-        if include and owner not in chosen and not any(matches(seq.qualified, p) for p in include):
+        owner = seq.owner
+        if include and owner not in chosen and not any(matches(seq.key, p) for p in include):
             continue
-        if any(matches(seq.qualified, p) or (owner and matches(owner, p)) for p in exclude):
+        if any(matches(seq.key, p) or (owner and matches(owner, p)) for p in exclude):
             continue
         picked.append(seq)
-    return sorted(picked, key=lambda s: s.qualified)
+    return sorted(picked, key=lambda s: s.key)
 
 
 def compare_sequences(
@@ -94,7 +95,7 @@ def compare_sequences(
     results = []
     for seq in sequences:
         src = read_sequence(source, seq.schema, seq.name, seq.increment)
-        other = target_catalog.sequences.get(seq.qualified)
+        other = target_catalog.sequences.get(seq.key)
         tgt = read_sequence(target, other.schema, other.name, other.increment) if other else None
         column = None
         if seq.owned_by:
@@ -108,13 +109,14 @@ def compare_sequences(
                 column = min(present) if descending else max(present)
         results.append(
             SequenceResult(
-                sequence=seq.qualified,
+                name=seq.key,
                 status=sequence_status(src, tgt, column),
                 source_last_value=src.last_value,
                 target_last_value=tgt.last_value if tgt else None,
                 source_is_called=src.is_called,
                 target_is_called=tgt.is_called if tgt else False,
-                owned_by=".".join(seq.owned_by) if seq.owned_by else None,
+                owner=seq.owner,
+                owner_column=seq.owned_by[2] if seq.owned_by else None,
                 column_max=column,
                 increment=seq.increment,
             )

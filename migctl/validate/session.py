@@ -104,7 +104,7 @@ class Side:
     def execute(self, query: Any, params: Any = None) -> list[tuple[Any, ...]]:
         """Run one query in the current snapshot and fetch all rows."""
         self.queries += 1
-        cur = self.conn.execute(query, params)
+        cur = self.conn.execute(query, [] if params is None else params)  # `%` in names: always
         return cur.fetchall() if cur.description else []
 
     def stream(
@@ -114,7 +114,7 @@ class Side:
         self.queries += 1
         with self.conn.cursor(name=f"migctl_stream_{self.queries}") as cur:
             cur.itersize = itersize
-            cur.execute(query, params)
+            cur.execute(query, [] if params is None else params)
             yield from cur
 
     def new_snapshot(self) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from psycopg import sql
 
+from migctl.pgnames import TableName, ident, show
 from migctl.redact import redact_text
 from migctl.validate.catalog import TableInfo
 from migctl.validate.checksum import Buckets, BucketSum, bucket_checksums, chunk_bounds
@@ -69,7 +70,7 @@ ProgressFn = Callable[[Progress], None]
 
 def compare_table(
     pair: Pair,
-    name: str,
+    name: TableName,
     source: TableInfo | None,
     target: TableInfo | None,
     algorithm: str,
@@ -79,7 +80,7 @@ def compare_table(
     clock: Callable[[], float],
 ) -> TableResult:
     start = clock()
-    progress(Progress(name, "start"))
+    progress(Progress(show(name), "start"))
     queries_before, retries_before = pair.queries, pair.retries
     try:
         pair.source.new_snapshot()
@@ -111,12 +112,12 @@ def _with_stats(result: TableResult, queries: int, retries: int, seconds: float)
 
 
 def _count(side: Side, table: TableInfo) -> int:
-    query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table.schema, table.name))
+    query = sql.SQL("SELECT count(*) FROM {}").format(ident(table.schema, table.name))
     return int(retry_unit(lambda: side.execute(query)[0][0], side))
 
 
 def _missing(
-    pair: Pair, name: str, source: TableInfo | None, target: TableInfo | None
+    pair: Pair, name: TableName, source: TableInfo | None, target: TableInfo | None
 ) -> TableResult:
     if source is not None:
         return TableResult(name, "missing_in_target", source_rows=_count(pair.source, source))
@@ -124,14 +125,19 @@ def _missing(
     return TableResult(name, "missing_in_source", target_rows=_count(pair.target, target))
 
 
-def _estimate(side: Side, table: TableInfo) -> float:
+_SIZE_GUESS_SQL = """
+SELECT pg_relation_size(c.oid) / current_setting('block_size')::int * 60
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relname = %s
+"""
+
+
+def estimate_rows(side: Side, table: TableInfo) -> float:
     """reltuples, or a guess from the size for a table never vacuumed nor analyzed (inside its snapshot)."""
     if table.estimated_rows >= 0:
         return table.estimated_rows
-    query = sql.SQL(
-        "SELECT pg_relation_size({}::regclass) / current_setting('block_size')::int * 60"
-    ).format(sql.Literal(sql.Identifier(table.schema, table.name).as_string(side.conn)))
-    return float(retry_unit(lambda: side.execute(query)[0][0], side))
+    rows = retry_unit(lambda: side.execute(_SIZE_GUESS_SQL, [table.schema, table.name]), side)
+    return float(rows[0][0]) if rows else 0.0
 
 
 def range_buckets(estimated_rows: float, chunk_rows: int) -> tuple[int, float]:
@@ -148,7 +154,7 @@ def hash_bits(estimated_rows: float, chunk_rows: int) -> int:
 
 def _compare(
     pair: Pair,
-    name: str,
+    name: TableName,
     source: TableInfo,
     target: TableInfo,
     algorithm: str,
@@ -160,7 +166,7 @@ def _compare(
 ) -> TableResult:
     table_plan = plan_table(source, target, algorithm)
     plan, method = table_plan.plan, table_plan.method
-    estimate = max(_estimate(pair.source, source), _estimate(pair.target, target))
+    estimate = max(estimate_rows(pair.source, source), estimate_rows(pair.target, target))
     if method == "range":
         count, percent = range_buckets(estimate, options.chunk_rows)
         bounds = retry_unit(
@@ -187,7 +193,9 @@ def _compare(
     target_rows = sum(s.rows for s in target_sums.values())
     chunks = len(set(source_sums) | set(target_sums))
     progress(
-        Progress(name, "scanned", source_rows, target_rows, chunks, len(diff), 0, clock() - start)
+        Progress(
+            show(name), "scanned", source_rows, target_rows, chunks, len(diff), 0, clock() - start
+        )
     )
 
     tally = Tally(options.max_keys)
@@ -199,7 +207,7 @@ def _compare(
             generations = (pair.source.generation, pair.target.generation)
             found = [Tally(options.max_keys) for _ in range(count)]
             resolve(found)
-            if generations == pass_generations and any(t.total == 0 for t in found):
+            if generations == pass_generations and not all(t.explained for t in found):
                 raise InconsistentResult("chunk checksums differ but no differing row was found")
             return found
 
@@ -219,7 +227,7 @@ def _compare(
             done += len(batch)
             progress(
                 Progress(
-                    name, "narrowing", source_rows, target_rows, chunks, len(diff), done,
+                    show(name), "narrowing", source_rows, target_rows, chunks, len(diff), done,
                     clock() - start,
                 )
             )  # fmt: skip
@@ -238,7 +246,7 @@ def _compare(
 
 
 def table_result(
-    name: str,
+    name: TableName,
     table_plan: TablePlan,
     tally: Tally,
     *,
@@ -260,6 +268,7 @@ def table_result(
         missing_in_target=_sorted(tally.missing_in_target),
         missing_in_source=_sorted(tally.missing_in_source),
         changed=_sorted(tally.changed),
+        equal_by_value_count=tally.equal_by_value_count,
         schema_differences=table_plan.schema_differences,
         method=table_plan.method,
         key_columns=table_plan.plan.key,

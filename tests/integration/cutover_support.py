@@ -60,6 +60,16 @@ class Sandbox:
     state: SandboxState
     queue_url: str = ""
     journals: list[Path] = field(default_factory=list)
+    up_output: str = ""  # what `migctl -vv sandbox up` printed
+
+    def passwords(self) -> list[str]:
+        """The passwords in the sandbox's Secrets Manager secrets (generated at `sandbox up`)."""
+        sm = self.aws("secretsmanager")
+        found = []
+        for listed in sm.list_secrets()["SecretList"]:
+            value = json.loads(sm.get_secret_value(SecretId=listed["ARN"])["SecretString"])
+            found.append(str(value["password"]))
+        return found
 
     def journal(self, name: str) -> Path:
         path = self.dir / "journals" / f"{name}.jsonl"
@@ -92,16 +102,17 @@ class Sandbox:
 
 
 def up(name: str, rows: int) -> Sandbox:
+    """A sandbox, started at -vv (its output is kept: no password may be in it)."""
     directory = fresh_dir(name)
-    started = run(clean_env(), "sandbox", "up", "--dir", str(directory), "--rows", str(rows))
-    assert started.returncode == 0, started.stderr
+    started = run(clean_env(), "-vv", "sandbox", "up", "--dir", str(directory), "--rows", str(rows))
+    assert started.returncode == 0, started.stderr[-3000:]
     state = SandboxState.load(directory)
     assert state is not None
     env = clean_env()
     for line in (directory / "sandbox.env").read_text().splitlines():
         key, _, value = line.partition("=")
         env[key] = value
-    return Sandbox(directory, env, state)
+    return Sandbox(directory, env, state, up_output=started.stdout + started.stderr)
 
 
 def down(sandbox: Sandbox) -> None:

@@ -67,6 +67,29 @@ def ready(sbx: Sandbox) -> None:
     notices(sbx)  # forget earlier tests' notices
 
 
+def test_no_password_reaches_any_output_even_at_vv(sandbox: Sandbox) -> None:
+    """Every command that reads a secret, at -vv (botocore logs HTTP bodies at DEBUG), and the
+    journal: none shows a password. `sandbox up` (the CreateSecret requests) ran at -vv too."""
+    ready(sandbox)
+    passwords = sandbox.passwords()
+    assert len(passwords) == 2 and all(len(p) >= 20 for p in passwords)
+    journal = sandbox.journal("vv")
+    runs = [
+        run(sandbox.env, "-vv", "validate"),
+        run(sandbox.env, "-vv", "--output", "json", "validate", "--executor", "lambda-local"),
+        run(sandbox.env_for(journal), "-vv", "cutover", "--until", "validate", "--yes"),
+        run(sandbox.env_for(journal), "-vv", "cutover", "rollback", "--yes"),
+    ]
+    codes = [r.returncode for r in runs]  # the writer runs: validate may see replication lag
+    assert codes[0] in (0, 1) and codes[1] in (0, 1) and codes[2:] == [0, 4], codes
+    outputs = [sandbox.up_output, journal.read_text(), *(r.stdout + r.stderr for r in runs)]
+    assert all("DEBUG botocore" in out for out in outputs[2:]), "the commands ran at -vv"
+    assert any("GetSecretValue" in out for out in outputs[2:])  # bodies were there to leak
+    for password in passwords:
+        assert not [out for out in outputs if password in out]
+    assert app_can_write(sandbox)
+
+
 def test_until_validate_pauses_frozen_then_rolls_back(sandbox: Sandbox) -> None:
     ready(sandbox)
     journal = sandbox.journal("until")

@@ -129,10 +129,26 @@ def test_exit_2_for_an_unknown_table_or_a_bad_dsn(pg_pair: Any, cli: Any) -> Non
         "public.nope",
     )
     assert unknown.code == 2
-    assert "unknown table 'public.nope'" in unknown.stderr and "Traceback" not in unknown.stderr
+    assert (
+        "table 'public.nope' matched no table" in unknown.stderr
+        and "Traceback" not in unknown.stderr
+    )
     bad = cli("validate", "--source", "host=127.0.0.1 port", "--target", pg_pair.target_dsn)
     assert bad.code == 2, bad.stderr
     assert "bad DSN" in bad.stderr
+
+
+def test_a_malformed_dsn_is_exit_2_and_never_shows_the_password(pg_pair: Any, cli: Any) -> None:
+    from tests.unit.test_redact import malformed
+
+    password = "Pw" + secrets.token_hex(8)
+    for dsn in malformed(password):
+        for verbosity in ((), ("-vv",)):
+            result = cli(*verbosity, "validate", "--source", dsn, "--target", pg_pair.target_dsn)
+            output = result.stdout + result.stderr
+            assert result.code == 2, (dsn, result.stderr)
+            assert "bad DSN" in result.stderr and "internal error" not in result.stderr
+            assert password[:6] not in output and password[-6:] not in output, (dsn, output)
 
 
 def test_exit_3_when_a_database_is_unreachable_and_no_password_leaks(

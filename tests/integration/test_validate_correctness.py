@@ -185,7 +185,7 @@ def test_only_numeric_with_a_precision_is_hashed_as_finite(pg_pair: Any) -> None
             with pytest.raises(psycopg.errors.NumericValueOutOfRange):
                 conn.execute("INSERT INTO kinds (id, d) VALUES (1, '-Infinity')")
             conn.execute("INSERT INTO kinds VALUES (1, 'NaN', 'NaN', 'NaN', 'Infinity')")
-            kinds = read_catalog(conn, ["public"]).tables["public.kinds"]
+            kinds = read_catalog(conn, ["public"]).tables[("public", "kinds")]
             finite = {c.name: c.type.finite for c in kinds.columns}
             assert finite == {"id": False, "p": True, "d": True, "c": True, "n": False}
     assert table(run(pg_pair), "public.kinds").status == "match"

@@ -16,6 +16,7 @@ from migctl.render.validate import validation_json
 from migctl.validate.engine import ValidateOptions
 from migctl.validate.executor import FanoutOptions, run_validation
 from migctl.validate.lambda_executor import Throttled
+from migctl.validate.payloads import PAYLOAD_VERSION as V
 from migctl.validate.remote import handle
 from migctl.validate.report import Progress, ValidationReport
 from migctl.validate.session import SessionOptions
@@ -189,7 +190,7 @@ def test_a_chunk_that_keeps_failing_fails_its_table_never_a_match(pg_pair: Any) 
         if payload.get("plan", {}).get("table") == "bad" and buckets.get("lo") is None:
             calls.append(payload)  # the first span of `bad` on either side: always a timeout
             return {
-                "version": 1,
+                "version": V,
                 "ok": False,
                 "error": "canceling statement due to statement timeout",
             }
@@ -225,7 +226,7 @@ def test_handler_plan_count_narrow_and_sequences_actions(pg_pair: Any) -> None:
         conn.execute("SELECT setval('p_id_seq', 5)")
     sides = {"source_dsn": pg_pair.source_dsn, "target_dsn": pg_pair.target_dsn}
     plan = in_process(
-        {"version": 1, "action": "plan", "side": "source", "schemas": ["public"], **sides}
+        {"version": V, "action": "plan", "side": "source", "schemas": ["public"], **sides}
     )
     assert plan["ok"] is True, plan
     (table,) = plan["catalog"]["tables"]
@@ -242,7 +243,7 @@ def test_handler_plan_count_narrow_and_sequences_actions(pg_pair: Any) -> None:
     }
     bounds = in_process(
         {
-            "version": 1,
+            "version": V,
             "action": "plan",
             "side": "source",
             "bounds": [{"plan": checksum_plan, "count": 4, "percent": 100}],
@@ -252,7 +253,7 @@ def test_handler_plan_count_narrow_and_sequences_actions(pg_pair: Any) -> None:
     assert bounds["bounds"] == [[250, 500, 750]]  # percentile_disc of 1..1000
     count = in_process(
         {
-            "version": 1,
+            "version": V,
             "action": "count",
             "side": "target",
             "schema": "public",
@@ -263,7 +264,7 @@ def test_handler_plan_count_narrow_and_sequences_actions(pg_pair: Any) -> None:
     assert count["rows"] == 999
     narrow = in_process(
         {
-            "version": 1,
+            "version": V,
             "action": "narrow",
             "plan": checksum_plan,
             "method": "range",
@@ -281,9 +282,9 @@ def test_handler_plan_count_narrow_and_sequences_actions(pg_pair: Any) -> None:
         [[500]],
         2,
     )
-    sequences = in_process({"version": 1, "action": "sequences", "schemas": ["public"], **sides})
-    assert [(s["sequence"], s["status"]) for s in sequences["sequences"]] == [
-        ("public.p_id_seq", "behind")
+    sequences = in_process({"version": V, "action": "sequences", "schemas": ["public"], **sides})
+    assert [(s["name"], s["status"]) for s in sequences["sequences"]] == [
+        (["public", "p_id_seq"], "behind")
     ]
 
 
@@ -294,7 +295,7 @@ class ShortContext:
 
 def test_each_invocation_keeps_inside_the_function_timeout(pg_pair: Any) -> None:
     event = {
-        "version": 1,
+        "version": V,
         "action": "count",
         "side": "source",
         "dsn": pg_pair.source_dsn,

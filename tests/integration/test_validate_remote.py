@@ -6,6 +6,7 @@ from typing import Any
 
 from migctl.validate.checksum import Buckets, ChecksumPlan
 from migctl.validate.hashing import ColumnHash
+from migctl.validate.payloads import PAYLOAD_VERSION as V
 from migctl.validate.remote import handle
 
 
@@ -25,7 +26,7 @@ def test_checksum_action_matches_on_equal_data_and_differs_on_a_change(pg_pair: 
 
     def checksum(side: str, dsn: str) -> dict[str, Any]:
         event = {
-            "version": 1,
+            "version": V,
             "action": "checksum",
             "side": side,
             "dsn": dsn,
@@ -47,16 +48,16 @@ def test_checksum_action_matches_on_equal_data_and_differs_on_a_change(pg_pair: 
 
 
 def test_unknown_versions_actions_and_bad_plans_get_an_error_payload() -> None:
-    assert handle({"version": 2, "action": "checksum"}, None) == {
-        "version": 1,
+    assert handle({"version": 1, "action": "checksum"}, None) == {
+        "version": V,
         "ok": False,
-        "error": "unsupported payload version 2; this handler speaks version 1",
+        "error": f"unsupported payload version 1; this handler speaks version {V}",
     }
-    unknown = handle({"version": 1, "action": "drop"}, None)
+    unknown = handle({"version": V, "action": "drop"}, None)
     assert unknown["ok"] is False and "unknown action 'drop'" in unknown["error"]
     bad = handle(
         {
-            "version": 1,
+            "version": V,
             "action": "checksum",
             "side": "source",
             "dsn": "host=127.0.0.1",
@@ -97,7 +98,7 @@ def test_checksum_reads_credentials_from_secrets_manager(
     monkeypatch.setenv("TARGET_SECRET_ARN", arn)
     plan = ChecksumPlan("public", "t", (ColumnHash("id", "int"),), ("id",))
     event = {
-        "version": 1,
+        "version": V,
         "action": "checksum",
         "side": "target",
         "plan": plan.to_dict(),

@@ -96,9 +96,10 @@ def test_a_hostile_table_name_is_just_a_name(pg_pair: Any) -> None:
     )
     with pg_pair.target_conn() as conn:
         conn.execute('UPDATE "x""; drop table y; --" SET v = 3 WHERE v = 2')
-    report = run(pg_pair, tables=('public.x"; drop table y; --',))
+    report = run(pg_pair, tables=('public."x""; drop table y; --"',))  # quoted: a literal name
     (hostile,) = report.tables
-    assert (hostile.table, hostile.changed) == ('public.x"; drop table y; --', (("b",),))
+    assert hostile.name == ("public", 'x"; drop table y; --') and hostile.changed == (("b",),)
+    assert hostile.table == 'public."x""; drop table y; --"'  # quoted as PostgreSQL would
     for connect in (pg_pair.source_conn, pg_pair.target_conn):
         with connect() as conn:
             assert conn.execute("SELECT to_regclass('public.y') IS NOT NULL").fetchone() == (True,)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from migctl.clients import Database, connection_kwargs
 from migctl.redact import redact_dsn, redact_text, register_secret
@@ -59,3 +60,69 @@ def test_tls_is_required_off_loopback_unless_the_dsn_says_otherwise() -> None:
     assert connection_kwargs("host=db.example sslmode=verify-full")["sslmode"] == "verify-full"
     params = connection_kwargs("host=db.example dbname=pay")
     assert params["application_name"] == "migctl" and params["connect_timeout"] == 10
+
+
+def malformed(pw: str) -> list[str]:
+    """DSNs libpq refuses or misreads, each holding the password ``pw``."""
+    return [
+        f"postgresql://app:{pw}%ZZ@db.example:5432/pay",  # a %-escape that is not hex
+        f"host=db.example user=app password={pw} x",  # a space in an unquoted value
+        f"host=db.example user=app password{pw}",  # '=' missing
+        f"host=db.example password='{pw}",  # an unterminated quote
+        f"postgresql://app:{pw}@[::1:5432/pay",  # IPv6 without its ']'
+        f"postgresql://app:{pw}@db.example:port/pay",  # a port that is not a number
+        f"host=db.example port=abc password={pw}",
+        f"postgresql://app:{pw}@extra@db.example/pay",  # an unencoded @
+        f"mysql://app:{pw}@db.example/pay",  # not PostgreSQL
+        f"host=db.example user=app passwrd={pw}",  # an unknown keyword
+    ]
+
+
+def test_a_malformed_dsn_is_a_config_error_that_shows_no_part_of_the_password() -> None:
+    import pytest
+
+    from migctl.errors import ConfigError
+
+    pw = "Pw" + secrets.token_hex(8)
+    for dsn in malformed(pw):
+        with pytest.raises(ConfigError) as caught:
+            connection_kwargs(dsn)
+        message = caught.value.one_line()
+        assert message.startswith("bad DSN"), (dsn, message)
+        assert pw[:6] not in message and pw[-6:] not in message, (dsn, message)
+        assert caught.value.exit_code == 2
+
+
+def test_a_hash_in_a_url_password_is_a_password() -> None:
+    pw = "p#" + secrets.token_hex(6)
+    dsn = f"postgresql://app:{pw}@db.example:5432/pay"
+    assert redact_dsn(dsn) == "postgresql://app:***@db.example:5432/pay"
+    assert connection_kwargs(dsn)["password"] == pw
+
+
+def test_redact_dsn_never_raises_and_never_shows_the_password() -> None:
+    pw = "Pw" + secrets.token_hex(8)
+    for dsn in [*malformed(pw), f"postgresql://app:{pw}#frag@h:99999999999/db", "://", "x" * 5]:
+        shown = redact_dsn(dsn)
+        assert pw not in shown and pw[:6] not in shown, (dsn, shown)
+    assert redact_dsn("mysql://u:x@h/db").startswith("mysql://")  # the scheme is not rewritten
+
+
+def test_botocore_bodies_are_never_logged(caplog: Any) -> None:
+    import logging
+
+    from migctl.redact import hide_http_bodies
+
+    hide_http_bodies()
+    pw = secrets.token_hex(8)
+    body = ('{"SecretString": "{\\"password\\": \\"' + pw + '\\"}"}').encode()
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("botocore.parsers").debug("Response body:\n%r", body)
+        logging.getLogger("botocore.endpoint").debug(
+            "Making request for %s with params: %s", "op", {"body": body, "url": "https://x"}
+        )
+        logging.getLogger("botocore.endpoint").debug(
+            "Making request for %s with params: %s", "op", {"body": {"Password": pw}}
+        )
+    text = caplog.text
+    assert pw not in text and "not logged" in text and "https://x" in text

@@ -20,9 +20,10 @@ from migctl.validate.lambda_executor import (
     Throttled,
     lambda_invoker,
 )
+from migctl.validate.payloads import PAYLOAD_VERSION as V
 
 FUNCTION = "migctl-validate-staging"
-PAYLOAD = {"version": 1, "action": "count", "side": "source", "schema": "public", "table": "t"}
+PAYLOAD = {"version": V, "action": "count", "side": "source", "schema": "public", "table": "t"}
 
 
 def client_and_stubber() -> tuple[Any, Stubber]:
@@ -46,7 +47,7 @@ def expected() -> dict[str, Any]:
 
 
 def answer_ok() -> dict[str, Any]:
-    return {"StatusCode": 200, "Payload": body({"version": 1, "ok": True, "rows": 7})}
+    return {"StatusCode": 200, "Payload": body({"version": V, "ok": True, "rows": 7})}
 
 
 def unhandled() -> dict[str, Any]:
@@ -58,7 +59,7 @@ def test_invoke_sends_the_json_payload_synchronously_and_decodes_the_answer() ->
     client, stubber = client_and_stubber()
     stubber.add_response("invoke", answer_ok(), expected())
     with stubber:
-        assert lambda_invoker(client, FUNCTION)(PAYLOAD) == {"version": 1, "ok": True, "rows": 7}
+        assert lambda_invoker(client, FUNCTION)(PAYLOAD) == {"version": V, "ok": True, "rows": 7}
     stubber.assert_no_pending_responses()
 
 

@@ -6,8 +6,9 @@ from migctl.validate.checksum import BucketSum
 from migctl.validate.narrow import Tally, _coalesce, differing, merge_counts, merge_keyed
 
 
-def rows(*items: tuple[int, int]) -> list[tuple[int, tuple[int], int]]:
-    return [(k, (k,), h) for k, h in items]
+def rows(*items: tuple[int, int]) -> list[tuple[int, tuple[int], int, int]]:
+    """(key, hash) -> a merge row whose canonical and strict hashes are the same."""
+    return [(k, (k,), h, h) for k, h in items]
 
 
 def test_merge_keyed_finds_each_kind_of_difference() -> None:
@@ -41,12 +42,38 @@ def test_counts_stay_exact_beyond_max_keys() -> None:
     assert total.changed_count == 200 and len(total.changed) == 3
 
 
+def test_merge_keyed_counts_rows_equal_by_value_apart_from_differences() -> None:
+    tally = Tally(max_keys=10)
+    # key 1: same value stored alike; key 2: equal by value, stored differently (jsonb 1.0 and
+    # 1.00: same canonical hash, other strict hash); key 3: a real change
+    merge_keyed(
+        [(1, (1,), 10, 10), (2, (2,), 20, 21), (3, (3,), 30, 30)],
+        [(1, (1,), 10, 10), (2, (2,), 20, 22), (3, (3,), 31, 31)],
+        tally,
+    )
+    assert tally.changed == [(3,)] and tally.total == 1
+    assert tally.equal_by_value_count == 1 and tally.explained
+    assert not Tally(5).explained
+
+
 def test_merge_counts_is_a_multiset_difference() -> None:
     tally = Tally(max_keys=5)
-    merge_counts([(1, 2), (5, 1), (9, 1)], [(1, 1), (7, 3), (9, 1)], tally)
+    merge_counts([(1, 1, 2), (5, 5, 1), (9, 9, 1)], [(1, 1, 1), (7, 7, 3), (9, 9, 1)], tally)
     assert tally.missing_in_target_count == 2  # one copy of 1, and 5
     assert tally.missing_in_source_count == 3  # three copies of 7
     assert tally.missing_in_target == [] and tally.changed_count == 0
+    assert tally.equal_by_value_count == 0
+
+
+def test_merge_counts_tells_equal_values_stored_differently_from_differences() -> None:
+    tally = Tally(max_keys=5)
+    # canonical 1: two rows each side, one of them stored differently; canonical 2: one extra row
+    merge_counts([(1, 10, 1), (1, 11, 1), (2, 20, 2)], [(1, 10, 1), (1, 12, 1), (2, 20, 1)], tally)
+    assert tally.total == 1 and tally.missing_in_target_count == 1
+    assert tally.equal_by_value_count == 1
+    total = Tally(5)
+    total.absorb(tally)
+    assert total.equal_by_value_count == 1
 
 
 def test_differing_compares_count_and_checksum_and_absent_buckets() -> None:

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from migctl.errors import UsageError
-from migctl.validate.catalog import Column, PgType, TableInfo, select_tables
+from migctl.pgnames import TableName
+from migctl.validate.catalog import Catalog, Column, PgType, TableInfo, select_tables
 from migctl.validate.checksum import (
     Buckets,
     ChecksumPlan,
@@ -38,18 +39,64 @@ def col(
     return Column(name, type_sql or t.name, t, not_null, pos)
 
 
+def catalog(*names: TableName, schemas: tuple[str, ...] = ()) -> Catalog:
+    tables = {n: TableInfo(n[0], n[1], (), (), 0.0) for n in names}
+    return Catalog(150000, tables, {}, schemas or tuple(sorted({n[0] for n in names})))
+
+
+def pick(
+    names: list[TableName], include: list[str], exclude: list[str], schemas: tuple[str, ...] = ()
+) -> list[TableName]:
+    return select_tables(catalog(*names), catalog(), schemas, include, exclude)
+
+
+PAY = [("public", "payments"), ("public", "payouts"), ("public", "users"), ("audit", "payments")]
+
+
 def test_select_tables_globs_and_excludes() -> None:
-    names = ["public.payments", "public.payouts", "public.users", "audit.payments"]
-    assert select_tables(names, ["public.pay*"], []) == ["public.payments", "public.payouts"]
-    assert select_tables(names, ["payments"], []) == ["audit.payments", "public.payments"]
-    assert select_tables(names, [], ["*.pay*"]) == ["public.users"]
-    assert select_tables(names, ["public.*"], ["payouts"]) == ["public.payments", "public.users"]
+    assert pick(PAY, ["public.pay*"], []) == [("public", "payments"), ("public", "payouts")]
+    assert pick(PAY, ["payments"], []) == [("audit", "payments"), ("public", "payments")]
+    assert pick(PAY, [], ["*.pay*"]) == [("public", "users")]
+    assert pick(PAY, ["public.*"], ["payouts"]) == [("public", "payments"), ("public", "users")]
 
 
-def test_unknown_explicit_table_is_a_usage_error_but_an_empty_glob_is_not() -> None:
-    with pytest.raises(UsageError, match=r"unknown table 'public\.nope'"):
-        select_tables(["public.a"], ["public.nope"], [])
-    assert select_tables(["public.a"], ["public.nope*"], []) == []
+def test_dotted_names_are_pairs_never_joined_strings() -> None:
+    names = [("a", "b.c"), ("a.b", "c")]
+    assert pick(names, ['a."b.c"'], []) == [("a", "b.c")]
+    assert pick(names, ['"a.b".c'], []) == [("a.b", "c")]
+    assert pick(names, ["a.b.c"], []) == [("a", "b.c")]  # split at the first unquoted dot
+    assert pick(names, ["*"], ['"a.b".*']) == [("a", "b.c")]
+    assert pick([("public", "pay*"), ("public", "payx")], ['public."pay*"'], []) == [
+        ("public", "pay*")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("include", "exclude", "schemas", "message"),
+    [
+        (["public.nope"], [], (), r"table 'public\.nope' matched no table"),
+        (["nosuch.*"], [], (), r"table pattern 'nosuch\.\*' matched no table"),
+        (["public.pay*", "public.ledgr*"], [], (), r"'public\.ledgr\*' matched no table"),
+        ([], ["*"], (), r"--exclude '\*' selected no table"),
+        (["public.*"], ["public.*"], (), r"--table 'public\.\*' --exclude 'public\.\*' selected"),
+        (
+            [],
+            [],
+            ("pubic",),
+            r"--schema pubic matched no schema; schemas on the source: audit, public",
+        ),
+    ],
+)
+def test_a_selection_that_selects_nothing_is_a_usage_error(
+    include: list[str], exclude: list[str], schemas: tuple[str, ...], message: str
+) -> None:
+    with pytest.raises(UsageError, match=message):
+        pick(PAY, include, exclude, schemas)
+
+
+def test_an_empty_schema_selects_nothing() -> None:
+    with pytest.raises(UsageError, match="--schema public selected no table"):
+        select_tables(catalog(schemas=("public",)), catalog(), ("public",), [], [])
 
 
 @pytest.mark.parametrize(
@@ -139,7 +186,7 @@ def test_plan_method_follows_the_key() -> None:
 
 
 def test_one_algorithm_from_postgresql_11_on() -> None:
-    assert choose_algorithm(150004, 180001) == choose_algorithm(110000, 130010) == "chain"
+    assert choose_algorithm(150004, 180001) == choose_algorithm(110000, 130010) == "chain64"
     with pytest.raises(UsageError, match="PostgreSQL 10 is not supported"):
         choose_algorithm(100023, 150000)
 

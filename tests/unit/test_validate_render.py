@@ -10,7 +10,7 @@ from migctl.render.validate import render_validation, validation_json
 from migctl.validate.report import SequenceResult, TableResult, ValidationReport
 
 MISMATCH = TableResult(
-    "public.ledger",
+    ("public", "ledger"),
     "mismatch",
     300000,
     300001,
@@ -25,7 +25,7 @@ MISMATCH = TableResult(
     key_columns=("id",),
 )
 BEHIND = SequenceResult(
-    "public.orders_id_seq", "behind", 5000, 1, True, False, "public.orders.id", 5000
+    ("public", "orders_id_seq"), "behind", 5000, 1, True, False, ("public", "orders"), "id", 5000
 )
 
 
@@ -88,12 +88,15 @@ def test_json_has_the_issue_shape() -> None:
 
 
 def test_exit_codes() -> None:
-    match = TableResult("public.a", "match", 1, 1)
+    match = TableResult(("public", "a"), "match", 1, 1)
     assert report(match).exit_code == 0
     assert report(match, MISMATCH).exit_code == 1
     assert report(match, sequences=(BEHIND,)).exit_code == 1
-    assert report(match, TableResult("public.b", "error", error="LockNotAvailable")).exit_code == 3
-    assert report(TableResult("public.c", "missing_in_target", 5)).exit_code == 1
+    assert (
+        report(match, TableResult(("public", "b"), "error", error="LockNotAvailable")).exit_code
+        == 3
+    )
+    assert report(TableResult(("public", "c"), "missing_in_target", 5)).exit_code == 1
 
 
 def test_json_output_is_one_document_on_stdout() -> None:
@@ -101,6 +104,23 @@ def test_json_output_is_one_document_on_stdout() -> None:
     render_validation(Output("json", stdout=stdout, stderr=stderr), report(MISMATCH))
     assert json.loads(stdout.getvalue())["tables"][0]["changed"] == [[11], [123456]]
     assert stderr.getvalue() == ""
+
+
+def test_names_are_pairs_in_the_json_and_quoted_when_needed() -> None:
+    from dataclasses import replace
+
+    dotted = replace(MISMATCH, name=("a", "b.c"))
+    (table,) = validation_json(report(dotted, sequences=(BEHIND,)))["tables"]
+    assert (table["table"], table["schema"], table["name"]) == ('a."b.c"', "a", "b.c")
+    (seq,) = validation_json(report(MISMATCH, sequences=(BEHIND,)))["sequences"]
+    assert (seq["sequence"], seq["schema"], seq["name"]) == (
+        "public.orders_id_seq",
+        "public",
+        "orders_id_seq",
+    )
+    assert seq["owned_by"] == "public.orders.id"
+    weird = replace(BEHIND, name=("A b", "s%"), owner=("x.y", "T"), owner_column="id")
+    assert (weird.sequence, weird.owned_by) == ('"A b"."s%"', '"x.y"."T".id')
 
 
 def test_table_output_names_the_keys() -> None:
