@@ -28,6 +28,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from psycopg import sql
@@ -138,16 +140,9 @@ Hashes = tuple[int, int]  # (canonical, strict)
 
 def _runs(rows: Iterable[Row]) -> Iterator[tuple[Any, Key, list[Hashes]]]:
     """Group consecutive rows with the same sort key (duplicates only where a side lacks the PK)."""
-    current: tuple[Any, Key, list[Hashes]] | None = None
-    for sort_key, key, canonical, strict in rows:
-        if current is not None and current[0] == sort_key:
-            current[2].append((canonical, strict))
-            continue
-        if current is not None:
-            yield current
-        current = (sort_key, key, [(canonical, strict)])
-    if current is not None:
-        yield current
+    for sort_key, run in groupby(rows, key=itemgetter(0)):
+        found = list(run)
+        yield sort_key, found[0][1], [(canonical, strict) for _, _, canonical, strict in found]
 
 
 def _equal_by_value(source: list[Hashes], target: list[Hashes]) -> int:
@@ -189,16 +184,8 @@ CountRow = tuple[int, int, int]  # (canonical hash, strict hash, rows)
 
 def _count_runs(rows: Iterable[CountRow]) -> Iterator[tuple[int, list[tuple[int, int]]]]:
     """Group ``(canonical, strict, rows)`` by canonical hash: ``(canonical, [(strict, rows)])``."""
-    current: tuple[int, list[tuple[int, int]]] | None = None
-    for canonical, strict, count in rows:
-        if current is not None and current[0] == canonical:
-            current[1].append((strict, count))
-            continue
-        if current is not None:
-            yield current
-        current = (canonical, [(strict, count)])
-    if current is not None:
-        yield current
+    for canonical, run in groupby(rows, key=itemgetter(0)):
+        yield canonical, [(strict, count) for _, strict, count in run]
 
 
 def merge_counts(source: Iterable[CountRow], target: Iterable[CountRow], tally: Tally) -> None:
@@ -478,13 +465,16 @@ def resolve_hash(
         plan, Buckets("hash", bits=bits, restrict_bits=bits, restrict=tuple(buckets))
     )
     if not plan.key:
-        hashes = leaf_hashes_sql(plan)
-        if not plan.loose:
-            hashes = sql.SQL("{h}, {h}").format(h=hashes)
-        query = sql.SQL(
-            "SELECT {h}, count(*) FROM {t} WHERE {w} GROUP BY 1, 2 ORDER BY 1, 2"
-        ).format(h=hashes, t=plan.relation, w=where)
-        _merge_streams(pair, query, params, lambda s, t: merge_counts(s, t, tally))
+        groups = sql.SQL("1, 2" if plan.loose else "1")
+        query = sql.SQL("SELECT {h}, count(*) FROM {t} WHERE {w} GROUP BY {g} ORDER BY {g}").format(
+            h=leaf_hashes_sql(plan), t=plan.relation, w=where, g=groups
+        )
+
+        def counts(stream: Iterable[tuple[Any, ...]]) -> Iterator[CountRow]:
+            for *hashes, rows in stream:  # (canonical[, strict], rows)
+                yield hashes[0], hashes[-1], rows
+
+        _merge_streams(pair, query, params, lambda s, t: merge_counts(counts(s), counts(t), tally))
         return
     width = len(plan.key)
     query = sql.SQL("SELECT {kh}, {texts}, {out}, {h} FROM {t} WHERE {w} ORDER BY {order}").format(
