@@ -90,6 +90,21 @@ def test_no_password_reaches_any_output_even_at_vv(sandbox: Sandbox) -> None:
     assert app_can_write(sandbox)
 
 
+def test_a_validate_selection_of_nothing_stops_before_the_freeze(sandbox: Sandbox) -> None:
+    """A typo in [validate] tables is exit 2 at the preflight: nothing frozen, nothing to undo."""
+    ready(sandbox)
+    journal = sandbox.journal("nothing")
+    proc = sandbox.cutover(journal, "--yes", MIGCTL_VALIDATE_TABLES="public.nosuch*")
+    assert proc.returncode == 2, proc.stderr
+    result = result_of(proc)
+    assert result["outcome"] == "stopped"
+    assert statuses(result)["preflight"] == "failed"
+    assert statuses(result)["freeze_writes"] == "pending"
+    preflight = next(s for s in result["steps"] if s["name"] == "preflight")
+    assert "'public.nosuch*' matched no table" in preflight["error"]
+    assert app_can_write(sandbox)
+
+
 def test_until_validate_pauses_frozen_then_rolls_back(sandbox: Sandbox) -> None:
     ready(sandbox)
     journal = sandbox.journal("until")
