@@ -77,7 +77,10 @@ ROW_HASH = r"""
 import json, sys
 from migctl.validate import hashing
 from migctl.validate.catalog import read_catalog
-from migctl.validate.plan import plan_table
+try:
+    from migctl.validate.comparison import plan_table
+except ImportError:  # a checkout from before the packages were named by capability
+    from migctl.validate.plan import plan_table
 import psycopg
 with psycopg.connect(sys.argv[1]) as conn:
     catalog = read_catalog(conn, ["public"])

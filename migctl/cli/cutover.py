@@ -107,7 +107,7 @@ def plan(ctx: typer.Context) -> None:
     Example: migctl cutover plan
     """
     from migctl.cutover.journal import open_store
-    from migctl.cutover.plan import plan_cutover
+    from migctl.cutover.overview import plan_cutover
     from migctl.render.cutover import render_plan
 
     app_state = state(ctx)

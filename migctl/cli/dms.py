@@ -11,8 +11,8 @@ from migctl.cli.prompt import confirm_or_refuse
 from migctl.cli.state import AppState, state
 
 if TYPE_CHECKING:
-    from migctl.dms import TaskRef
-    from migctl.dms_control import ControlPlan
+    from migctl.dms.control import ControlPlan
+    from migctl.dms.task import TaskRef
 
 dms_app = typer.Typer(
     name="dms",
@@ -36,8 +36,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _resolve(ctx: typer.Context, task: str | None) -> tuple[AppState, TaskRef]:
-    from migctl.dms import resolve_task
-    from migctl.stack_outputs import resolve
+    from migctl.dms.task import resolve_task
+    from migctl.infra.outputs import resolve
 
     app_state = state(ctx)
     settings = app_state.settings
@@ -105,7 +105,7 @@ def start(
 
     Example: migctl dms start --type resume --yes --timeout 900
     """
-    from migctl.dms_control import start_task
+    from migctl.dms.control import start_task
     from migctl.render.dms import ControlProgress
 
     app_state, ref = _resolve(ctx, task)
@@ -154,7 +154,7 @@ def status(
 
     Example: migctl --output json dms status --minutes 30
     """
-    from migctl.dms import task_status
+    from migctl.dms.task import task_status
     from migctl.render.dms import render_status
 
     app_state, ref = _resolve(ctx, task)
@@ -219,7 +219,7 @@ def watch(
 
     Example: migctl dms watch --until cdc-ready --max-latency 5 --stable-for 3 --timeout 7200
     """
-    from migctl.dms_watch import watch_task
+    from migctl.dms.watch import watch_task
     from migctl.render.dms import WatchView
 
     app_state, ref = _resolve(ctx, task)
@@ -265,7 +265,7 @@ def stop(
 
     Example: migctl dms stop --yes
     """
-    from migctl.dms_control import stop_task
+    from migctl.dms.control import stop_task
     from migctl.render.dms import ControlProgress
 
     app_state, ref = _resolve(ctx, task)

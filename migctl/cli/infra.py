@@ -49,9 +49,9 @@ def plan(
 
     Example: migctl plan --env prod --set containerImage=registry.example/payments:2.14.0
     """
-    from migctl.plan import gather_config
-    from migctl.plan import plan as plan_stack
-    from migctl.render.plan import render_plan
+    from migctl.infra.offline_plan import gather_config
+    from migctl.infra.offline_plan import plan as plan_stack
+    from migctl.render.offline_plan import render_plan
 
     app_state = state(ctx)
     settings = app_state.settings
@@ -97,8 +97,8 @@ def build(
 
     Example: migctl lambda build --out dist/validation-lambda.zip
     """
-    from migctl.lambda_build import DEFAULT_OUTPUT, build_lambda_package
-    from migctl.render.plan import render_lambda_package
+    from migctl.infra.lambda_build import DEFAULT_OUTPUT, build_lambda_package
+    from migctl.render.offline_plan import render_lambda_package
 
     app_state = state(ctx)
     package = build_lambda_package(

@@ -19,7 +19,7 @@ from migctl.cli.state import state
 from migctl.errors import UsageError
 
 if TYPE_CHECKING:
-    from migctl.provision import OperationResult
+    from migctl.infra.provision import OperationResult
     from migctl.render import Output
     from migctl.render.provision import ProvisionProgress
 
@@ -52,7 +52,7 @@ def preview(ctx: typer.Context, pulumi_root: PulumiRoot = None) -> None:
 
     Example: migctl preview --output json
     """
-    from migctl import provision
+    from migctl.infra import provision
 
     app_state = state(ctx)
     with _progress(app_state.out) as progress:
@@ -70,7 +70,7 @@ def up(ctx: typer.Context, yes: Yes = False, pulumi_root: PulumiRoot = None) -> 
 
     Example: migctl up --yes
     """
-    from migctl import provision
+    from migctl.infra import provision
 
     app_state = state(ctx)
     settings = app_state.settings
@@ -112,7 +112,7 @@ def destroy(
 
     Example: migctl destroy --yes
     """
-    from migctl import provision
+    from migctl.infra import provision
 
     app_state = state(ctx)
     settings = app_state.settings
@@ -148,7 +148,7 @@ def refresh(ctx: typer.Context, pulumi_root: PulumiRoot = None) -> None:
 
     Example: migctl refresh
     """
-    from migctl import provision
+    from migctl.infra import provision
 
     app_state = state(ctx)
     with _progress(app_state.out) as progress:
@@ -171,7 +171,7 @@ def outputs(
 
     Example: migctl outputs --output json
     """
-    from migctl import provision
+    from migctl.infra import provision
     from migctl.render.provision import render_outputs
 
     app_state = state(ctx)

@@ -13,7 +13,7 @@ from migctl.errors import UsageError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from migctl.rollout_plan import RolloutPlan
+    from migctl.rollout.plan import RolloutPlan
 
 # The group's help is the callback's docstring (the default invocation's), so no help= here.
 rollout_app = typer.Typer(no_args_is_help=False)
@@ -119,8 +119,8 @@ def rollout(
             )
         return
     from migctl.render.rollout import render_result, render_step
-    from migctl.rollout import rollout as run_rollout
-    from migctl.rollout_plan import RolloutOptions, require_image, resolve_gate, resolve_target
+    from migctl.rollout.deploy import rollout as run_rollout
+    from migctl.rollout.plan import RolloutOptions, require_image, resolve_gate, resolve_target
 
     app_state = state(ctx)
     settings = app_state.settings
@@ -171,8 +171,8 @@ def status(
     Example: migctl rollout status --cluster payments-prod --service payments
     """
     from migctl.render.rollout import render_status
-    from migctl.rollout_plan import resolve_target
-    from migctl.rollout_status import service_status
+    from migctl.rollout.plan import resolve_target
+    from migctl.rollout.status import service_status
 
     app_state = state(ctx)
     target = resolve_target(app_state.settings, cluster=cluster, service=service, container=None)
@@ -213,8 +213,8 @@ def undo(
     Example: migctl rollout undo --cluster payments-prod --service payments --yes
     """
     from migctl.render.rollout import render_result, render_step
-    from migctl.rollout import undo as run_undo
-    from migctl.rollout_plan import RolloutOptions, resolve_target
+    from migctl.rollout.deploy import undo as run_undo
+    from migctl.rollout.plan import RolloutOptions, resolve_target
 
     app_state = state(ctx)
     settings = app_state.settings

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from migctl.clients import AwsClients
+    from migctl.aws import AwsClients
     from migctl.config import Settings
     from migctl.render import Output
 
@@ -61,7 +61,7 @@ class AppState:
     @property
     def aws(self) -> AwsClients:
         if self._aws is None:
-            from migctl.clients import AwsClients
+            from migctl.aws import AwsClients
 
             self._aws = AwsClients(self.settings.project)
         return self._aws

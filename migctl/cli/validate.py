@@ -121,13 +121,13 @@ def validate(
     """
     import os
 
-    from migctl.clients import resolve_database
+    from migctl.db import resolve_database
     from migctl.errors import UsageError
+    from migctl.infra.outputs import load_cached_outputs, resolve
     from migctl.render.validate import ValidationProgress, render_validation
-    from migctl.stack_outputs import load_cached_outputs, resolve
-    from migctl.validate.engine import ValidateOptions
-    from migctl.validate.executor import EXECUTORS, FanoutOptions, RemoteSide, run_validation
-    from migctl.validate.lambda_executor import LocalInvoker, lambda_invoker
+    from migctl.validate.lambda_invoke import LocalInvoker, lambda_invoker
+    from migctl.validate.local import ValidateOptions
+    from migctl.validate.run import EXECUTORS, FanoutOptions, RemoteSide, run_validation
     from migctl.validate.session import SessionOptions
 
     app_state = state(ctx)

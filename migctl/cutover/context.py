@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from migctl.clients import Database, connect
+from migctl.db import Database, connect
 from migctl.errors import CheckFailed, ConfigError
 
 if TYPE_CHECKING:
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
     from migctl.alarms import AlarmSelector
     from migctl.config import Settings
-    from migctl.dms import TaskRef
-    from migctl.rollout_plan import RolloutOptions
+    from migctl.dms.task import TaskRef
+    from migctl.rollout.plan import RolloutOptions
 
 APPLICATION_NAME = "migctl-cutover"
 
@@ -90,8 +90,8 @@ class CutoverContext:
     def task_ref(self) -> TaskRef:
         """The DMS task: ``[dms] task``, else the stack output ``dmsReplicationTaskArn``."""
         if "task" not in self._cache:
-            from migctl.dms import resolve_task
-            from migctl.stack_outputs import resolve
+            from migctl.dms.task import resolve_task
+            from migctl.infra.outputs import resolve
 
             name = resolve(
                 self.settings,
@@ -109,7 +109,7 @@ class CutoverContext:
     def gate_alarms(self) -> AlarmSelector:
         """The rollout's gate alarms; the cutover refuses to run without any."""
         if "gate" not in self._cache:
-            from migctl.rollout_plan import resolve_gate
+            from migctl.rollout.plan import resolve_gate
 
             gate = resolve_gate(self.settings, ())
             if gate is None:
@@ -125,7 +125,7 @@ class CutoverContext:
     def rollout_options(self) -> RolloutOptions:
         """What ``migctl rollout`` would use: ``[ecs]`` and the stack outputs, ``[cutover] image``."""
         if "rollout" not in self._cache:
-            from migctl.rollout_plan import RolloutOptions, resolve_target
+            from migctl.rollout.plan import RolloutOptions, resolve_target
 
             target = resolve_target(self.settings, cluster=None, service=None, container=None)
             ecs = self.settings.ecs
@@ -183,8 +183,9 @@ def _writable(db: Database) -> Iterator[psycopg.Connection[Any]]:
 def build_context(settings: Settings, aws: ClientSource) -> CutoverContext:
     """Both databases (flags are not a cutover's business: ``[source]``/``[target]``, the
     target falling back to the stack output ``auroraSecretArn``) and the timing from config."""
-    from migctl.clients import AwsClients, resolve_database
-    from migctl.stack_outputs import load_cached_outputs
+    from migctl.aws import AwsClients
+    from migctl.db import resolve_database
+    from migctl.infra.outputs import load_cached_outputs
 
     clients = aws if isinstance(aws, AwsClients) else None
     source = resolve_database(settings.source, label="source", aws=clients)

@@ -42,7 +42,7 @@ class Notifier:
 
 
 def topic_for(settings: Settings) -> str | None:
-    from migctl.stack_outputs import load_cached_outputs
+    from migctl.infra.outputs import load_cached_outputs
 
     if settings.cutover.sns_topic_arn:
         return settings.cutover.sns_topic_arn

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.model import Facts, StepFailed, StepMemo
-from migctl.dms import CDC, STOPPED, describe_task
+from migctl.dms.task import CDC, STOPPED, describe_task
 
 
 def gate(ctx: CutoverContext, _memo: StepMemo) -> Facts:
@@ -23,7 +23,7 @@ def gate(ctx: CutoverContext, _memo: StepMemo) -> Facts:
 
 
 def stop(ctx: CutoverContext, _memo: StepMemo) -> Facts:
-    from migctl.dms_control import stop_task
+    from migctl.dms.control import stop_task
 
     timing = ctx.timing
     say = ctx.reporter()
@@ -57,7 +57,7 @@ def check(ctx: CutoverContext, _memo: StepMemo) -> Facts:
 
 
 def resume(ctx: CutoverContext, _memo: StepMemo) -> Facts:
-    from migctl.dms_control import start_task
+    from migctl.dms.control import start_task
 
     timing = ctx.timing
     say = ctx.reporter()

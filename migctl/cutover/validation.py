@@ -15,12 +15,12 @@ from migctl.cutover.model import Facts, StepFailed, StepMemo
 from migctl.validate.report import Progress
 
 if TYPE_CHECKING:
-    from migctl.validate.engine import ValidateOptions
+    from migctl.validate.local import ValidateOptions
 
 
 def validate_options(ctx: CutoverContext) -> ValidateOptions:
     """``[validate]`` as the cutover runs it (the preflight checks the same selection)."""
-    from migctl.validate.engine import ValidateOptions
+    from migctl.validate.local import ValidateOptions
     from migctl.validate.session import SessionOptions
 
     conf = ctx.settings.validate
@@ -39,7 +39,7 @@ def validate_options(ctx: CutoverContext) -> ValidateOptions:
 
 
 def validate(ctx: CutoverContext, _memo: StepMemo) -> Facts:
-    from migctl.validate.engine import validate as run_validation
+    from migctl.validate.local import validate as run_validation
 
     options = validate_options(ctx)
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from migctl.cutover.model import Step
-    from migctl.cutover.plan import CutoverPlan
+    from migctl.cutover.overview import CutoverPlan
     from migctl.cutover.result import CutoverResult
 
 _STYLES = {

@@ -10,10 +10,10 @@ from collections import Counter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from migctl.dms import StatusReport, TableStats, TaskRef, TaskSnapshot
-from migctl.dms_control import ControlResult
-from migctl.dms_metrics import CdcMetrics, MetricSeries
-from migctl.dms_watch import WatchResult, WatchState, WatchUpdate
+from migctl.dms.control import ControlResult
+from migctl.dms.metrics import CdcMetrics, MetricSeries
+from migctl.dms.task import StatusReport, TableStats, TaskRef, TaskSnapshot
+from migctl.dms.watch import WatchResult, WatchState, WatchUpdate
 from migctl.render import Output, fmt_time, state_style
 
 if TYPE_CHECKING:

@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from migctl.provision import OperationResult, StackOutputs
-from migctl.provision_events import ProgressEvent, ResourceProgress
+from migctl.infra.events import ProgressEvent, ResourceProgress
+from migctl.infra.provision import OperationResult, StackOutputs
 from migctl.render import Output, state_style
 
 if TYPE_CHECKING:

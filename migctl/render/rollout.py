@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from migctl.deployments import Deployment, RolloutStep
 from migctl.render import Output, fmt_time, state_style, to_jsonable
-from migctl.rollout import RolloutResult
-from migctl.rollout_status import ServiceStatus
-from migctl.taskdef import short_name
+from migctl.rollout.deploy import RolloutResult
+from migctl.rollout.deployments import Deployment, RolloutStep
+from migctl.rollout.status import ServiceStatus
+from migctl.rollout.taskdef import short_name
 
 _STEP_STYLES = {
     "failure": "bold red",

@@ -225,7 +225,7 @@ def _require(directory: Path) -> SandboxState:
 def aws_session(state: SandboxState) -> Any:
     import boto3
 
-    from migctl.clients import USER_AGENT
+    from migctl.aws import USER_AGENT
 
     session = boto3.Session(
         aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],

@@ -138,7 +138,7 @@ def open_connection(dsn: str, options: SessionOptions) -> psycopg.Connection[Any
     """A connection whose transactions are REPEATABLE READ READ ONLY, with settings pinned."""
     import psycopg
 
-    from migctl.clients import connect
+    from migctl.db import connect
 
     conn = connect(dsn, application_name=APPLICATION_NAME, autocommit=True)
     try:

@@ -22,6 +22,7 @@ from migctl.pgnames import TableName, ident, show
 from migctl.redact import redact_text
 from migctl.validate.catalog import TableInfo
 from migctl.validate.checksum import Buckets, BucketSum, bucket_checksums, chunk_bounds
+from migctl.validate.comparison import TablePlan, plan_table
 from migctl.validate.narrow import (
     Both,
     Range,
@@ -31,7 +32,6 @@ from migctl.validate.narrow import (
     resolve_hash,
     resolve_ranges,
 )
-from migctl.validate.plan import TablePlan, plan_table
 from migctl.validate.report import Key, Progress, TableResult
 from migctl.validate.session import Pair, Side, planner_hints, retry_unit
 

@@ -23,7 +23,7 @@ from infra_support import IMAGE, REPO, SOURCE_SECRET_ARN, Evaluate, container_de
 from infra_pulumi.config import StackConfigError
 from infra_pulumi.offline import Evaluation, evaluate
 from infra_pulumi.program import pulumi_program
-from migctl import lambda_build
+from migctl.infra import lambda_build
 
 NAT = "aws:ec2/natGateway:NatGateway"
 ROUTE_TABLE = "aws:ec2/routeTable:RouteTable"

@@ -191,7 +191,9 @@ def test_the_lambda_handler_delegates_to_migctl_validate(monkeypatch: pytest.Mon
         calls.append((event, context))
         return {"ok": True}
 
-    monkeypatch.setitem(sys.modules, "migctl.validate.remote", types.SimpleNamespace(handle=handle))
+    monkeypatch.setitem(
+        sys.modules, "migctl.validate.lambda_handler", types.SimpleNamespace(handle=handle)
+    )
     from infra_pulumi.lambdas.validation import handler
 
     assert handler.handler({"table": "public.payments"}, "ctx") == {"ok": True}

@@ -14,11 +14,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from migctl.clients import Database
 from migctl.config import CutoverSettings, Settings
 from migctl.cutover import freeze, marker, sequences
 from migctl.cutover.context import CutoverContext, Timing
 from migctl.cutover.model import StepFailed, StepMemo
+from migctl.db import Database
 from migctl.errors import CheckFailed
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pulumi_standin import StandIn, files_containing, standin_fixture, write_config  # noqa: F401
 
-from migctl.provision_stack import aws_plugin_version
+from migctl.infra.stack import aws_plugin_version
 
 
 def test_missing_cli_exits_3_naming_what_is_missing_and_how_to_install_it(

@@ -18,7 +18,7 @@ from pulumi_standin import (
 
 from migctl.config import load_settings
 from migctl.errors import ConfigError
-from migctl.stack_outputs import resolve
+from migctl.infra.outputs import resolve
 
 MASKED = {
     "albArnSuffix": "app/payments/0123",

@@ -18,7 +18,7 @@ from pulumi_standin import (
     write_config,
 )
 
-from migctl.provision_stack import aws_plugin_version
+from migctl.infra.stack import aws_plugin_version
 
 SECRET_CONFIG = """
 [pulumi]

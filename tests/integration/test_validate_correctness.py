@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from migctl.clients import Database
-from migctl.validate.engine import ValidateOptions, validate
+from migctl.db import Database
+from migctl.validate.local import ValidateOptions, validate
 from migctl.validate.report import TableResult, ValidationReport
 from migctl.validate.session import SessionOptions
 

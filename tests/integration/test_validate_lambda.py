@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from migctl.clients import Database
+from migctl.db import Database
 from migctl.render.validate import validation_json
-from migctl.validate.engine import ValidateOptions
-from migctl.validate.executor import FanoutOptions, run_validation
-from migctl.validate.lambda_executor import Throttled
+from migctl.validate.lambda_handler import handle
+from migctl.validate.lambda_invoke import Throttled
+from migctl.validate.local import ValidateOptions
 from migctl.validate.payloads import PAYLOAD_VERSION as V
-from migctl.validate.remote import handle
 from migctl.validate.report import Progress, ValidationReport
+from migctl.validate.run import FanoutOptions, run_validation
 from migctl.validate.session import SessionOptions
 from tests.integration.test_validate_correctness import (
     ALL_TYPES,

@@ -30,11 +30,11 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from value_cases import CASES, JSONB_VALUES, jsonb_text, with_more_zeros
 
-from migctl.clients import Database
+from migctl.db import Database
 from migctl.validate.catalog import read_catalog
-from migctl.validate.engine import ValidateOptions, validate
+from migctl.validate.comparison import plan_table
 from migctl.validate.hashing import ALGORITHMS, hash_columns
-from migctl.validate.plan import plan_table
+from migctl.validate.local import ValidateOptions, validate
 from migctl.validate.report import TableResult
 from migctl.validate.session import SessionOptions, Side
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from migctl.validate.checksum import Buckets, ChecksumPlan
 from migctl.validate.hashing import ColumnHash
+from migctl.validate.lambda_handler import handle
 from migctl.validate.payloads import PAYLOAD_VERSION as V
-from migctl.validate.remote import handle
 
 
 def test_checksum_action_matches_on_equal_data_and_differs_on_a_change(pg_pair: Any) -> None:

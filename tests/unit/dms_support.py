@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from migctl.dms import TaskRef, resolve_task
+from migctl.dms.task import TaskRef, resolve_task
 from migctl.sandbox import moto_dms
 
 REGION = "us-east-1"

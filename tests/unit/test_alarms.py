@@ -10,7 +10,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from migctl.alarms import AlarmSelector, check_alarms, wait_for_ok
-from migctl.clients import AwsClients
+from migctl.aws import AwsClients
 from migctl.config import ProjectSettings
 from migctl.errors import UsageError
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from migctl.cutover.preflight import latency_held, marker_replicated
-from migctl.dms_metrics import CdcMetrics, Datapoint, MetricSeries
+from migctl.dms.metrics import CdcMetrics, Datapoint, MetricSeries
 
 NOW = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -90,11 +90,12 @@ def test_whether_the_task_replicates_the_marker(
 def test_preflight_stops_before_any_change_when_the_task_does_not_replicate_the_marker() -> None:
     from dms_support import in_cdc, make_task
 
-    from migctl.clients import AwsClients, Database
+    from migctl.aws import AwsClients
     from migctl.config import AlarmSettings, DmsSettings, ProjectSettings, Settings
     from migctl.cutover.context import CutoverContext
     from migctl.cutover.model import StepFailed, StepMemo
     from migctl.cutover.preflight import preflight
+    from migctl.db import Database
 
     world = make_task()  # its mappings select public.% only
     in_cdc(world)

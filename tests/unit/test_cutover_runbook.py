@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from migctl.clients import Database
 from migctl.config import (
     AlarmSettings,
     CutoverSettings,
@@ -32,6 +31,7 @@ from migctl.cutover.result import RunOptions
 from migctl.cutover.rollback import rollback_cutover
 from migctl.cutover.session import cutover_status
 from migctl.cutover.steps import STEP_NAMES
+from migctl.db import Database
 from migctl.errors import CheckFailed, OperationalError, UsageError
 
 UNDOABLE = ("freeze_writes", "stop_replication", "rollout")

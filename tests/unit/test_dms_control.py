@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from dms_support import DmsWorld, make_task, start_running
 
-from migctl.dms_control import ControlPlan, start_task, stop_task
+from migctl.dms.control import ControlPlan, start_task, stop_task
 from migctl.sandbox import moto_dms
 
 pytestmark = pytest.mark.usefixtures("aws")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from dms_support import in_cdc, make_task, put_cdc_metrics, set_full_load, start_running
 
-from migctl.dms import TaskStats, derive_phase, task_status
+from migctl.dms.task import TaskStats, derive_phase, task_status
 from migctl.sandbox import moto_dms
 
 pytestmark = pytest.mark.usefixtures("aws")
@@ -276,7 +276,7 @@ def test_dms_help_loads_no_aws_sdk_or_live_view(command: str) -> None:
         f"sys.argv = ['migctl', 'dms', {command!r}, '--help']\n"
         "try:\n    runpy.run_module('migctl', run_name='__main__')\n"
         "except SystemExit as e:\n    assert e.code == 0, e.code\n"
-        "heavy = ('boto3', 'botocore', 'moto', 'rich.live', 'migctl.dms')\n"
+        "heavy = ('boto3', 'botocore', 'moto', 'rich.live', 'migctl.dms.task')\n"
         "print('LOADED=' + ','.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

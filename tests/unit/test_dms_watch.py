@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from dms_support import DmsWorld, in_cdc, make_task, put_cdc_metrics, set_full_load, start_running
 
-from migctl.dms_watch import WatchResult, WatchUpdate, watch_task
+from migctl.dms.watch import WatchResult, WatchUpdate, watch_task
 from migctl.errors import UsageError
 from migctl.sandbox import moto_dms
 

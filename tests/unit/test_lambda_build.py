@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from migctl import lambda_build
 from migctl.errors import ConfigError, OperationalError
+from migctl.infra import lambda_build
 
 LINUX_MODULE = "psycopg_binary/_psycopg.cpython-312-x86_64-linux-gnu.so"
 

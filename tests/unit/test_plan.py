@@ -13,8 +13,14 @@ from typing import Any
 import pytest
 
 from migctl.errors import ConfigError, UsageError
-from migctl.plan import PlanResult, gather_config, parse_overrides, plan, read_stack_file
-from migctl.pricing import estimate, load_price_table
+from migctl.infra.offline_plan import (
+    PlanResult,
+    gather_config,
+    parse_overrides,
+    plan,
+    read_stack_file,
+)
+from migctl.infra.pricing import estimate, load_price_table
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payment-service:2.14.0"
 REPO = Path(__file__).resolve().parents[2]

@@ -12,10 +12,10 @@ from pulumi.automation import EngineEvent
 
 from migctl.config import load_settings
 from migctl.errors import ConfigError
-from migctl.provision import infra_program
-from migctl.provision_errors import command_failure
-from migctl.provision_events import ProgressTracker
-from migctl.provision_stack import ConfigEntry, stack_config, stack_spec
+from migctl.infra.errors import command_failure
+from migctl.infra.events import ProgressTracker
+from migctl.infra.provision import infra_program
+from migctl.infra.stack import ConfigEntry, stack_config, stack_spec
 from migctl.redact import redact_text
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from migctl.clients import Database, connection_kwargs
+from migctl.db import Database, connection_kwargs
 from migctl.redact import redact_dsn, redact_text, register_secret
 
 

@@ -37,9 +37,9 @@ TARGET = ("--cluster", CLUSTER, "--service", SERVICE)
 
 
 def drive(monkeypatch: pytest.MonkeyPatch, w: World, *fates: str) -> FakeTime:
-    """Swap migctl.rollout's clock and sleep for a fake whose sleeps move the deployments."""
+    """Swap migctl.rollout.deploy's clock and sleep for a fake whose sleeps move the deployments."""
     fake = FakeTime(w.scheduler(*fates))
-    monkeypatch.setattr("migctl.rollout.time", fake)
+    monkeypatch.setattr("migctl.rollout.deploy.time", fake)
     return fake
 
 

@@ -1,4 +1,4 @@
-"""migctl.rollout core against moto: every way a deployment ends, and what migctl does about it."""
+"""migctl.rollout.deploy core against moto: every way a deployment ends, and what migctl does about it."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from test_rollout_world import (
 )
 
 from migctl.alarms import AlarmSelector
-from migctl.deployments import RolloutStep
 from migctl.errors import CheckFailed, OperationalError
-from migctl.rollout import RolloutOptions, RolloutResult, rollout
+from migctl.rollout.deploy import RolloutOptions, RolloutResult, rollout
+from migctl.rollout.deployments import RolloutStep
 
 
 @pytest.fixture

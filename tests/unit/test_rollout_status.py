@@ -51,7 +51,7 @@ def deploy(w: World, task_definition: str, *, complete: bool = True) -> None:
 
 def drive(monkeypatch: pytest.MonkeyPatch, w: World, *fates: str) -> FakeTime:
     fake = FakeTime(w.scheduler(*fates))
-    monkeypatch.setattr("migctl.rollout.time", fake)
+    monkeypatch.setattr("migctl.rollout.deploy.time", fake)
     return fake
 
 

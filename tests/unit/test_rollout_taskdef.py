@@ -9,7 +9,7 @@ import botocore.session
 import pytest
 
 from migctl.errors import UsageError
-from migctl.taskdef import READ_ONLY_FIELDS, diff_lines, registrable, short_name, with_image
+from migctl.rollout.taskdef import READ_ONLY_FIELDS, diff_lines, registrable, short_name, with_image
 
 DESCRIBED: dict[str, Any] = {
     # The shape real ECS answers with, including the output-only fields.

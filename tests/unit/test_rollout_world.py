@@ -111,7 +111,7 @@ class Scheduler:
 
 
 class FakeTime:
-    """Stands in for the ``time`` module in migctl.rollout: sleeping advances the clock and ECS."""
+    """Stands in for the ``time`` module in migctl.rollout.deploy: sleeping advances the clock and ECS."""
 
     def __init__(self, on_sleep: Callable[[], None] | None = None) -> None:
         self.now = 1000.0

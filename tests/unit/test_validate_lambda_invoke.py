@@ -12,7 +12,7 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from migctl.errors import OperationalError
-from migctl.validate.lambda_executor import (
+from migctl.validate.lambda_invoke import (
     CallStats,
     ChunkFailed,
     Fanout,

@@ -88,7 +88,7 @@ def test_adjacent_leaf_ranges_are_streamed_together() -> None:
 
 
 def test_narrow_groups_spread_chunks_over_the_concurrency() -> None:
-    from migctl.validate.fanout_table import narrow_groups
+    from migctl.validate.lambda_table import narrow_groups
     from migctl.validate.narrow import BATCH_RANGES
 
     assert narrow_groups(list(range(5)), 50) == [[0], [1], [2], [3], [4]]  # one each: they fit
@@ -101,7 +101,7 @@ def test_narrow_groups_spread_chunks_over_the_concurrency() -> None:
 
 
 def test_checksum_spans_hold_about_the_same_rows_whatever_the_chunk_size() -> None:
-    from migctl.validate.executor import ROWS_PER_INVOCATION, FanoutOptions
+    from migctl.validate.run import ROWS_PER_INVOCATION, FanoutOptions
 
     default = FanoutOptions()
     assert default.span_chunks(512) == ROWS_PER_INVOCATION // 512 == 62

@@ -18,8 +18,8 @@ from migctl.validate.checksum import (
     chunk_bounds,
     row_hash_sql,
 )
+from migctl.validate.comparison import plan_table
 from migctl.validate.hashing import ColumnHash, choose_algorithm, column_hash, family
-from migctl.validate.plan import plan_table
 
 INT4 = PgType("int4", True, "b")
 INT8 = PgType("int8", True, "b")

@@ -1,4 +1,4 @@
-"""The validation Lambda: a thin shell over ``migctl.validate.remote``.
+"""The validation Lambda: a thin shell over ``migctl.validate.lambda_handler``.
 
 The zip built by ``migctl lambda build`` puts this file at its root next to
 the ``migctl`` package, so the chunk checksums run the same SQL here, inside
@@ -14,5 +14,5 @@ from typing import Any
 
 def handler(event: dict[str, Any], context: Any) -> Any:
     """Lambda entry point (``handler.handler``)."""
-    remote = importlib.import_module("migctl.validate.remote")
+    remote = importlib.import_module("migctl.validate.lambda_handler")
     return remote.handle(event, context)

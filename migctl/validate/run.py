@@ -1,7 +1,7 @@
 """Where the checksums run: local SQL (``engine.validate``) or invocations of the validation function.
 
 ``run_validation`` is the one entry point of ``migctl validate``. With
-``local`` it is :func:`migctl.validate.engine.validate`. With ``lambda`` or
+``local`` it is :func:`migctl.validate.local.validate`. With ``lambda`` or
 ``lambda-local`` the same steps run as invocations (see ``fanout_table.py``):
 ``plan`` on both sides for the catalogs and row estimates, ``plan`` on the
 source for the key bounds of range-chunked tables, ``checksum`` per span of
@@ -18,13 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from migctl.clients import Database
+from migctl.db import Database
 from migctl.errors import OperationalError, UsageError
 from migctl.validate.catalog import Catalog
-from migctl.validate.engine import ValidateOptions, _check, select
-from migctl.validate.engine import validate as validate_locally
 from migctl.validate.hashing import choose_algorithm
-from migctl.validate.lambda_executor import CallStats, ChunkFailed, Fanout, Invoker
+from migctl.validate.lambda_invoke import CallStats, ChunkFailed, Fanout, Invoker
+from migctl.validate.local import ValidateOptions, _check, select
+from migctl.validate.local import validate as validate_locally
 from migctl.validate.payloads import PAYLOAD_VERSION, catalog_from_dict, sequence_from_dict
 from migctl.validate.report import Progress, SequenceResult, ValidationReport
 
@@ -161,7 +161,7 @@ def _catalog(run: RemoteRun, side: str) -> Catalog:
 
 
 def _validate_remote(run: RemoteRun) -> ValidationReport:
-    from migctl.validate.fanout_table import compare_table_remote
+    from migctl.validate.lambda_table import compare_table_remote
 
     started = run.clock()
     with ThreadPoolExecutor(2, "plan") as pool:

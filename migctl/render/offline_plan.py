@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 from migctl.render import Output
 
 if TYPE_CHECKING:
-    from migctl.lambda_build import LambdaPackage
-    from migctl.plan import PlanResult
+    from migctl.infra.lambda_build import LambdaPackage
+    from migctl.infra.offline_plan import PlanResult
 
 
 def plan_json(result: PlanResult) -> dict[str, Any]:

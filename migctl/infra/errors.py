@@ -29,7 +29,7 @@ from migctl.errors import ConfigError, MigctlError, OperationalError, ToolMissin
 from migctl.redact import redact_text
 
 if TYPE_CHECKING:
-    from migctl.provision_stack import StackSpec
+    from migctl.infra.stack import StackSpec
 
 _RESULT = re.compile(
     r"\A\s*code: (?P<code>-?\d+)\n stdout: (?P<stdout>.*)\n stderr: (?P<stderr>.*)\Z", re.S
@@ -72,7 +72,7 @@ def translate_pulumi_error(
     """
     from pulumi import automation as auto
 
-    from migctl.provision_stack import INSTALL_CLI
+    from migctl.infra.stack import INSTALL_CLI
 
     stack = spec.stack
     if isinstance(exc, MigctlError):

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from migctl.errors import ConfigError, UsageError
-from migctl.pricing import CostEstimate, PriceTable, estimate, load_price_table
+from migctl.infra.pricing import CostEstimate, PriceTable, estimate, load_price_table
 
 NAMESPACE = "migctl"
 SECRET_STAND_IN = "offline-plan-stand-in"  # noqa: S105 - replaces an encrypted value

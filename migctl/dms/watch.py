@@ -20,7 +20,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from migctl.dms import (
+from migctl.dms.metrics import CdcMetrics, fetch_cdc_metrics, stable_datapoints
+from migctl.dms.task import (
     CDC,
     FAILED,
     STOPPED,
@@ -31,7 +32,6 @@ from migctl.dms import (
     is_throttling,
     table_statistics_or_reason,
 )
-from migctl.dms_metrics import CdcMetrics, fetch_cdc_metrics, stable_datapoints
 from migctl.errors import UsageError
 
 UNTIL_FULL_LOAD = "full-load"

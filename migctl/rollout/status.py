@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from migctl.deployments import (
+from migctl.errors import UsageError
+from migctl.rollout.deployments import (
     FAILED,
     PRIMARY,
     Deployment,
@@ -15,8 +16,7 @@ from migctl.deployments import (
     deployments_of,
     describe_service,
 )
-from migctl.errors import UsageError
-from migctl.taskdef import container_images, revision_of
+from migctl.rollout.taskdef import container_images, revision_of
 
 
 @dataclass(frozen=True)

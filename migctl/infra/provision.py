@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 
 from migctl.config import Settings
 from migctl.errors import MigctlError, OperationalError, UsageError
-from migctl.provision_errors import translate_pulumi_error
-from migctl.provision_events import (
+from migctl.infra.errors import translate_pulumi_error
+from migctl.infra.events import (
     OnProgress,
     ProgressEvent,
     ProgressTracker,
@@ -34,7 +34,8 @@ from migctl.provision_events import (
     StreamOutcome,
     run_with_events,
 )
-from migctl.provision_stack import (
+from migctl.infra.outputs import SECRET_MASK, outputs_cache_path
+from migctl.infra.stack import (
     StackSpec,
     aws_plugin_version,
     ensure_aws_plugin,
@@ -44,7 +45,6 @@ from migctl.provision_stack import (
     sync_config,
 )
 from migctl.redact import redact_text, register_secret
-from migctl.stack_outputs import SECRET_MASK, outputs_cache_path
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from migctl.dms_metrics import CdcMetrics, fetch_cdc_metrics
+from migctl.dms.metrics import CdcMetrics, fetch_cdc_metrics
 from migctl.errors import UsageError
 
 # Phases, in the order a task normally passes through them (docs/dms.md).

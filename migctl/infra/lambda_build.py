@@ -30,7 +30,7 @@ from migctl.errors import ConfigError, OperationalError
 
 PROJECT_DIR = Path(infra_pulumi.__file__).resolve().parent.parent
 HANDLER_DIR = Path(infra_pulumi.__file__).resolve().parent / "lambdas" / "validation"
-MIGCTL_DIR = Path(__file__).resolve().parent
+MIGCTL_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = PROJECT_DIR / "dist" / "validation-lambda.zip"
 
 PLATFORM = "manylinux2014_x86_64"
@@ -42,7 +42,8 @@ MIGCTL_FILES = (
     "errors.py",
     "redact.py",
     "secrets.py",
-    "clients.py",
+    "aws.py",
+    "db.py",
     "config.py",
     "pgnames.py",
 )

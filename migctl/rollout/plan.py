@@ -13,11 +13,17 @@ from typing import Any, Literal
 
 from migctl.alarms import AlarmSelector, AlarmStatus
 from migctl.config import Settings
-from migctl.deployments import COMPLETED, PRIMARY, deployments_of
 from migctl.errors import CheckFailed, UsageError
-from migctl.rollout_status import resolve_task_definition, undo_target
-from migctl.stack_outputs import load_cached_outputs, resolve
-from migctl.taskdef import TaskDefinitionCopy, container_images, diff_lines, short_name, with_image
+from migctl.infra.outputs import load_cached_outputs, resolve
+from migctl.rollout.deployments import COMPLETED, PRIMARY, deployments_of
+from migctl.rollout.status import resolve_task_definition, undo_target
+from migctl.rollout.taskdef import (
+    TaskDefinitionCopy,
+    container_images,
+    diff_lines,
+    short_name,
+    with_image,
+)
 
 
 @dataclass(frozen=True)

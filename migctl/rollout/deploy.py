@@ -22,7 +22,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from migctl.alarms import ALARM, AlarmStatus, check_alarms
-from migctl.deployments import (
+from migctl.errors import CheckFailed, ExitCode, OperationalError, translate
+from migctl.rollout.deployments import (
     Deployment,
     RolloutStep,
     ServiceWatcher,
@@ -31,8 +32,7 @@ from migctl.deployments import (
     describe_service,
     primary_for,
 )
-from migctl.errors import CheckFailed, ExitCode, OperationalError, translate
-from migctl.rollout_plan import (
+from migctl.rollout.plan import (
     RolloutOptions,
     RolloutPlan,
     check_deployment_controller,

@@ -1,8 +1,8 @@
-"""clients.py: how boto3 clients are configured."""
+"""aws.py: how boto3 clients are configured."""
 
 from __future__ import annotations
 
-from migctl.clients import USER_AGENT, AwsClients
+from migctl.aws import USER_AGENT, AwsClients
 from migctl.config import ProjectSettings
 
 

@@ -231,7 +231,7 @@ def open_stack(spec: StackSpec, *, program: Any, create: bool) -> Any:
     """Select (or, with ``create``, create) the stack in a workspace under ``.migctl/pulumi``."""
     from pulumi import automation as auto
 
-    from migctl.provision_errors import translate_pulumi_error
+    from migctl.infra.errors import translate_pulumi_error
 
     command = pulumi_command(spec.pulumi_root)
     spec.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -313,7 +313,7 @@ def ensure_aws_plugin(workspace: Any, version: str) -> bool:
     try:
         workspace.install_plugin("aws", f"v{version}")
     except CommandError as exc:
-        from migctl.provision_errors import command_failure
+        from migctl.infra.errors import command_failure
 
         arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(
             platform.machine().lower(), platform.machine().lower()

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from migctl.clients import Database
+from migctl.db import Database
 from migctl.errors import UsageError
 from migctl.pgnames import TableName
 from migctl.validate.catalog import Catalog, read_catalog, select_tables

@@ -22,12 +22,12 @@ from migctl.pgnames import TableName, show
 from migctl.redact import redact_text
 from migctl.validate.catalog import TableInfo
 from migctl.validate.checksum import Buckets, BucketSum
-from migctl.validate.executor import RemoteRun
-from migctl.validate.lambda_executor import CallStats
+from migctl.validate.comparison import plan_table
+from migctl.validate.lambda_invoke import CallStats
 from migctl.validate.narrow import BATCH_RANGES, Tally, batched, differing
 from migctl.validate.payloads import tally_from_dict
-from migctl.validate.plan import plan_table
 from migctl.validate.report import Progress, TableResult
+from migctl.validate.run import RemoteRun
 from migctl.validate.table import TableOptions, hash_bits, range_buckets, table_result
 
 T = TypeVar("T")

@@ -78,7 +78,7 @@ def lambda_invoker(client: Any, function_name: str) -> Invoker:
 
 def _run_handler(payload_text: str) -> str:
     """In a worker process: the Lambda's own code path, JSON text in and out."""
-    from migctl.validate.remote import handle
+    from migctl.validate.lambda_handler import handle
 
     return json.dumps(handle(json.loads(payload_text), None))
 

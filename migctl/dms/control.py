@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from migctl.dms import FAILED, TaskRef, TaskSnapshot, describe_task, is_throttling
+from migctl.dms.task import FAILED, TaskRef, TaskSnapshot, describe_task, is_throttling
 from migctl.errors import UsageError
 
 START_TYPES = {

@@ -1,0 +1,1 @@
+"""DMS replication: tasks, CloudWatch metrics, watching, starting and stopping."""

@@ -1,0 +1,1 @@
+"""ECS rollouts: plan, deploy, follow the deployment, bake, roll back, status."""
