@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from migctl.config import DatabaseSettings
 from migctl.errors import ConfigError, DatabaseError, translate
 from migctl.redact import dsn_password, redact_dsn, register_secret
+from migctl.secrets import read_db_credentials
 
 if TYPE_CHECKING:
     import psycopg
@@ -74,7 +75,6 @@ def resolve_database(
         )
     if aws is None:
         raise ConfigError(f"{label}: a secret ARN needs AWS access")
-    from migctl.secrets import read_db_credentials
 
     creds = read_db_credentials(aws.client("secretsmanager"), arn)
     return Database(_with_overrides(creds.dsn(), db), label)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from enum import IntEnum
 
+from migctl.redact import redact_text
+
 
 class ExitCode(IntEnum):
     """The exit-code table every command follows (README, "Exit codes")."""
@@ -83,6 +85,47 @@ class RollbackFailed(MigctlError):
     exit_code = ExitCode.ROLLBACK_FAILED
 
 
+#: The error codes AWS answers with when it throttles a caller (after botocore's own retries).
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "SlowDown",
+    }
+)
+
+
+def aws_error_code(exc: BaseException) -> str | None:
+    """The ``Error.Code`` of a botocore ClientError (or anything shaped like one), else None.
+
+    The one place that reads a botocore error's code: callers compare it with the
+    codes they expect, and never look into ``exc.response`` themselves.
+    """
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    code = response.get("Error", {}).get("Code")
+    return str(code) if code is not None else None
+
+
+def aws_error_message(exc: BaseException) -> str:
+    """The ``Error.Message`` of a botocore ClientError, or ``""``."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return ""
+    return str(response.get("Error", {}).get("Message", "") or "")
+
+
+def is_throttling(exc: BaseException) -> bool:
+    """An AWS error that says "slow down" (one of :data:`THROTTLING_CODES`)."""
+    return aws_error_code(exc) in THROTTLING_CODES
+
+
 def translate(exc: BaseException) -> MigctlError | None:
     """Map a library exception to a MigctlError, or None when it is not one we know.
 
@@ -94,10 +137,9 @@ def translate(exc: BaseException) -> MigctlError | None:
     botocore_exc = sys.modules.get("botocore.exceptions")
     if botocore_exc is not None:
         if isinstance(exc, botocore_exc.ClientError):
-            err = exc.response.get("Error", {})
-            code = err.get("Code", "Unknown")
+            code = aws_error_code(exc) or "Unknown"
             op = getattr(exc, "operation_name", "call")
-            return AwsError(f"AWS {op} failed: {code}: {err.get('Message', '')}".strip())
+            return AwsError(f"AWS {op} failed: {code}: {aws_error_message(exc)}".strip())
         if isinstance(exc, botocore_exc.NoCredentialsError):
             return AwsError(
                 "no AWS credentials found",
@@ -111,7 +153,5 @@ def translate(exc: BaseException) -> MigctlError | None:
             return AwsError(f"AWS call failed: {exc}")
     psycopg = sys.modules.get("psycopg")
     if psycopg is not None and isinstance(exc, psycopg.Error):
-        from migctl.redact import redact_text
-
         return DatabaseError(f"database error: {redact_text(str(exc))}")
     return None

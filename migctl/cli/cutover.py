@@ -106,8 +106,8 @@ def plan(ctx: typer.Context) -> None:
 
     Example: migctl cutover plan
     """
-    from migctl.cutover.journal import open_store
     from migctl.cutover.overview import plan_cutover
+    from migctl.cutover.store import open_store
     from migctl.render.cutover import render_plan
 
     app_state = state(ctx)
@@ -138,7 +138,7 @@ def rollback(ctx: typer.Context, yes: YesOpt = False, break_lock: BreakLockOpt =
 
 def _open(app_state: AppState) -> tuple[CutoverContext, Journal, Lock]:
     from migctl.cutover.context import build_context
-    from migctl.cutover.journal import open_store
+    from migctl.cutover.store import open_store
 
     journal, lock = open_store(app_state.settings, app_state.aws)
     return build_context(app_state.settings, app_state.aws), journal, lock

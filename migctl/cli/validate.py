@@ -126,8 +126,9 @@ def validate(
     from migctl.infra.outputs import load_cached_outputs, resolve
     from migctl.render.validate import ValidationProgress, render_validation
     from migctl.validate.lambda_invoke import LocalInvoker, lambda_invoker
+    from migctl.validate.lambda_table import FanoutOptions, RemoteSide
     from migctl.validate.local import ValidateOptions
-    from migctl.validate.run import EXECUTORS, FanoutOptions, RemoteSide, run_validation
+    from migctl.validate.run import EXECUTORS, run_validation
     from migctl.validate.session import SessionOptions
 
     app_state = state(ctx)

@@ -15,8 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from migctl.db import Database, connect
+from migctl.aws import AwsClients
+from migctl.db import Database, connect, resolve_database
+from migctl.dms.task import resolve_task
 from migctl.errors import CheckFailed, ConfigError
+from migctl.infra.outputs import load_cached_outputs, resolve
+from migctl.rollout.plan import RolloutOptions, resolve_gate, resolve_target
 
 if TYPE_CHECKING:
     import psycopg
@@ -90,9 +94,6 @@ class CutoverContext:
     def task_ref(self) -> TaskRef:
         """The DMS task: ``[dms] task``, else the stack output ``dmsReplicationTaskArn``."""
         if "task" not in self._cache:
-            from migctl.dms.task import resolve_task
-            from migctl.infra.outputs import resolve
-
             name = resolve(
                 self.settings,
                 self.settings.dms.task,
@@ -109,8 +110,6 @@ class CutoverContext:
     def gate_alarms(self) -> AlarmSelector:
         """The rollout's gate alarms; the cutover refuses to run without any."""
         if "gate" not in self._cache:
-            from migctl.rollout.plan import resolve_gate
-
             gate = resolve_gate(self.settings, ())
             if gate is None:
                 raise ConfigError(
@@ -125,8 +124,6 @@ class CutoverContext:
     def rollout_options(self) -> RolloutOptions:
         """What ``migctl rollout`` would use: ``[ecs]`` and the stack outputs, ``[cutover] image``."""
         if "rollout" not in self._cache:
-            from migctl.rollout.plan import RolloutOptions, resolve_target
-
             target = resolve_target(self.settings, cluster=None, service=None, container=None)
             ecs = self.settings.ecs
             self._cache["rollout"] = RolloutOptions(
@@ -183,9 +180,6 @@ def _writable(db: Database) -> Iterator[psycopg.Connection[Any]]:
 def build_context(settings: Settings, aws: ClientSource) -> CutoverContext:
     """Both databases (flags are not a cutover's business: ``[source]``/``[target]``, the
     target falling back to the stack output ``auroraSecretArn``) and the timing from config."""
-    from migctl.aws import AwsClients
-    from migctl.db import resolve_database
-    from migctl.infra.outputs import load_cached_outputs
 
     clients = aws if isinstance(aws, AwsClients) else None
     source = resolve_database(settings.source, label="source", aws=clients)

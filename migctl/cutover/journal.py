@@ -27,12 +27,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from migctl.errors import ConfigError, OperationalError
+from migctl.errors import OperationalError, aws_error_code
 
 if TYPE_CHECKING:
-    from migctl.config import Settings
-    from migctl.cutover.context import ClientSource
-    from migctl.cutover.lock import Lock
+    pass
 
 log = logging.getLogger(__name__)
 Record = dict[str, Any]
@@ -148,7 +146,7 @@ class S3Journal:
         try:
             answer = self.s3.get_object(Bucket=self.bucket, Key=self.key)
         except Exception as exc:
-            if error_code(exc) in ("NoSuchKey", "404"):
+            if aws_error_code(exc) in ("NoSuchKey", "404"):
                 return b"", None
             raise
         return answer["Body"].read(), answer["ETag"]
@@ -171,46 +169,10 @@ class S3Journal:
                 )
                 return
             except Exception as exc:
-                if error_code(exc) not in _CONFLICT_CODES:
+                if aws_error_code(exc) not in _CONFLICT_CODES:
                     raise
                 log.info("%s changed while appending; reading it again", self.location)
         raise OperationalError(
             f"cannot append to the journal {self.location}: "
             f"it changed under every one of {_S3_ATTEMPTS} attempts (another writer?)"
         )
-
-
-def error_code(exc: BaseException) -> str | None:
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return None
-    code = response.get("Error", {}).get("Code")
-    return str(code) if code is not None else None
-
-
-def split_s3_uri(uri: str, default_name: str) -> tuple[str, str]:
-    rest = uri.removeprefix("s3://")
-    bucket, _, key = rest.partition("/")
-    if not bucket:
-        raise ConfigError(f"[cutover] journal {uri!r}: no bucket", hint="s3://BUCKET/KEY")
-    if not key or key.endswith("/"):
-        key += default_name
-    return bucket, key
-
-
-def open_store(settings: Settings, aws: ClientSource) -> tuple[Journal, Lock]:
-    """The journal ``[cutover] journal`` names (default ``.migctl/cutover-<env>.jsonl``), and its lock."""
-    from migctl.cutover.lock import LocalLock, S3Lock
-
-    name = f"cutover-{settings.project.environment}.jsonl"
-    raw = settings.cutover.journal
-    if raw and raw.startswith("s3://"):
-        bucket, key = split_s3_uri(raw, name)
-        s3 = aws.client("s3")
-        return S3Journal(s3, bucket, key), S3Lock(s3, bucket, key + ".lock")
-    if raw:
-        path = Path(raw).expanduser()
-        path = path if path.is_absolute() else settings.base_dir / path
-    else:
-        path = settings.state_dir / name
-    return LocalJournal(path), LocalLock(path.with_name(path.name + ".lock"))

@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from migctl.cutover.journal import error_code, fsync_dir
-from migctl.errors import OperationalError
+from migctl.cutover.journal import fsync_dir
+from migctl.errors import OperationalError, aws_error_code
 
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 
@@ -188,7 +188,7 @@ class S3Lock:
                 IfNoneMatch="*",
             )
         except Exception as exc:
-            if error_code(exc) in _CONFLICT_CODES:
+            if aws_error_code(exc) in _CONFLICT_CODES:
                 raise LockHeld(self.location, self.holder()) from None
             raise
         self._etag = answer["ETag"]
@@ -197,7 +197,7 @@ class S3Lock:
         try:
             body = self.s3.get_object(Bucket=self.bucket, Key=self.key)["Body"].read()
         except Exception as exc:
-            if error_code(exc) in ("NoSuchKey", "404"):
+            if aws_error_code(exc) in ("NoSuchKey", "404"):
                 return None
             raise
         return _parse(body)
@@ -209,7 +209,7 @@ class S3Lock:
             self.s3.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=self._etag)
         except Exception as exc:
             # Someone broke our lock and took it: theirs now, not ours to delete.
-            if error_code(exc) not in (*_CONFLICT_CODES, "NoSuchKey", "404"):
+            if aws_error_code(exc) not in (*_CONFLICT_CODES, "NoSuchKey", "404"):
                 raise
         self._etag = None
 

@@ -11,6 +11,9 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from migctl.errors import translate
+from migctl.infra.outputs import load_cached_outputs
+
 if TYPE_CHECKING:
     from migctl.config import Settings
 
@@ -32,8 +35,6 @@ class Notifier:
                 TopicArn=self.topic_arn, Subject=subject[:_SUBJECT_MAX], Message=message
             )
         except Exception as exc:
-            from migctl.errors import translate
-
             err = translate(exc)
             why = err.one_line() if err else f"{type(exc).__name__}: {exc}"
             log.warning("SNS notice not sent: %s", why)
@@ -42,7 +43,6 @@ class Notifier:
 
 
 def topic_for(settings: Settings) -> str | None:
-    from migctl.infra.outputs import load_cached_outputs
 
     if settings.cutover.sns_topic_arn:
         return settings.cutover.sns_topic_arn

@@ -21,9 +21,12 @@ from typing import Any
 from migctl.alarms import ALARM, check_alarms
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.model import Facts, StepFailed, StepMemo
+from migctl.cutover.validation import validate_options
 from migctl.dms.metrics import CdcMetrics, fetch_cdc_metrics
 from migctl.dms.task import CDC, describe_task, find_problems, table_statistics_or_reason
 from migctl.dms.watch import STALE_AFTER_PERIODS
+from migctl.rollout.deployments import COMPLETED, PRIMARY, deployments_of, describe_service
+from migctl.validate.local import selected_tables
 
 MARKER_SCHEMA = "migctl"
 MARKER_TABLE = "cutover_marker"
@@ -97,8 +100,6 @@ def preflight(ctx: CutoverContext, _memo: StepMemo) -> Facts:
         )
     # The validate step's selection, checked before anything is frozen: a selection that
     # selects nothing (a typo in [validate]) would otherwise fail the cutover mid-freeze.
-    from migctl.cutover.validation import validate_options
-    from migctl.validate.local import selected_tables
 
     facts["validate_tables"] = len(selected_tables(ctx.source, ctx.target, validate_options(ctx)))
     facts["cdc"] = ctx.wait_until("the preflight gate", probe)
@@ -131,7 +132,6 @@ def latency_held(
 
 
 def _service_busy(ctx: CutoverContext, cluster: str, service: str) -> str | None:
-    from migctl.rollout.deployments import COMPLETED, PRIMARY, deployments_of, describe_service
 
     found = describe_service(ctx.client("ecs"), cluster, service)
     deployments = deployments_of(found)

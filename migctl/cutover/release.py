@@ -24,7 +24,10 @@ from typing import Any
 from migctl.alarms import ALARM, check_alarms
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.model import Facts, StepFailed, StepMemo
+from migctl.infra.outputs import load_cached_outputs
+from migctl.rollout.deploy import rollout, undo
 from migctl.rollout.deployments import COMPLETED, describe_service, primary_of
+from migctl.rollout.taskdef import container_images
 
 
 def prepare(ctx: CutoverContext, _memo: StepMemo) -> Facts:
@@ -38,7 +41,6 @@ def prepare(ctx: CutoverContext, _memo: StepMemo) -> Facts:
 
 
 def roll_out(ctx: CutoverContext, memo: StepMemo) -> Facts:
-    from migctl.rollout.deploy import rollout
 
     options = ctx.rollout_options()
     ecs = ctx.client("ecs")
@@ -73,7 +75,6 @@ def roll_out(ctx: CutoverContext, memo: StepMemo) -> Facts:
 
 
 def roll_back(ctx: CutoverContext, memo: StepMemo) -> Facts:
-    from migctl.rollout.deploy import undo
 
     previous = memo.before.get("previous_task_definition")
     if not previous:
@@ -189,7 +190,6 @@ def _settled(
 
 
 def _runs_image(ecs: Any, task_definition: str, container: str | None, image: str | None) -> bool:
-    from migctl.rollout.taskdef import container_images
 
     found = ecs.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]
     images = container_images(found)
@@ -201,7 +201,6 @@ def _runs_image(ecs: Any, task_definition: str, container: str | None, image: st
 def _targets_healthy(
     ctx: CutoverContext, service: dict[str, Any], desired: int, facts: dict[str, Any]
 ) -> tuple[bool, str]:
-    from migctl.infra.outputs import load_cached_outputs
 
     elbv2 = ctx.client("elbv2")
     arns = [

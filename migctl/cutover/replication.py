@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.model import Facts, StepFailed, StepMemo
+from migctl.dms.control import start_task, stop_task
 from migctl.dms.task import CDC, STOPPED, describe_task
 
 
@@ -23,7 +24,6 @@ def gate(ctx: CutoverContext, _memo: StepMemo) -> Facts:
 
 
 def stop(ctx: CutoverContext, _memo: StepMemo) -> Facts:
-    from migctl.dms.control import stop_task
 
     timing = ctx.timing
     say = ctx.reporter()
@@ -57,7 +57,6 @@ def check(ctx: CutoverContext, _memo: StepMemo) -> Facts:
 
 
 def resume(ctx: CutoverContext, _memo: StepMemo) -> Facts:
-    from migctl.dms.control import start_task
 
     timing = ctx.timing
     say = ctx.reporter()

@@ -18,15 +18,14 @@ from typing import Any
 
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.model import Facts, StepFailed, StepMemo
-from migctl.validate.catalog import SequenceInfo
+from migctl.validate.catalog import SequenceInfo, read_catalog, select_tables
 from migctl.validate.report import SequenceResult
+from migctl.validate.sequences import compare_sequences, select_sequences
+from migctl.validate.session import Side
 
 
 def compare(ctx: CutoverContext) -> list[tuple[SequenceInfo, SequenceResult]]:
     """Every selected sequence with validate's verdict on it (match, ahead, behind, missing)."""
-    from migctl.validate.catalog import read_catalog, select_tables
-    from migctl.validate.sequences import compare_sequences, select_sequences
-    from migctl.validate.session import Side
 
     conf = ctx.settings.validate
     source = Side(ctx.source.dsn, "source")

@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING
 
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.model import Facts, StepFailed, StepMemo
+from migctl.validate.local import ValidateOptions
+from migctl.validate.local import validate as run_validation
 from migctl.validate.report import Progress
+from migctl.validate.session import SessionOptions
 
 if TYPE_CHECKING:
     from migctl.validate.local import ValidateOptions
@@ -20,8 +23,6 @@ if TYPE_CHECKING:
 
 def validate_options(ctx: CutoverContext) -> ValidateOptions:
     """``[validate]`` as the cutover runs it (the preflight checks the same selection)."""
-    from migctl.validate.local import ValidateOptions
-    from migctl.validate.session import SessionOptions
 
     conf = ctx.settings.validate
     return ValidateOptions(
@@ -39,7 +40,6 @@ def validate_options(ctx: CutoverContext) -> ValidateOptions:
 
 
 def validate(ctx: CutoverContext, _memo: StepMemo) -> Facts:
-    from migctl.validate.local import validate as run_validation
 
     options = validate_options(ctx)
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from migctl.dms.task import FAILED, TaskRef, TaskSnapshot, describe_task, is_throttling
-from migctl.errors import UsageError
+from migctl.dms.task import FAILED, TaskRef, TaskSnapshot, describe_task
+from migctl.errors import UsageError, is_throttling
 
 START_TYPES = {
     "start": "start-replication",

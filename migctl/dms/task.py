@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from migctl.dms.metrics import CdcMetrics, fetch_cdc_metrics
-from migctl.errors import UsageError
+from migctl.errors import UsageError, aws_error_code, aws_error_message
 
 # Phases, in the order a task normally passes through them (docs/dms.md).
 NOT_RUNNING, STARTING, FULL_LOAD, CDC, STOPPED, FAILED = (
@@ -29,18 +29,6 @@ NOT_RUNNING, STARTING, FULL_LOAD, CDC, STOPPED, FAILED = (
 PHASES = (NOT_RUNNING, STARTING, FULL_LOAD, CDC, STOPPED, FAILED)
 # Statuses that prove the task has run at least once.
 _HAS_RUN_STATUSES = frozenset({"starting", "running", "stopping", "stopped", "failed"})
-_THROTTLING_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "SlowDown",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -154,16 +142,6 @@ def task_resource_id(arn: str) -> str:
     return arn.rsplit(":", 1)[-1]
 
 
-def is_throttling(exc: BaseException) -> bool:
-    """A botocore ClientError with one of AWS's throttling codes (after botocore's retries)."""
-    return _error_code(exc) in _THROTTLING_CODES
-
-
-def _error_code(exc: BaseException) -> str | None:
-    response = getattr(exc, "response", None)
-    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
-
-
 def _utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
@@ -233,7 +211,7 @@ def _describe(dms: Any, filters: list[dict[str, Any]] | None) -> list[dict[str, 
             tasks.extend(page.get("ReplicationTasks", []))
         return tasks
     except Exception as exc:
-        if _error_code(exc) == "ResourceNotFoundFault":
+        if aws_error_code(exc) == "ResourceNotFoundFault":
             return []
         raise
 
@@ -245,7 +223,7 @@ def describe_task(dms: Any, arn: str) -> TaskSnapshot:
             Filters=[{"Name": "replication-task-arn", "Values": [arn]}], WithoutSettings=True
         )
     except Exception as exc:
-        if _error_code(exc) == "ResourceNotFoundFault":
+        if aws_error_code(exc) == "ResourceNotFoundFault":
             raise UsageError(f"no DMS replication task {arn}") from None
         raise
     tasks = response.get("ReplicationTasks", [])
@@ -332,9 +310,9 @@ def table_statistics_or_reason(
     try:
         return fetch_table_statistics(dms, arn), None
     except Exception as exc:
-        if _error_code(exc) in ("InvalidResourceStateFault", "ResourceNotFoundFault"):
-            message = getattr(exc, "response", {}).get("Error", {}).get("Message", "")
-            return None, f"table statistics unavailable: {message or _error_code(exc)}"
+        if aws_error_code(exc) in ("InvalidResourceStateFault", "ResourceNotFoundFault"):
+            message = aws_error_message(exc)
+            return None, f"table statistics unavailable: {message or aws_error_code(exc)}"
         raise
 
 

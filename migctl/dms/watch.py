@@ -29,10 +29,9 @@ from migctl.dms.task import (
     TaskRef,
     TaskSnapshot,
     describe_task,
-    is_throttling,
     table_statistics_or_reason,
 )
-from migctl.errors import UsageError
+from migctl.errors import UsageError, is_throttling
 
 UNTIL_FULL_LOAD = "full-load"
 UNTIL_CDC_READY = "cdc-ready"

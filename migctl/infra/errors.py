@@ -28,6 +28,12 @@ from typing import TYPE_CHECKING
 from migctl.errors import ConfigError, MigctlError, OperationalError, ToolMissingError
 from migctl.redact import redact_text
 
+INSTALL_CLI = (
+    "install it with 'curl -fsSL https://get.pulumi.com | sh' (offline: docs/deploy.md); "
+    "for a CLI outside PATH pass --pulumi-root DIR (DIR/bin/pulumi) "
+    "or set MIGCTL_PULUMI_ROOT or [pulumi] root"
+)
+
 if TYPE_CHECKING:
     from migctl.infra.stack import StackSpec
 
@@ -71,8 +77,6 @@ def translate_pulumi_error(
     pulumi's closing ``error: update failed`` line, so they lead the message.
     """
     from pulumi import automation as auto
-
-    from migctl.infra.stack import INSTALL_CLI
 
     stack = spec.stack
     if isinstance(exc, MigctlError):

@@ -23,21 +23,18 @@ import platform
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from migctl.config import Settings
 from migctl.errors import ConfigError, ToolMissingError
+from migctl.infra.errors import INSTALL_CLI, command_failure, translate_pulumi_error
 from migctl.redact import register_secret
 
 PROJECT = "migctl"
 MIN_PULUMI_VERSION = "3.181.0"  # inline programs for refresh and destroy (--client)
 CONFIG_NAMESPACES = ("migctl:", "aws:")
-INSTALL_CLI = (
-    "install it with 'curl -fsSL https://get.pulumi.com | sh' (offline: docs/deploy.md); "
-    "for a CLI outside PATH pass --pulumi-root DIR (DIR/bin/pulumi) "
-    "or set MIGCTL_PULUMI_ROOT or [pulumi] root"
-)
 
 
 @dataclass(frozen=True)
@@ -231,8 +228,6 @@ def open_stack(spec: StackSpec, *, program: Any, create: bool) -> Any:
     """Select (or, with ``create``, create) the stack in a workspace under ``.migctl/pulumi``."""
     from pulumi import automation as auto
 
-    from migctl.infra.errors import translate_pulumi_error
-
     command = pulumi_command(spec.pulumi_root)
     spec.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     opts = auto.LocalWorkspaceOptions(
@@ -294,8 +289,6 @@ def aws_plugin_version() -> str:
     try:
         return str(json.loads(plugin_json.read_text())["version"]).lstrip("v")
     except (OSError, ValueError, KeyError):
-        from importlib.metadata import version
-
         return version("pulumi_aws")
 
 
@@ -313,8 +306,6 @@ def ensure_aws_plugin(workspace: Any, version: str) -> bool:
     try:
         workspace.install_plugin("aws", f"v{version}")
     except CommandError as exc:
-        from migctl.infra.errors import command_failure
-
         arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(
             platform.machine().lower(), platform.machine().lower()
         )

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migctl.alarms import ALARM, AlarmSelector, check_alarms
-from migctl.errors import OperationalError, UsageError
+from migctl.errors import OperationalError, UsageError, aws_error_code
 
 PRIMARY = "PRIMARY"
 COMPLETED = "COMPLETED"
@@ -103,7 +103,7 @@ def describe_service(ecs: Any, cluster: str, service: str) -> dict[str, Any]:
     try:
         answer = ecs.describe_services(cluster=cluster, services=[service])
     except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        code = aws_error_code(exc)
         if code == "ClusterNotFoundException":
             raise UsageError(f"ECS cluster {cluster!r} not found") from None
         raise

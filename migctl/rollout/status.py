@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from migctl.errors import UsageError
+from migctl.errors import UsageError, aws_error_code
 from migctl.rollout.deployments import (
     FAILED,
     PRIMARY,
@@ -69,7 +69,7 @@ def resolve_task_definition(ecs: Any, name: str) -> str:
             ecs.describe_task_definition(taskDefinition=name)["taskDefinition"]["taskDefinitionArn"]
         )
     except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        code = aws_error_code(exc)
         if code in ("ClientException", "InvalidParameterException"):
             raise UsageError(f"no task definition {name!r}") from None
         raise

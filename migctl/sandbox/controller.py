@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from migctl.sandbox import moto_dms
+from migctl.sandbox.moto_ecs import IN_PROGRESS, MotoEcsService
 from migctl.sandbox.replication import Replication, ReplicationSnapshot
 
 log = logging.getLogger("migctl.sandbox")
@@ -69,7 +71,6 @@ class Controller:
     # --- DMS -------------------------------------------------------------
 
     def _tick_dms(self) -> None:
-        from migctl.sandbox import moto_dms
 
         backend = moto_dms.backend(region=self.region)
         for task in list(backend.replication_tasks.values()):
@@ -91,7 +92,6 @@ class Controller:
                 self._follow(task, tracker, backend)
 
     def _start(self, task: Any, tracker: _TaskTracker, start_type: str) -> None:
-        from migctl.sandbox import moto_dms
 
         try:
             self._replication.start(reload=start_type == "reload-target")
@@ -109,7 +109,6 @@ class Controller:
         moto_dms.set_task(task.arn, status="running")
 
     def _follow(self, task: Any, tracker: _TaskTracker, backend: Any) -> None:
-        from migctl.sandbox import moto_dms
 
         snap = self._replication.snapshot()
         if not snap.exists:
@@ -170,8 +169,6 @@ class Controller:
 
     def _tick_ecs(self) -> None:
         from moto.ecs.models import ecs_backends
-
-        from migctl.sandbox.moto_ecs import IN_PROGRESS, MotoEcsService
 
         for account, regions in ecs_backends.items():
             backend = regions[self.region]

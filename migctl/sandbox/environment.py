@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from migctl.aws import USER_AGENT
 from migctl.errors import UsageError
 from migctl.sandbox.motoserver import wait_for_port
 from migctl.sandbox.postgres import PgCluster, find_pg_bin, free_port
@@ -224,8 +225,6 @@ def _require(directory: Path) -> SandboxState:
 
 def aws_session(state: SandboxState) -> Any:
     import boto3
-
-    from migctl.aws import USER_AGENT
 
     session = boto3.Session(
         aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from migctl.cutover.marker import MARKER_DDL
+
 SCHEMA_DDL = """
 CREATE EXTENSION IF NOT EXISTS pgcrypto;
 
@@ -118,7 +120,6 @@ def seed_sizes(payments: int) -> dict[str, int]:
 
 def create_schema(conn: Any) -> None:
     """Create the payments schema on an empty database (source and target alike)."""
-    from migctl.cutover.marker import MARKER_DDL
 
     with conn.transaction():
         conn.execute(SCHEMA_DDL)

@@ -12,6 +12,9 @@ import logging
 import sys
 import threading
 
+from migctl.sandbox import moto_dms, moto_ecs
+from migctl.sandbox.controller import Controller
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="migctl-sandbox-aws")
@@ -21,9 +24,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--region", default="us-east-1")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-
-    from migctl.sandbox import moto_dms, moto_ecs
-    from migctl.sandbox.controller import Controller
 
     moto_dms.install()
     moto_ecs.install()

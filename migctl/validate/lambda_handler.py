@@ -27,11 +27,26 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from migctl.errors import MigctlError, translate
+from migctl.pgnames import ident
 from migctl.redact import redact_text
-from migctl.validate.payloads import ACTIONS, PAYLOAD_VERSION
+from migctl.secrets import read_db_credentials
+from migctl.validate.catalog import read_catalog
+from migctl.validate.checksum import Buckets, ChecksumPlan, bucket_checksums, chunk_bounds
+from migctl.validate.narrow import Tally, resolve_hash, resolve_ranges
+from migctl.validate.payloads import (
+    ACTIONS,
+    PAYLOAD_VERSION,
+    catalog_to_dict,
+    sequence_to_dict,
+    tally_to_dict,
+)
+from migctl.validate.sequences import compare_sequences, select_sequences
+from migctl.validate.session import Pair, SessionOptions, Side, on_both_sides
+from migctl.validate.table import estimate_rows
 
 DEFAULT_DEADLINE_SECONDS = 600
 MARGIN_SECONDS = 15  # kept back from the function timeout: answer with an error, not a kill
@@ -91,7 +106,6 @@ class Deadline:
             raise DeadlineExceeded(f"deadline of {self.seconds:.0f} s passed")
 
     def session(self) -> Any:
-        from migctl.validate.session import SessionOptions
 
         # One try per query: the caller retries the whole invocation.
         return SessionOptions(statement_timeout_seconds=max(1, int(self.left)), retry_attempts=1)
@@ -112,8 +126,6 @@ def _dsn(event: dict[str, Any], side: str, *, single: bool) -> str:
         )
     import boto3
 
-    from migctl.secrets import read_db_credentials
-
     return read_db_credentials(boto3.client("secretsmanager"), str(arn)).dsn()
 
 
@@ -125,14 +137,12 @@ def _side_name(event: dict[str, Any]) -> str:
 
 
 def _one_side(event: dict[str, Any], deadline: Deadline) -> Any:
-    from migctl.validate.session import Side
 
     name = _side_name(event)
     return Side(_dsn(event, name, single=True), name, deadline.session())
 
 
 def _pair(event: dict[str, Any], deadline: Deadline) -> Any:
-    from migctl.validate.session import Pair, Side
 
     options = deadline.session()
     return Pair(
@@ -142,7 +152,6 @@ def _pair(event: dict[str, Any], deadline: Deadline) -> Any:
 
 
 def _checksum(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
-    from migctl.validate.checksum import Buckets, ChecksumPlan, bucket_checksums
 
     plan = ChecksumPlan.from_dict(event.get("plan") or {})
     buckets = Buckets.from_dict(event.get("buckets") or {})
@@ -165,12 +174,6 @@ def _checksum(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
 
 def _plan(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
     """Cheap metadata: the catalog with a row estimate per table; key bounds when asked."""
-    from dataclasses import replace
-
-    from migctl.validate.catalog import read_catalog
-    from migctl.validate.checksum import ChecksumPlan, chunk_bounds
-    from migctl.validate.payloads import catalog_to_dict
-    from migctl.validate.table import estimate_rows
 
     side = _one_side(event, deadline)
     try:
@@ -200,8 +203,6 @@ def _plan(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
 def _count(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
     from psycopg import sql
 
-    from migctl.pgnames import ident
-
     side = _one_side(event, deadline)
     try:
         query = sql.SQL("SELECT count(*) FROM {}").format(
@@ -214,10 +215,6 @@ def _count(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
 
 def _narrow(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
     """Exact differing keys inside differing chunks: both sides, one snapshot each."""
-    from migctl.validate.checksum import ChecksumPlan
-    from migctl.validate.narrow import Tally, resolve_hash, resolve_ranges
-    from migctl.validate.payloads import tally_to_dict
-    from migctl.validate.session import on_both_sides
 
     plan = ChecksumPlan.from_dict(event.get("plan") or {})
     max_keys = int(event.get("max_keys", 100))
@@ -270,9 +267,6 @@ def _chunk_counts(chunk: dict[str, Any]) -> tuple[int, int]:
 
 
 def _sequences(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
-    from migctl.validate.catalog import read_catalog
-    from migctl.validate.payloads import sequence_to_dict
-    from migctl.validate.sequences import compare_sequences, select_sequences
 
     schemas = [str(s) for s in event.get("schemas") or ()]
     pair = _pair(event, deadline)

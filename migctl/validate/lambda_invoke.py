@@ -20,16 +20,19 @@ then raises :class:`ChunkFailed`, which fails the table: never a match.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from migctl.errors import OperationalError
+from migctl.errors import OperationalError, aws_error_code, is_throttling, translate
 from migctl.redact import redact_text
+from migctl.validate.lambda_handler import handle
 from migctl.validate.payloads import check_answer
 
 Invoker = Callable[[dict[str, Any]], dict[str, Any]]
@@ -59,9 +62,8 @@ def lambda_invoker(client: Any, function_name: str) -> Invoker:
                 Payload=json.dumps(payload).encode(),
             )
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("TooManyRequestsException", "ThrottlingException"):
-                raise Throttled(code) from None
+            if is_throttling(exc):
+                raise Throttled(aws_error_code(exc) or "throttled") from None
             raise
         body = response["Payload"].read()
         if response.get("FunctionError"):
@@ -78,7 +80,6 @@ def lambda_invoker(client: Any, function_name: str) -> Invoker:
 
 def _run_handler(payload_text: str) -> str:
     """In a worker process: the Lambda's own code path, JSON text in and out."""
-    from migctl.validate.lambda_handler import handle
 
     return json.dumps(handle(json.loads(payload_text), None))
 
@@ -87,15 +88,12 @@ class LocalInvoker:
     """The handler in ``workers`` local processes (forkserver: no threads or sockets inherited)."""
 
     def __init__(self, workers: int) -> None:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
 
         self._pool = ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("forkserver")
         )
 
     def __call__(self, payload: dict[str, Any]) -> dict[str, Any]:
-        from concurrent.futures.process import BrokenProcessPool
 
         try:
             text = self._pool.submit(_run_handler, json.dumps(payload)).result()
@@ -190,7 +188,6 @@ class Fanout:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, InvocationFailed | Throttled):
         return str(exc)
-    from migctl.errors import translate
 
     err = translate(exc)
     return err.one_line() if err else f"{type(exc).__name__}: {exc}"

@@ -15,93 +15,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from migctl.db import Database
 from migctl.errors import OperationalError, UsageError
 from migctl.validate.catalog import Catalog
 from migctl.validate.hashing import choose_algorithm
-from migctl.validate.lambda_invoke import CallStats, ChunkFailed, Fanout, Invoker
+from migctl.validate.lambda_invoke import ChunkFailed, Fanout, Invoker
+from migctl.validate.lambda_table import FanoutOptions, RemoteRun, RemoteSide, compare_table_remote
 from migctl.validate.local import ValidateOptions, _check, select
 from migctl.validate.local import validate as validate_locally
-from migctl.validate.payloads import PAYLOAD_VERSION, catalog_from_dict, sequence_from_dict
+from migctl.validate.payloads import catalog_from_dict, sequence_from_dict
 from migctl.validate.report import Progress, SequenceResult, ValidationReport
 
 ExecutorKind = Literal["local", "lambda", "lambda-local"]
 EXECUTORS: tuple[ExecutorKind, ...] = ("local", "lambda", "lambda-local")
-ROWS_PER_INVOCATION = 32_000  # first-pass rows per checksum invocation (62 chunks of 512)
-
-
-@dataclass(frozen=True)
-class RemoteSide:
-    """How the function reaches one side: a DSN (lambda-local), a secret ARN, or its own environment."""
-
-    label: str
-    dsn: str | None = None
-    secret_arn: str | None = None
-
-    @property
-    def display(self) -> str:
-        if self.dsn:
-            return Database(self.dsn, self.label).display
-        if self.secret_arn:
-            return f"secret {self.secret_arn}"
-        return f"function environment ({self.label.upper()}_SECRET_ARN)"
-
-    def fields(self) -> dict[str, str]:
-        if self.dsn:
-            return {f"{self.label}_dsn": self.dsn}
-        if self.secret_arn:
-            return {f"{self.label}_secret_arn": self.secret_arn}
-        return {}
-
-
-@dataclass(frozen=True)
-class FanoutOptions:
-    concurrency: int = 50
-    attempts: int = 3  # tries per invocation before its table is reported failed
-    # Per invocation. The handler cuts it to the function's remaining time less a
-    # margin (the function's timeout is 900 s; the lambda client reads for 900 s).
-    deadline_seconds: float = 600.0
-    chunks_per_invocation: int | None = None  # default: ROWS_PER_INVOCATION rows' worth
-
-    def span_chunks(self, chunk_rows: int) -> int:
-        """First-pass chunks per ``checksum`` invocation."""
-        return self.chunks_per_invocation or max(1, ROWS_PER_INVOCATION // max(1, chunk_rows))
-
-
-@dataclass(frozen=True)
-class RemoteRun:
-    """What every table's comparison shares: the fan-out, both sides, the options."""
-
-    fanout: Fanout
-    source: RemoteSide
-    target: RemoteSide
-    options: ValidateOptions
-    fanout_options: FanoutOptions
-    progress: Callable[[Progress], None]
-    clock: Callable[[], float]
-
-    def payload(self, action: str, side: str | None = None, **fields: Any) -> dict[str, Any]:
-        """A version-1 request; one side's credentials, or both for two-sided actions."""
-        sides = [self.source, self.target] if side is None else [self._side(side)]
-        base: dict[str, Any] = {
-            "version": PAYLOAD_VERSION,
-            "action": action,
-            "deadline_seconds": self.fanout_options.deadline_seconds,
-        }
-        if side is not None:
-            base["side"] = side
-        for s in sides:
-            base.update(s.fields())
-        return {**base, **fields}
-
-    def _side(self, side: str) -> RemoteSide:
-        return self.source if side == "source" else self.target
-
-    def call(self, payload: dict[str, Any], stats: CallStats | None = None) -> dict[str, Any]:
-        return self.fanout.call(payload, stats or CallStats())
 
 
 def run_validation(
@@ -161,8 +89,6 @@ def _catalog(run: RemoteRun, side: str) -> Catalog:
 
 
 def _validate_remote(run: RemoteRun) -> ValidationReport:
-    from migctl.validate.lambda_table import compare_table_remote
-
     started = run.clock()
     with ThreadPoolExecutor(2, "plan") as pool:
         source_future = pool.submit(_catalog, run, "source")

@@ -22,7 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from migctl.errors import DatabaseError
+from migctl.db import connect
+from migctl.errors import DatabaseError, translate
 
 if TYPE_CHECKING:
     import psycopg
@@ -138,8 +139,6 @@ def open_connection(dsn: str, options: SessionOptions) -> psycopg.Connection[Any
     """A connection whose transactions are REPEATABLE READ READ ONLY, with settings pinned."""
     import psycopg
 
-    from migctl.db import connect
-
     conn = connect(dsn, application_name=APPLICATION_NAME, autocommit=True)
     try:
         settings = pinned_settings(options)
@@ -154,7 +153,6 @@ def open_connection(dsn: str, options: SessionOptions) -> psycopg.Connection[Any
         conn.read_only = True
     except psycopg.Error as exc:
         conn.close()
-        from migctl.errors import translate
 
         err = translate(exc)
         raise DatabaseError(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -106,7 +106,6 @@ def compare_table(
 
 
 def _with_stats(result: TableResult, queries: int, retries: int, seconds: float) -> TableResult:
-    from dataclasses import replace
 
     return replace(result, queries=queries, retries=retries, duration_seconds=round(seconds, 3))
 

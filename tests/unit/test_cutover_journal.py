@@ -12,10 +12,11 @@ import pytest
 
 from migctl.config import CutoverSettings, ProjectSettings, Settings
 from migctl.cutover import journal as journal_module
-from migctl.cutover.journal import LocalJournal, S3Journal, open_store, split_s3_uri
+from migctl.cutover.journal import LocalJournal, S3Journal
 from migctl.cutover.lock import LocalLock, S3Lock
 from migctl.cutover.state import replay
 from migctl.cutover.steps import STEP_NAMES
+from migctl.cutover.store import open_store, split_s3_uri
 from migctl.errors import ConfigError
 
 

@@ -101,7 +101,7 @@ def test_narrow_groups_spread_chunks_over_the_concurrency() -> None:
 
 
 def test_checksum_spans_hold_about_the_same_rows_whatever_the_chunk_size() -> None:
-    from migctl.validate.run import ROWS_PER_INVOCATION, FanoutOptions
+    from migctl.validate.lambda_table import ROWS_PER_INVOCATION, FanoutOptions
 
     default = FanoutOptions()
     assert default.span_chunks(512) == ROWS_PER_INVOCATION // 512 == 62
