@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from migctl.errors import UsageError
+from migctl.errors import AwsError, UsageError
+from migctl.poll import Clock, Done, Pending, Round, poll
 
 OK = "OK"
 ALARM = "ALARM"
@@ -145,14 +146,16 @@ def wait_for_ok(
     sleep: Callable[[float], None] = time.sleep,
 ) -> AlarmReport:
     """Poll until every selected alarm is OK, or until timeout (then ``timed_out`` is set)."""
-    deadline = clock() + timeout
-    while True:
+
+    def probe(_: Round) -> Done[AlarmReport] | Pending[AlarmReport]:
         report = check_alarms(cloudwatch, selector, allow_insufficient_data=allow_insufficient_data)
         if on_poll:
             on_poll(report)
-        if report.ok:
-            return report
-        remaining = deadline - clock()
-        if remaining <= 0:
-            return AlarmReport(report.alarms, allow_insufficient_data, timed_out=True)
-        sleep(min(interval, remaining))
+        return Done(report) if report.ok else Pending(report)
+
+    result = poll(probe, timeout=timeout, interval=interval, clock=Clock(clock, sleep))
+    if result.done and result.value is not None:
+        return result.value
+    if result.value is None:
+        raise AwsError(f"every describe_alarms was throttled by AWS for {timeout:g}s")
+    return AlarmReport(result.value.alarms, allow_insufficient_data, timed_out=True)

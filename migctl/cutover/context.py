@@ -20,6 +20,7 @@ from migctl.db import Database, connect, resolve_database
 from migctl.dms.task import resolve_task
 from migctl.errors import CheckFailed, ConfigError
 from migctl.infra.outputs import load_cached_outputs, resolve
+from migctl.poll import Clock, Done, Pending, Round, poll
 from migctl.rollout.plan import RolloutOptions, resolve_gate, resolve_target
 
 if TYPE_CHECKING:
@@ -152,19 +153,31 @@ class CutoverContext:
         ``probe`` returns (done, why): the reason is reported each time it changes.
         """
         limit = self.timing.wait_timeout if timeout is None else timeout
-        deadline = self.timing.clock() + limit
-        last = None
-        while True:
+        last: str | None = None
+
+        def step(_: Round) -> Done[str] | Pending[str]:
+            nonlocal last
             done, why = probe()
             if done:
-                return why
+                return Done(why)
             if why != last:
                 self.report(f"waiting for {what}: {why}", {})
                 last = why
-            remaining = deadline - self.timing.clock()
-            if remaining <= 0:
-                raise CheckFailed(f"{what}: not reached within {limit:g}s: {why}")
-            self.timing.sleep(min(self.timing.interval, remaining))
+            return Pending(why)
+
+        def throttled(what_was: str, delay: float) -> None:
+            self.report(f"waiting for {what}: {what_was}; next poll in {delay:g}s", {})
+
+        result = poll(
+            step,
+            timeout=limit,
+            interval=self.timing.interval,
+            clock=Clock(self.timing.clock, self.timing.sleep),
+            on_backoff=throttled,
+        )
+        if result.done and result.value is not None:
+            return result.value
+        raise CheckFailed(f"{what}: not reached within {limit:g}s: {result.value or 'throttled'}")
 
 
 @contextmanager

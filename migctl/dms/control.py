@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from migctl.dms.task import FAILED, TaskRef, TaskSnapshot, describe_task
-from migctl.errors import UsageError, is_throttling
+from migctl.errors import UsageError
+from migctl.poll import Clock, Done, Pending, Round, poll
 
 START_TYPES = {
     "start": "start-replication",
@@ -224,49 +225,30 @@ def _wait(
     goal: str,
 ) -> ControlResult:
     """Poll the task until ``settled`` says so or time runs out; throttling slows the polls."""
-    started = clock()
-    deadline = started + timeout
-    delay = interval
-    polls = 0
-    task = plan.task
-    while True:
-        try:
-            task = describe_task(dms, ref.arn)
-            delay = interval
-        except Exception as exc:
-            if not is_throttling(exc):
-                raise
-            delay = min(max(delay, 1.0) * 2, max(interval * 8, 60.0))
-        else:
-            polls += 1
-            if on_poll:
-                on_poll(task)
-            verdict = settled(task)
-            if verdict is not None:
-                outcome, ok, reason = verdict
-                return ControlResult(
-                    plan.action,
-                    outcome,
-                    ok,
-                    reason,
-                    task,
-                    plan.task.status,
-                    plan.start_type,
-                    polls,
-                    clock() - started,
-                )
-        remaining = deadline - clock()
-        if remaining <= 0:
-            reason = f"timed out after {timeout:g}s waiting for {goal}; task is {task.status}"
-            return ControlResult(
-                plan.action,
-                "timed-out",
-                False,
-                reason,
-                task,
-                plan.task.status,
-                plan.start_type,
-                polls,
-                clock() - started,
-            )
-        sleep(min(delay, remaining))
+    Verdict = tuple[TaskSnapshot, tuple[str, bool, str] | None]
+
+    def probe(_: Round) -> Done[Verdict] | Pending[Verdict]:
+        task = describe_task(dms, ref.arn)
+        if on_poll:
+            on_poll(task)
+        verdict = settled(task)
+        return Done((task, verdict)) if verdict is not None else Pending((task, None))
+
+    result = poll(probe, timeout=timeout, interval=interval, clock=Clock(clock, sleep))
+    task = result.value[0] if result.value else plan.task
+    if result.done and result.value is not None and result.value[1] is not None:
+        outcome, ok, reason = result.value[1]
+    else:
+        outcome, ok = "timed-out", False
+        reason = f"timed out after {timeout:g}s waiting for {goal}; task is {task.status}"
+    return ControlResult(
+        plan.action,
+        outcome,
+        ok,
+        reason,
+        task,
+        plan.task.status,
+        plan.start_type,
+        result.polls,
+        result.elapsed,
+    )

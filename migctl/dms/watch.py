@@ -32,6 +32,7 @@ from migctl.dms.task import (
     table_statistics_or_reason,
 )
 from migctl.errors import UsageError, is_throttling
+from migctl.poll import Clock, Done, Pending, Round, poll
 
 UNTIL_FULL_LOAD = "full-load"
 UNTIL_CDC_READY = "cdc-ready"
@@ -192,11 +193,7 @@ def watch_task(
     _check_until(until, ref)
     wall = now or (lambda: dt.datetime.now(dt.UTC))
     lookback = period_seconds * max(stable_for + 2, 10)
-    started = clock()
-    deadline = started + timeout
-    max_delay = max(interval * 8, 60.0)
-    delay = interval
-    polls = throttled = 0
+    Watched = WatchResult | WatchState  # a final result, or the state so far
     state: WatchState | None = None
     cdc: CdcMetrics | None = None
     tables: tuple[TableStats, ...] | None = None
@@ -204,98 +201,84 @@ def watch_task(
     last_counts: tuple[int, ...] | None = None
     last_fingerprint: Hashable = None
 
-    def backoff(what: str) -> None:
-        nonlocal delay, throttled
-        throttled += 1
-        delay = min(max(delay, 1.0) * 2, max_delay)
-        if on_update:
-            on_update(
-                WatchUpdate(
-                    "throttled", True, state, f"{what} throttled by AWS; next poll in {delay:g}s"
-                )
-            )
-
-    while True:
-        good_poll = True
+    def probe(round_: Round) -> Done[Watched] | Pending[Watched]:
+        nonlocal state, cdc, tables, tables_read_at_poll, last_counts, last_fingerprint
+        task = describe_task(dms, ref.arn)  # throttled: the poll backs off
+        polls = round_.polls + 1
+        throttled: str | None = None
         try:
-            task = describe_task(dms, ref.arn)
+            cdc = fetch_cdc_metrics(
+                cloudwatch,
+                instance_identifier=ref.instance_identifier,
+                task_resource_id=ref.resource_id,
+                lookback_seconds=lookback,
+                period_seconds=period_seconds,
+                now=wall,
+            )
         except Exception as exc:
             if not is_throttling(exc):
                 raise
-            backoff("describe_replication_tasks")
-            good_poll = False
-        else:
-            polls += 1
+            throttled = "get_metric_data throttled by AWS"  # the previous metrics stay, dated
+        stats = task.stats
+        counts = (
+            stats.tables_loaded,
+            stats.tables_loading,
+            stats.tables_queued,
+            stats.tables_errored,
+        )
+        if (
+            tables_read_at_poll == 0
+            or polls - tables_read_at_poll >= table_stats_every
+            or counts != last_counts
+        ):
             try:
-                cdc = fetch_cdc_metrics(
-                    cloudwatch,
-                    instance_identifier=ref.instance_identifier,
-                    task_resource_id=ref.resource_id,
-                    lookback_seconds=lookback,
-                    period_seconds=period_seconds,
-                    now=wall,
-                )
+                tables = table_statistics_or_reason(dms, ref.arn)[0]
+                tables_read_at_poll = polls
             except Exception as exc:
                 if not is_throttling(exc):
                     raise
-                backoff(
-                    "get_metric_data"
-                )  # keep the previous metrics; they are shown with their timestamps
-                good_poll = False
-            stats = task.stats
-            counts = (
-                stats.tables_loaded,
-                stats.tables_loading,
-                stats.tables_queued,
-                stats.tables_errored,
-            )
-            if (
-                tables_read_at_poll == 0
-                or polls - tables_read_at_poll >= table_stats_every
-                or counts != last_counts
-            ):
-                try:
-                    tables = table_statistics_or_reason(dms, ref.arn)[0]
-                    tables_read_at_poll = polls
-                except Exception as exc:
-                    if not is_throttling(exc):
-                        raise
-                    backoff("describe_table_statistics")
-                    good_poll = False
-            last_counts = counts
-            if good_poll:
-                delay = interval
-            readiness = cdc_readiness(
-                task,
-                cdc,
-                max_latency_seconds=max_latency_seconds,
-                stable_for=stable_for,
-                now=wall(),
-            )
-            state = WatchState(
-                task, tables, cdc, readiness, polls, clock() - started, delay, throttled
-            )
-            fingerprint = _fingerprint(state)
-            if on_update:
-                on_update(WatchUpdate("state", fingerprint != last_fingerprint, state))
-            last_fingerprint = fingerprint
-            ended = verdict(until, task, readiness)
-            if ended is not None:
-                return WatchResult(until, ended[0], ended[1], state)
-        remaining = deadline - clock()
-        if remaining <= 0:
-            waiting_for = (
-                state.readiness.reason
-                if state
-                else "every describe_replication_tasks was throttled"
-            )
-            if state and until == UNTIL_FULL_LOAD:
-                percent = _num(state.task.stats.full_load_percent)
-                waiting_for = f"full load at {percent}% (status {state.task.status})"
-            return WatchResult(
-                until,
-                "timed-out",
-                f"timed out after {timeout:g}s waiting for {until}: {waiting_for}",
-                state,
-            )
-        sleep(min(delay, remaining))
+                throttled = "describe_table_statistics throttled by AWS"
+        last_counts = counts
+        readiness = cdc_readiness(
+            task, cdc, max_latency_seconds=max_latency_seconds, stable_for=stable_for, now=wall()
+        )
+        state = WatchState(
+            task,
+            tables,
+            cdc,
+            readiness,
+            polls,
+            round_.elapsed,
+            round_.next_delay(throttled is not None),
+            round_.throttled + (throttled is not None),
+        )
+        fingerprint = _fingerprint(state)
+        if on_update:
+            on_update(WatchUpdate("state", fingerprint != last_fingerprint, state))
+        last_fingerprint = fingerprint
+        ended = verdict(until, task, readiness)
+        if ended is not None:
+            return Done(WatchResult(until, ended[0], ended[1], state))
+        return Pending(state, throttled)
+
+    def backed_off(what: str, delay: float) -> None:
+        if on_update:
+            on_update(WatchUpdate("throttled", True, state, f"{what}; next poll in {delay:g}s"))
+
+    result = poll(
+        probe, timeout=timeout, interval=interval, clock=Clock(clock, sleep), on_backoff=backed_off
+    )
+    if result.done and isinstance(result.value, WatchResult):
+        return result.value
+    waiting_for = (
+        state.readiness.reason if state else "every describe_replication_tasks was throttled"
+    )
+    if state and until == UNTIL_FULL_LOAD:
+        percent = _num(state.task.stats.full_load_percent)
+        waiting_for = f"full load at {percent}% (status {state.task.status})"
+    return WatchResult(
+        until,
+        "timed-out",
+        f"timed out after {timeout:g}s waiting for {until}: {waiting_for}",
+        state,
+    )

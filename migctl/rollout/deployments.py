@@ -21,6 +21,7 @@ from typing import Any
 
 from migctl.alarms import ALARM, AlarmSelector, check_alarms
 from migctl.errors import OperationalError, UsageError, aws_error_code
+from migctl.poll import Clock, Done, Pending, Round, poll
 
 PRIMARY = "PRIMARY"
 COMPLETED = "COMPLETED"
@@ -130,8 +131,7 @@ class ServiceWatcher:
         self.cluster = cluster
         self.service = service
         self.emit = emit
-        self.clock = clock
-        self.sleep = sleep
+        self.timing = Clock(clock, sleep)
         self._seen_events: set[str] = set()
 
     def mark_seen(self, service: Mapping[str, Any]) -> None:
@@ -156,10 +156,11 @@ class ServiceWatcher:
 
     def follow(self, deployment_id: str, *, timeout: float, interval: float) -> WatchResult:
         """Poll until the deployment completes, fails, vanishes, is replaced, or time runs out."""
-        deadline = self.clock() + timeout
         last_key: tuple[Any, ...] | None = None
         last: Deployment | None = None
-        while True:
+
+        def probe(_: Round) -> Done[WatchResult] | Pending[WatchResult]:
+            nonlocal last_key, last
             service = self.poll()
             deployments = deployments_of(service)
             mine = next((d for d in deployments if d.id == deployment_id), None)
@@ -170,7 +171,7 @@ class ServiceWatcher:
                     if primary
                     else ""
                 )
-                return WatchResult(False, f"deployment {deployment_id} vanished{now}", last)
+                return Done(WatchResult(False, f"deployment {deployment_id} vanished{now}", last))
             last = mine
             key = (
                 mine.status,
@@ -188,28 +189,36 @@ class ServiceWatcher:
                 demoted = (
                     "" if mine.status == PRIMARY else f" (now {mine.status}: ECS rolled it back)"
                 )
-                return WatchResult(
-                    False, f"deployment {deployment_id} FAILED{demoted}: {why}", mine
+                return Done(
+                    WatchResult(False, f"deployment {deployment_id} FAILED{demoted}: {why}", mine)
                 )
             if mine.status != PRIMARY:
                 primary = next((d for d in deployments if d.status == PRIMARY), None)
                 other = f" {primary.id} ({primary.task_definition}) is" if primary else " none is"
-                return WatchResult(
-                    False,
-                    f"deployment {deployment_id} is no longer PRIMARY ({mine.status});"
-                    f"{other} PRIMARY now",
-                    mine,
+                return Done(
+                    WatchResult(
+                        False,
+                        f"deployment {deployment_id} is no longer PRIMARY ({mine.status});"
+                        f"{other} PRIMARY now",
+                        mine,
+                    )
                 )
             if _completed(mine, deployments):
-                return WatchResult(True, None, mine)
-            remaining = deadline - self.clock()
-            if remaining <= 0:
-                return WatchResult(
+                return Done(WatchResult(True, None, mine))
+            return Pending(
+                WatchResult(
                     False,
                     f"timed out after {timeout:g}s following deployment: {mine.summary()}",
                     mine,
                 )
-            self.sleep(min(interval, remaining))
+            )
+
+        result = poll(probe, timeout=timeout, interval=interval, clock=self.timing)
+        if result.value is None:
+            return WatchResult(
+                False, f"every describe_services was throttled by AWS for {timeout:g}s", None
+            )
+        return result.value
 
     def bake(
         self,
@@ -226,14 +235,14 @@ class ServiceWatcher:
         Any ALARM fails at once. INSUFFICIENT_DATA is tolerated during the bake but
         fails it if still there at the end ("not proven OK"), unless allowed.
         """
-        end = self.clock() + seconds
         states: dict[str, str] = {}
         self.emit(
             RolloutStep(
                 "bake", f"baking {seconds:g}s on {selector.describe()}", {"seconds": seconds}
             )
         )
-        while True:
+
+        def probe(_: Round) -> Done[WatchResult] | Pending[WatchResult]:
             report = check_alarms(
                 cloudwatch, selector, allow_insufficient_data=allow_insufficient_data
             )
@@ -250,25 +259,34 @@ class ServiceWatcher:
             firing = [a for a in report.alarms if a.state == ALARM]
             if firing:
                 names = ", ".join(f"{a.name} ({a.reason})" if a.reason else a.name for a in firing)
-                return WatchResult(False, f"gate alarm in ALARM during the bake: {names}", None)
+                return Done(
+                    WatchResult(False, f"gate alarm in ALARM during the bake: {names}", None)
+                )
             service = self.poll()
             mine = next((d for d in deployments_of(service) if d.id == deployment_id), None)
             if mine is None or mine.status != PRIMARY:
                 state = mine.status if mine else "vanished"
-                return WatchResult(
-                    False,
-                    f"deployment {deployment_id} stopped being PRIMARY during the bake ({state})",
-                    mine,
-                )
-            remaining = end - self.clock()
-            if remaining <= 0:
-                if report.not_ok:
-                    names = ", ".join(f"{a.name}={a.state}" for a in report.not_ok)
-                    return WatchResult(
-                        False, f"gate alarms not proven OK after the bake: {names}", mine
+                return Done(
+                    WatchResult(
+                        False,
+                        f"deployment {deployment_id} stopped being PRIMARY during the bake"
+                        f" ({state})",
+                        mine,
                     )
-                return WatchResult(True, None, mine)
-            self.sleep(min(interval, remaining))
+                )
+            if report.not_ok:  # the bake ends; what it is judged by is the last poll
+                names = ", ".join(f"{a.name}={a.state}" for a in report.not_ok)
+                return Pending(
+                    WatchResult(False, f"gate alarms not proven OK after the bake: {names}", mine)
+                )
+            return Pending(WatchResult(True, None, mine))
+
+        result = poll(probe, timeout=seconds, interval=interval, clock=self.timing)
+        if result.value is None:
+            return WatchResult(
+                False, f"every poll of the bake was throttled by AWS for {seconds:g}s", None
+            )
+        return result.value
 
 
 def _completed(mine: Deployment, deployments: list[Deployment]) -> bool:

@@ -323,3 +323,39 @@ def test_interrupt_while_following_reports_the_state_and_reraises(world: World) 
         )
     assert steps[-1].event == "interrupted" and "half-deployed" in steps[-1].message
     assert any(world.first_revision in line for line in steps[-1].details["manual_steps"])
+
+
+def test_throttled_ecs_and_cloudwatch_calls_slow_the_polls_instead_of_failing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ECS and CloudWatch throttle (after botocore's retries): the wait backs off and goes on."""
+    original = BaseClient._make_api_call
+    throttle = {"DescribeServices": 3, "DescribeAlarms": 2}
+    updated: list[str] = []  # throttle only once the deployment is being followed
+
+    def throttling(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "UpdateService":
+            updated.append(operation)
+        elif updated and throttle.get(operation, 0) > 0:
+            throttle[operation] -= 1
+            error = {"Code": "ThrottlingException", "Message": "Rate exceeded"}
+            raise ClientError({"Error": error}, operation)
+        return original(self, operation, params)
+
+    steps: list[RolloutStep] = []
+    monkeypatch.setattr(BaseClient, "_make_api_call", throttling)
+    fake = FakeTime(world.scheduler("complete"))
+    result = rollout(
+        world.ecs,
+        world.cloudwatch,
+        RolloutOptions(
+            cluster=CLUSTER, service=SERVICE, image=NEW_IMAGE, bake_seconds=60, timeout=600,
+            interval=10, gate=AlarmSelector(names=ALARMS),
+        ),
+        on_step=steps.append,
+        clock=fake.monotonic,
+        sleep=fake.sleep,
+    )  # fmt: skip
+    assert result.outcome == "completed", result.reason
+    assert throttle == {"DescribeServices": 0, "DescribeAlarms": 0}
+    assert 20 in fake.sleeps  # a throttled poll waited twice the interval

@@ -1,0 +1,128 @@
+"""The one wait loop: poll until done or a deadline, with an injectable clock and sleep.
+
+Every wait in migctl (alarms, a DMS task starting or stopping, a DMS watch, an
+ECS deployment and its bake, the cutover's gates) is a probe called by
+:func:`poll`. A probe returns :class:`Done` or :class:`Pending`. When AWS
+throttles a call (:func:`migctl.errors.is_throttling`, after botocore's own
+``standard`` retries), the poll counts it and the next one waits twice as
+long, up to ``max(8 x interval, 60 s)``; the first poll that is not throttled
+goes back to ``interval``. A probe that keeps partial results when one of its
+calls is throttled returns ``Pending(value, throttled="...")`` to slow down the
+same way. Any other error is the probe's caller's to handle: it propagates.
+Tests pass a fake clock and sleep, so a wait of minutes runs in no time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from migctl.errors import aws_error_code, is_throttling
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Done(Generic[T]):
+    """The wait is over: ``value`` is the answer."""
+
+    value: T
+
+
+@dataclass(frozen=True)
+class Pending(Generic[T]):
+    """Not yet. ``throttled`` names the call AWS throttled in this poll, if one was."""
+
+    value: T
+    throttled: str | None = None
+
+
+@dataclass(frozen=True)
+class PollResult(Generic[T]):
+    """How the wait ended.
+
+    ``done`` is False when the deadline passed first; ``value`` is then the last
+    poll's (None if every poll was throttled). ``polls`` counts the polls that
+    produced a value, ``throttled`` those AWS throttled.
+    """
+
+    done: bool
+    value: T | None
+    polls: int
+    throttled: int
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class Round:
+    """What a probe may want to know about the wait it is part of (most need none of it)."""
+
+    polls: int  # polls so far that produced a value
+    throttled: int  # polls so far that AWS throttled
+    delay: float  # the wait before this poll
+    interval: float
+    elapsed: float
+
+    def next_delay(self, throttled: bool) -> float:
+        """The wait after this poll: back to ``interval``, or longer if it was throttled."""
+        return backoff(self.delay, self.interval) if throttled else self.interval
+
+
+@dataclass(frozen=True)
+class Clock:
+    """What a wait reads the time with, and sleeps with (fakes in tests)."""
+
+    now: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+def backoff(delay: float, interval: float) -> float:
+    """The delay after a throttled poll: doubled, capped at ``max(8 x interval, 60 s)``."""
+    return min(max(delay, 1.0) * 2, max(interval * 8, 60.0))
+
+
+def poll(
+    probe: Callable[[Round], Done[T] | Pending[T]],
+    *,
+    timeout: float,
+    interval: float,
+    clock: Clock | None = None,
+    on_backoff: Callable[[str, float], None] | None = None,
+) -> PollResult[T]:
+    """Call ``probe`` every ``interval`` seconds until it is :class:`Done` or ``timeout`` passes.
+
+    The probe gets the :class:`Round` it is called in. ``on_backoff(what, delay)``
+    hears of each throttled poll and the delay before the next.
+    """
+    clock = clock or Clock()
+    started = clock.now()
+    deadline = started + timeout
+    delay = interval
+    polls = throttled = 0
+    value: T | None = None
+    while True:
+        what: str | None
+        try:
+            answer = probe(Round(polls, throttled, delay, interval, clock.now() - started))
+        except Exception as exc:
+            if not is_throttling(exc):
+                raise
+            operation = getattr(exc, "operation_name", None) or aws_error_code(exc) or "a call"
+            what = f"{operation} throttled by AWS"
+        else:
+            polls += 1
+            value = answer.value
+            if isinstance(answer, Done):
+                return PollResult(True, value, polls, throttled, clock.now() - started)
+            what = answer.throttled
+        delay = interval if what is None else backoff(delay, interval)
+        if what is not None:
+            throttled += 1
+            if on_backoff is not None:
+                on_backoff(what, delay)
+        remaining = deadline - clock.now()
+        if remaining <= 0:
+            return PollResult(False, value, polls, throttled, clock.now() - started)
+        clock.sleep(min(delay, remaining))
