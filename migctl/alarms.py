@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migctl.errors import AwsError, UsageError
 from migctl.poll import Clock, Done, Pending, Round, poll
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
 
 OK = "OK"
 ALARM = "ALARM"
@@ -68,7 +71,7 @@ class AlarmReport:
         return not self.not_ok and not self.timed_out
 
 
-def fetch_alarms(cloudwatch: Any, selector: AlarmSelector) -> list[AlarmStatus]:
+def fetch_alarms(cloudwatch: CloudWatchClient, selector: AlarmSelector) -> list[AlarmStatus]:
     """Every metric and composite alarm the selector matches, following every page."""
     if not selector.prefix and not selector.names:
         raise UsageError("select alarms with --prefix and/or --name (or [alarms] in migctl.toml)")
@@ -88,17 +91,17 @@ def fetch_alarms(cloudwatch: Any, selector: AlarmSelector) -> list[AlarmStatus]:
     return sorted(found.values(), key=lambda a: a.name)
 
 
-def _describe(cloudwatch: Any, **filters: Any) -> Iterable[AlarmStatus]:
+def _describe(cloudwatch: CloudWatchClient, **filters: Any) -> Iterable[AlarmStatus]:
     paginator = cloudwatch.get_paginator("describe_alarms")
     pages = paginator.paginate(AlarmTypes=["MetricAlarm", "CompositeAlarm"], **filters)
     for page in pages:
-        for raw in page.get("MetricAlarms", []):
-            yield _metric_alarm(raw)
-        for raw in page.get("CompositeAlarms", []):
-            yield _status(raw, "composite")
+        for metric in page.get("MetricAlarms", []):
+            yield _metric_alarm(metric)
+        for composite in page.get("CompositeAlarms", []):
+            yield _status(composite, "composite")
 
 
-def _status(raw: dict[str, Any], kind: str, **extra: Any) -> AlarmStatus:
+def _status(raw: Mapping[str, Any], kind: str, **extra: Any) -> AlarmStatus:
     return AlarmStatus(
         name=raw["AlarmName"],
         kind=kind,
@@ -109,7 +112,7 @@ def _status(raw: dict[str, Any], kind: str, **extra: Any) -> AlarmStatus:
     )
 
 
-def _metric_alarm(raw: dict[str, Any]) -> AlarmStatus:
+def _metric_alarm(raw: Mapping[str, Any]) -> AlarmStatus:
     namespace = raw.get("Namespace")
     metric = raw.get("MetricName")
     dims = {d["Name"]: d["Value"] for d in raw.get("Dimensions", [])}
@@ -128,14 +131,14 @@ def _metric_alarm(raw: dict[str, Any]) -> AlarmStatus:
 
 
 def check_alarms(
-    cloudwatch: Any, selector: AlarmSelector, *, allow_insufficient_data: bool = False
+    cloudwatch: CloudWatchClient, selector: AlarmSelector, *, allow_insufficient_data: bool = False
 ) -> AlarmReport:
     """One snapshot of the selected alarms."""
     return AlarmReport(tuple(fetch_alarms(cloudwatch, selector)), allow_insufficient_data)
 
 
 def wait_for_ok(
-    cloudwatch: Any,
+    cloudwatch: CloudWatchClient,
     selector: AlarmSelector,
     *,
     timeout: float,

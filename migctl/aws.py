@@ -10,13 +10,22 @@ botocore reads them as usual.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from migctl import __version__
 from migctl.config import ProjectSettings
 
 if TYPE_CHECKING:
     import boto3
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_dms import DatabaseMigrationServiceClient
+    from mypy_boto3_ecs import ECSClient
+    from mypy_boto3_elbv2 import ElasticLoadBalancingv2Client
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sts import STSClient
 
 USER_AGENT = f"migctl/{__version__}"
 # Per-service client settings. `validate --executor lambda` keeps up to 50
@@ -51,8 +60,28 @@ class AwsClients:
             )
         return self._session
 
+    @overload
+    def client(self, service: Literal["cloudwatch"]) -> CloudWatchClient: ...
+    @overload
+    def client(self, service: Literal["dms"]) -> DatabaseMigrationServiceClient: ...
+    @overload
+    def client(self, service: Literal["ecs"]) -> ECSClient: ...
+    @overload
+    def client(self, service: Literal["elbv2"]) -> ElasticLoadBalancingv2Client: ...
+    @overload
+    def client(self, service: Literal["lambda"]) -> LambdaClient: ...
+    @overload
+    def client(self, service: Literal["s3"]) -> S3Client: ...
+    @overload
+    def client(self, service: Literal["secretsmanager"]) -> SecretsManagerClient: ...
+    @overload
+    def client(self, service: Literal["sns"]) -> SNSClient: ...
+    @overload
+    def client(self, service: Literal["sts"]) -> STSClient: ...
+    @overload
+    def client(self, service: str) -> Any: ...
     def client(self, service: str) -> Any:
-        """A cached client; pass it on to core functions."""
+        """A cached client, typed by its service name; pass it on to core functions."""
         with self._lock:
             if service not in self._clients:
                 from botocore.config import Config

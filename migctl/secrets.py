@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migctl.errors import AwsError, ConfigError, translate
 from migctl.redact import register_secret
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class DbCredentials:
         return make_conninfo("", **params)
 
 
-def read_db_credentials(secretsmanager: Any, secret_arn: str) -> DbCredentials:
+def read_db_credentials(secretsmanager: SecretsManagerClient, secret_arn: str) -> DbCredentials:
     """Read and parse one secret; a malformed secret is a ConfigError (exit 2)."""
     try:
         response = secretsmanager.get_secret_value(SecretId=secret_arn)

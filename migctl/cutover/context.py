@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from migctl.aws import AwsClients
 from migctl.db import Database, connect, resolve_database
@@ -32,10 +32,6 @@ if TYPE_CHECKING:
     from migctl.rollout.plan import RolloutOptions
 
 APPLICATION_NAME = "migctl-cutover"
-
-
-class ClientSource(Protocol):
-    def client(self, service: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -59,7 +55,7 @@ def _ignore(_message: str, _details: Mapping[str, Any]) -> None:
 @dataclass
 class CutoverContext:
     settings: Settings
-    aws: ClientSource
+    aws: AwsClients  # tests pass anything with a client(service) method
     source: Database
     target: Database
     image: str | None = None
@@ -67,9 +63,6 @@ class CutoverContext:
     cutover_id: str = ""
     report: Report = _ignore  # a progress note from inside the current step
     _cache: dict[str, Any] = field(default_factory=dict)
-
-    def client(self, service: str) -> Any:
-        return self.aws.client(service)
 
     @contextmanager
     def source_conn(self) -> Iterator[psycopg.Connection[Any]]:
@@ -103,7 +96,7 @@ class CutoverContext:
                 flag="[dms] task",
             )
             self._cache["task"] = resolve_task(
-                self.client("dms"), name, instance_identifier=self.settings.dms.instance
+                self.aws.client("dms"), name, instance_identifier=self.settings.dms.instance
             )
         ref: TaskRef = self._cache["task"]
         return ref
@@ -190,7 +183,7 @@ def _writable(db: Database) -> Iterator[psycopg.Connection[Any]]:
         conn.close()
 
 
-def build_context(settings: Settings, aws: ClientSource) -> CutoverContext:
+def build_context(settings: Settings, aws: AwsClients) -> CutoverContext:
     """Both databases (flags are not a cutover's business: ``[source]``/``[target]``, the
     target falling back to the stack output ``auroraSecretArn``) and the timing from config."""
 

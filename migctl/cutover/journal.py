@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from migctl.errors import OperationalError, aws_error_code
 
 if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
     pass
 
 log = logging.getLogger(__name__)
@@ -136,7 +138,7 @@ def fsync_dir(path: Path) -> None:
 
 
 class S3Journal:
-    def __init__(self, s3: Any, bucket: str, key: str) -> None:
+    def __init__(self, s3: S3Client, bucket: str, key: str) -> None:
         self.s3 = s3
         self.bucket = bucket
         self.key = key
@@ -158,15 +160,23 @@ class S3Journal:
         line = encode(record)
         for _ in range(_S3_ATTEMPTS):
             body, etag = self._get()
-            condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
             try:
-                self.s3.put_object(
-                    Bucket=self.bucket,
-                    Key=self.key,
-                    Body=body + line,
-                    ContentType="application/x-ndjson",
-                    **condition,
-                )
+                if etag:  # only if nobody wrote since we read
+                    self.s3.put_object(
+                        Bucket=self.bucket,
+                        Key=self.key,
+                        Body=body + line,
+                        ContentType="application/x-ndjson",
+                        IfMatch=etag,
+                    )
+                else:  # only if there is still no journal
+                    self.s3.put_object(
+                        Bucket=self.bucket,
+                        Key=self.key,
+                        Body=body + line,
+                        ContentType="application/x-ndjson",
+                        IfNoneMatch="*",
+                    )
                 return
             except Exception as exc:
                 if aws_error_code(exc) not in _CONFLICT_CODES:

@@ -22,10 +22,13 @@ import os
 import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from migctl.cutover.journal import fsync_dir
 from migctl.errors import OperationalError, aws_error_code
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 
@@ -171,7 +174,7 @@ class LocalLock:
 
 
 class S3Lock:
-    def __init__(self, s3: Any, bucket: str, key: str) -> None:
+    def __init__(self, s3: S3Client, bucket: str, key: str) -> None:
         self.s3 = s3
         self.bucket = bucket
         self.key = key

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from migctl.errors import translate
 from migctl.infra.outputs import load_cached_outputs
 
 if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
+
     from migctl.config import Settings
 
 log = logging.getLogger(__name__)
@@ -23,12 +25,12 @@ _SUBJECT_MAX = 100  # SNS refuses longer subjects
 
 @dataclass(frozen=True)
 class Notifier:
-    sns: Any
+    sns: SNSClient | None  # None: no topic, nothing to send
     topic_arn: str | None
 
     def send(self, subject: str, message: str) -> str | None:
         """Publish; returns why it failed, or None when sent (or no topic is set)."""
-        if not self.topic_arn:
+        if not self.topic_arn or self.sns is None:
             return None
         try:
             self.sns.publish(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migctl.alarms import ALARM, check_alarms
 from migctl.cutover.context import CutoverContext
@@ -28,16 +28,19 @@ from migctl.dms.watch import STALE_AFTER_PERIODS
 from migctl.rollout.deployments import COMPLETED, PRIMARY, deployments_of, describe_service
 from migctl.validate.local import selected_tables
 
+if TYPE_CHECKING:
+    from mypy_boto3_dms import DatabaseMigrationServiceClient
+
 MARKER_SCHEMA = "migctl"
 MARKER_TABLE = "cutover_marker"
 
 
 def preflight(ctx: CutoverContext, _memo: StepMemo) -> Facts:
-    identity = ctx.client("sts").get_caller_identity()
+    identity = ctx.aws.client("sts").get_caller_identity()
     ref = ctx.task_ref()
     gate = ctx.gate_alarms()
     settings = ctx.settings
-    dms, cloudwatch = ctx.client("dms"), ctx.client("cloudwatch")
+    dms, cloudwatch = ctx.aws.client("dms"), ctx.aws.client("cloudwatch")
     rollout = ctx.rollout_options() if ctx.image else None
     facts: dict[str, Any] = {
         "identity": {"account": identity.get("Account"), "arn": identity.get("Arn")},
@@ -133,7 +136,7 @@ def latency_held(
 
 def _service_busy(ctx: CutoverContext, cluster: str, service: str) -> str | None:
 
-    found = describe_service(ctx.client("ecs"), cluster, service)
+    found = describe_service(ctx.aws.client("ecs"), cluster, service)
     deployments = deployments_of(found)
     busy = [
         d for d in deployments if d.status != PRIMARY or d.rollout_state not in (COMPLETED, None)
@@ -145,7 +148,7 @@ def _service_busy(ctx: CutoverContext, cluster: str, service: str) -> str | None
     return None
 
 
-def _table_mappings(dms: Any, arn: str) -> str | None:
+def _table_mappings(dms: DatabaseMigrationServiceClient, arn: str) -> str | None:
     tasks = dms.describe_replication_tasks(
         Filters=[{"Name": "replication-task-arn", "Values": [arn]}]
     ).get("ReplicationTasks", [])

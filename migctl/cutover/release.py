@@ -19,7 +19,7 @@ evidence, and the facts say so.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migctl.alarms import ALARM, check_alarms
 from migctl.cutover.context import CutoverContext
@@ -29,10 +29,13 @@ from migctl.rollout.deploy import rollout, undo
 from migctl.rollout.deployments import COMPLETED, describe_service, primary_of
 from migctl.rollout.taskdef import container_images
 
+if TYPE_CHECKING:
+    from mypy_boto3_ecs import ECSClient
+
 
 def prepare(ctx: CutoverContext, _memo: StepMemo) -> Facts:
     options = ctx.rollout_options()
-    service = describe_service(ctx.client("ecs"), options.cluster, options.service)
+    service = describe_service(ctx.aws.client("ecs"), options.cluster, options.service)
     return {
         "cluster": options.cluster,
         "service": options.service,
@@ -43,7 +46,7 @@ def prepare(ctx: CutoverContext, _memo: StepMemo) -> Facts:
 def roll_out(ctx: CutoverContext, memo: StepMemo) -> Facts:
 
     options = ctx.rollout_options()
-    ecs = ctx.client("ecs")
+    ecs = ctx.aws.client("ecs")
     previous = memo.before["previous_task_definition"]
     service = describe_service(ecs, options.cluster, options.service)
     current = service["taskDefinition"]
@@ -54,7 +57,7 @@ def roll_out(ctx: CutoverContext, memo: StepMemo) -> Facts:
         return {"outcome": "completed", "task_definition": current, "already_deployed": True}
     result = rollout(
         ecs,
-        ctx.client("cloudwatch"),
+        ctx.aws.client("cloudwatch"),
         options,
         on_step=lambda step: ctx.report(step.message, {"rollout_event": step.event}),
         clock=ctx.timing.clock,
@@ -80,7 +83,7 @@ def roll_back(ctx: CutoverContext, memo: StepMemo) -> Facts:
     if not previous:
         return {"note": "nothing was deployed"}
     options = ctx.rollout_options()
-    ecs = ctx.client("ecs")
+    ecs = ctx.aws.client("ecs")
     served = memo.details.get("outcome") == "completed"
     warning = (
         {
@@ -99,7 +102,7 @@ def roll_back(ctx: CutoverContext, memo: StepMemo) -> Facts:
         return {"task_definition": previous, "note": "the service already ran it", **warning}
     result = undo(
         ecs,
-        ctx.client("cloudwatch"),
+        ctx.aws.client("cloudwatch"),
         options,
         to=previous,
         on_step=lambda step: ctx.report(step.message, {"rollout_event": step.event}),
@@ -129,7 +132,7 @@ def manual_roll_back(ctx: CutoverContext, memo: StepMemo) -> str:
 
 def post_checks(ctx: CutoverContext, _memo: StepMemo) -> Facts:
     options = ctx.rollout_options()
-    ecs = ctx.client("ecs")
+    ecs = ctx.aws.client("ecs")
     facts: dict[str, Any] = {}
 
     def probe() -> tuple[bool, str]:
@@ -153,7 +156,7 @@ def _alarms_ok(ctx: CutoverContext, *, wait: bool = False) -> str | None:
     """None when every gate alarm is OK; ALARM fails at once; else why it is not proven OK."""
     settings = ctx.settings
     report = check_alarms(
-        ctx.client("cloudwatch"),
+        ctx.aws.client("cloudwatch"),
         ctx.gate_alarms(),
         allow_insufficient_data=settings.alarms.allow_insufficient_data,
     )
@@ -179,7 +182,7 @@ def _steady(service: dict[str, Any]) -> bool:
 
 
 def _settled(
-    ecs: Any, cluster: str, name: str, service: dict[str, Any] | None = None
+    ecs: ECSClient, cluster: str, name: str, service: dict[str, Any] | None = None
 ) -> tuple[bool, str]:
     service = service or describe_service(ecs, cluster, name)
     if _steady(service):
@@ -189,7 +192,9 @@ def _settled(
     return False, f"service {name}: {state}, running {service.get('runningCount')}"
 
 
-def _runs_image(ecs: Any, task_definition: str, container: str | None, image: str | None) -> bool:
+def _runs_image(
+    ecs: ECSClient, task_definition: str, container: str | None, image: str | None
+) -> bool:
 
     found = ecs.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]
     images = container_images(found)
@@ -202,7 +207,7 @@ def _targets_healthy(
     ctx: CutoverContext, service: dict[str, Any], desired: int, facts: dict[str, Any]
 ) -> tuple[bool, str]:
 
-    elbv2 = ctx.client("elbv2")
+    elbv2 = ctx.aws.client("elbv2")
     arns = [
         lb["targetGroupArn"] for lb in service.get("loadBalancers", []) if "targetGroupArn" in lb
     ]
@@ -231,7 +236,7 @@ def _targets_healthy(
 
 def service_state(ctx: CutoverContext) -> str:
     options = ctx.rollout_options()
-    service = describe_service(ctx.client("ecs"), options.cluster, options.service)
+    service = describe_service(ctx.aws.client("ecs"), options.cluster, options.service)
     deployments = "; ".join(
         f"{d['id']} {d.get('status')} {d.get('rolloutState')} {d.get('taskDefinition')}"
         for d in service.get("deployments", [])

@@ -14,7 +14,7 @@ from migctl.dms.task import CDC, STOPPED, describe_task
 
 
 def gate(ctx: CutoverContext, _memo: StepMemo) -> Facts:
-    task = describe_task(ctx.client("dms"), ctx.task_ref().arn)
+    task = describe_task(ctx.aws.client("dms"), ctx.task_ref().arn)
     if task.phase not in (CDC, STOPPED) and task.status != "stopping":
         raise StepFailed(
             f"DMS task {task.identifier} is {task.status} (phase {task.phase}): "
@@ -28,7 +28,7 @@ def stop(ctx: CutoverContext, _memo: StepMemo) -> Facts:
     timing = ctx.timing
     say = ctx.reporter()
     result = stop_task(
-        ctx.client("dms"),
+        ctx.aws.client("dms"),
         ctx.task_ref(),
         confirm=lambda _plan: True,
         timeout=timing.wait_timeout,
@@ -50,7 +50,7 @@ def stop(ctx: CutoverContext, _memo: StepMemo) -> Facts:
 
 
 def check(ctx: CutoverContext, _memo: StepMemo) -> Facts:
-    task = describe_task(ctx.client("dms"), ctx.task_ref().arn)
+    task = describe_task(ctx.aws.client("dms"), ctx.task_ref().arn)
     if task.status != "stopped":
         raise StepFailed(f"DMS task {task.identifier} is {task.status}, not stopped")
     return {}
@@ -60,7 +60,7 @@ def resume(ctx: CutoverContext, _memo: StepMemo) -> Facts:
 
     timing = ctx.timing
     say = ctx.reporter()
-    dms, ref = ctx.client("dms"), ctx.task_ref()
+    dms, ref = ctx.aws.client("dms"), ctx.task_ref()
     if describe_task(dms, ref.arn).status == "stopping":
         ctx.wait_until(
             "the DMS task to stop before it resumes",
@@ -98,6 +98,6 @@ def manual_resume(ctx: CutoverContext, _memo: StepMemo) -> str:
 
 
 def task_state(ctx: CutoverContext) -> str:
-    task = describe_task(ctx.client("dms"), ctx.task_ref().arn)
+    task = describe_task(ctx.aws.client("dms"), ctx.task_ref().arn)
     checkpoint = f", checkpoint {task.recovery_checkpoint}" if task.recovery_checkpoint else ""
     return f"DMS task {task.identifier}: {task.status} (phase {task.phase}){checkpoint}"

@@ -10,8 +10,8 @@ from migctl.cutover.lock import LocalLock, Lock, S3Lock
 from migctl.errors import ConfigError
 
 if TYPE_CHECKING:
+    from migctl.aws import AwsClients
     from migctl.config import Settings
-    from migctl.cutover.context import ClientSource
 
 
 def split_s3_uri(uri: str, default_name: str) -> tuple[str, str]:
@@ -24,7 +24,7 @@ def split_s3_uri(uri: str, default_name: str) -> tuple[str, str]:
     return bucket, key
 
 
-def open_store(settings: Settings, aws: ClientSource) -> tuple[Journal, Lock]:
+def open_store(settings: Settings, aws: AwsClients) -> tuple[Journal, Lock]:
     """The journal ``[cutover] journal`` names (default ``.migctl/cutover-<env>.jsonl``), and its lock."""
     name = f"cutover-{settings.project.environment}.jsonl"
     raw = settings.cutover.journal

@@ -13,17 +13,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Literal
 
 from migctl.dms.task import FAILED, TaskRef, TaskSnapshot, describe_task
 from migctl.errors import UsageError
 from migctl.poll import Clock, Done, Pending, Round, poll
 
-START_TYPES = {
+if TYPE_CHECKING:
+    from mypy_boto3_dms import DatabaseMigrationServiceClient
+
+StartType = Literal["start-replication", "resume-processing", "reload-target"]
+START_TYPES: dict[str, StartType] = {
     "start": "start-replication",
     "resume": "resume-processing",
     "reload": "reload-target",
 }
+Outcome = Literal[
+    "running", "finished", "stopped", "already-stopped", "failed", "timed-out", "declined"
+]
 # A stopped task whose stop reason says it finished what it was asked to do.
 FINISHED_STOP_REASONS = (
     "FULL_LOAD_ONLY_FINISHED",
@@ -38,9 +45,9 @@ _STOPPABLE = frozenset({"running", "starting"})
 class ControlPlan:
     """What is about to happen, shown to the operator before asking."""
 
-    action: str  # "start" or "stop"
+    action: Literal["start", "stop"]
     task: TaskSnapshot
-    start_type: str | None = None  # the StartReplicationTaskType sent
+    start_type: StartType | None = None  # the StartReplicationTaskType sent
     cdc_stop_position: str | None = None
 
     def describe(self) -> str:
@@ -55,13 +62,13 @@ class ControlPlan:
 class ControlResult:
     """Outcome: running | finished | stopped | already-stopped | failed | timed-out | declined."""
 
-    action: str
-    outcome: str
+    action: Literal["start", "stop"]
+    outcome: Outcome
     ok: bool
     reason: str
     task: TaskSnapshot
     previous_status: str
-    start_type: str | None
+    start_type: StartType | None
     polls: int
     elapsed_seconds: float
 
@@ -93,7 +100,7 @@ def plan_start(task: TaskSnapshot, kind: str, cdc_stop_position: str | None = No
 
 
 def start_task(
-    dms: Any,
+    dms: DatabaseMigrationServiceClient,
     ref: TaskRef,
     *,
     kind: str,
@@ -110,14 +117,19 @@ def start_task(
     plan = plan_start(before, kind, cdc_stop_position)
     if not confirm(plan):
         return _declined(plan)
-    kwargs = {"ReplicationTaskArn": ref.arn, "StartReplicationTaskType": plan.start_type}
+    start_type = START_TYPES[kind]  # plan_start checked it
     if cdc_stop_position:
-        kwargs["CdcStopPosition"] = cdc_stop_position
-    dms.start_replication_task(**kwargs)
+        dms.start_replication_task(
+            ReplicationTaskArn=ref.arn,
+            StartReplicationTaskType=start_type,
+            CdcStopPosition=cdc_stop_position,
+        )
+    else:
+        dms.start_replication_task(ReplicationTaskArn=ref.arn, StartReplicationTaskType=start_type)
 
     seen_start = False
 
-    def settled(task: TaskSnapshot) -> tuple[str, bool, str] | None:
+    def settled(task: TaskSnapshot) -> tuple[Outcome, bool, str] | None:
         nonlocal seen_start
         # Until the task shows this start, an old stopped/failed status is stale.
         seen_start = (
@@ -141,7 +153,7 @@ def start_task(
 
 
 def stop_task(
-    dms: Any,
+    dms: DatabaseMigrationServiceClient,
     ref: TaskRef,
     *,
     confirm: Callable[[ControlPlan], bool],
@@ -188,7 +200,7 @@ def stop_task(
             return _declined(plan)
         dms.stop_replication_task(ReplicationTaskArn=ref.arn)
 
-    def settled(task: TaskSnapshot) -> tuple[str, bool, str] | None:
+    def settled(task: TaskSnapshot) -> tuple[Outcome, bool, str] | None:
         if task.status == "stopped":
             return "stopped", True, "task stopped"
         if task.phase == FAILED:
@@ -213,10 +225,10 @@ def _declined(plan: ControlPlan) -> ControlResult:
 
 
 def _wait(
-    dms: Any,
+    dms: DatabaseMigrationServiceClient,
     ref: TaskRef,
     plan: ControlPlan,
-    settled: Callable[[TaskSnapshot], tuple[str, bool, str] | None],
+    settled: Callable[[TaskSnapshot], tuple[Outcome, bool, str] | None],
     timeout: float,
     interval: float,
     on_poll: Callable[[TaskSnapshot], None] | None,
@@ -225,7 +237,7 @@ def _wait(
     goal: str,
 ) -> ControlResult:
     """Poll the task until ``settled`` says so or time runs out; throttling slows the polls."""
-    Verdict = tuple[TaskSnapshot, tuple[str, bool, str] | None]
+    Verdict = tuple[TaskSnapshot, tuple[Outcome, bool, str] | None]
 
     def probe(_: Round) -> Done[Verdict] | Pending[Verdict]:
         task = describe_task(dms, ref.arn)
@@ -236,6 +248,7 @@ def _wait(
 
     result = poll(probe, timeout=timeout, interval=interval, clock=Clock(clock, sleep))
     task = result.value[0] if result.value else plan.task
+    outcome: Outcome
     if result.done and result.value is not None and result.value[1] is not None:
         outcome, ok, reason = result.value[1]
     else:

@@ -15,7 +15,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_cloudwatch.type_defs import DimensionTypeDef, MetricDataQueryTypeDef
 
 NAMESPACE = "AWS/DMS"
 LATENCY_SOURCE = "CDCLatencySource"
@@ -94,8 +98,8 @@ def _aware(value: dt.datetime) -> dt.datetime:
 
 def metric_queries(
     instance_identifier: str, task_resource_id: str, period_seconds: int
-) -> list[dict[str, Any]]:
-    dimensions = [
+) -> list[MetricDataQueryTypeDef]:
+    dimensions: list[DimensionTypeDef] = [
         {"Name": "ReplicationInstanceIdentifier", "Value": instance_identifier},
         {"Name": "ReplicationTaskIdentifier", "Value": task_resource_id},
     ]
@@ -114,7 +118,7 @@ def metric_queries(
 
 
 def fetch_cdc_metrics(
-    cloudwatch: Any,
+    cloudwatch: CloudWatchClient,
     *,
     instance_identifier: str,
     task_resource_id: str,

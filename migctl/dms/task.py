@@ -10,23 +10,25 @@ paginated. Starting and stopping live in ``dms_control.py``, the CDC metrics in
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from migctl.dms.metrics import CdcMetrics, fetch_cdc_metrics
 from migctl.errors import UsageError, aws_error_code, aws_error_message
 
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_dms import DatabaseMigrationServiceClient
+
 # Phases, in the order a task normally passes through them (docs/dms.md).
-NOT_RUNNING, STARTING, FULL_LOAD, CDC, STOPPED, FAILED = (
-    "not-running",
-    "starting",
-    "full-load",
-    "cdc",
-    "stopped",
-    "failed",
-)
-PHASES = (NOT_RUNNING, STARTING, FULL_LOAD, CDC, STOPPED, FAILED)
+Phase = Literal["not-running", "starting", "full-load", "cdc", "stopped", "failed"]
+NOT_RUNNING: Final = "not-running"
+STARTING: Final = "starting"
+FULL_LOAD: Final = "full-load"
+CDC: Final = "cdc"
+STOPPED: Final = "stopped"
+FAILED: Final = "failed"
 # Statuses that prove the task has run at least once.
 _HAS_RUN_STATUSES = frozenset({"starting", "running", "stopping", "stopped", "failed"})
 
@@ -77,7 +79,7 @@ class TaskSnapshot:
     identifier: str
     migration_type: str
     status: str
-    phase: str
+    phase: Phase
     stop_reason: str | None
     last_failure_message: str | None
     recovery_checkpoint: str | None
@@ -146,7 +148,7 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def derive_phase(status: str, migration_type: str, stats: TaskStats) -> str:
+def derive_phase(status: str, migration_type: str, stats: TaskStats) -> Phase:
     """The REFERENCE's definition: CDC = running, full load finished, nothing loading or queued."""
     if status in ("failed", "failed-move"):
         return FAILED
@@ -163,7 +165,7 @@ def derive_phase(status: str, migration_type: str, stats: TaskStats) -> str:
     return FULL_LOAD
 
 
-def _stats(raw: dict[str, Any]) -> TaskStats:
+def _stats(raw: Mapping[str, Any]) -> TaskStats:
     elapsed = raw.get("ElapsedTimeMillis")
     return TaskStats(
         full_load_percent=raw.get("FullLoadProgressPercent"),
@@ -180,7 +182,7 @@ def _stats(raw: dict[str, Any]) -> TaskStats:
     )
 
 
-def snapshot_from(raw: dict[str, Any]) -> TaskSnapshot:
+def snapshot_from(raw: Mapping[str, Any]) -> TaskSnapshot:
     """A TaskSnapshot from one ReplicationTask of describe_replication_tasks."""
     stats = _stats(raw.get("ReplicationTaskStats") or {})
     status = raw["Status"]
@@ -200,13 +202,15 @@ def snapshot_from(raw: dict[str, Any]) -> TaskSnapshot:
     )
 
 
-def _describe(dms: Any, filters: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+def _describe(
+    dms: DatabaseMigrationServiceClient, filters: list[dict[str, Any]] | None
+) -> list[Mapping[str, Any]]:
     """Every task the filters match; AWS raises ResourceNotFoundFault for none, moto returns []."""
     kwargs: dict[str, Any] = {"WithoutSettings": True}
     if filters:
         kwargs["Filters"] = filters
     try:
-        tasks: list[dict[str, Any]] = []
+        tasks: list[Mapping[str, Any]] = []
         for page in dms.get_paginator("describe_replication_tasks").paginate(**kwargs):
             tasks.extend(page.get("ReplicationTasks", []))
         return tasks
@@ -216,7 +220,7 @@ def _describe(dms: Any, filters: list[dict[str, Any]] | None) -> list[dict[str, 
         raise
 
 
-def describe_task(dms: Any, arn: str) -> TaskSnapshot:
+def describe_task(dms: DatabaseMigrationServiceClient, arn: str) -> TaskSnapshot:
     """One describe_replication_tasks call for one task."""
     try:
         response = dms.describe_replication_tasks(
@@ -232,7 +236,9 @@ def describe_task(dms: Any, arn: str) -> TaskSnapshot:
     return snapshot_from(tasks[0])
 
 
-def resolve_task(dms: Any, task: str, *, instance_identifier: str | None = None) -> TaskRef:
+def resolve_task(
+    dms: DatabaseMigrationServiceClient, task: str, *, instance_identifier: str | None = None
+) -> TaskRef:
     """A task by ARN, by name, or by the resource id at the end of its ARN.
 
     The replication instance's identifier (a CloudWatch dimension) comes from
@@ -263,7 +269,7 @@ def resolve_task(dms: Any, task: str, *, instance_identifier: str | None = None)
     )
 
 
-def _instance_identifier(dms: Any, instance_arn: str) -> str:
+def _instance_identifier(dms: DatabaseMigrationServiceClient, instance_arn: str) -> str:
     response = dms.describe_replication_instances(
         Filters=[{"Name": "replication-instance-arn", "Values": [instance_arn]}]
     )
@@ -276,7 +282,7 @@ def _instance_identifier(dms: Any, instance_arn: str) -> str:
     return str(instances[0]["ReplicationInstanceIdentifier"])
 
 
-def fetch_table_statistics(dms: Any, arn: str) -> tuple[TableStats, ...]:
+def fetch_table_statistics(dms: DatabaseMigrationServiceClient, arn: str) -> tuple[TableStats, ...]:
     """Every table of the task, following every page of describe_table_statistics."""
     rows: list[TableStats] = []
     for page in dms.get_paginator("describe_table_statistics").paginate(ReplicationTaskArn=arn):
@@ -284,7 +290,7 @@ def fetch_table_statistics(dms: Any, arn: str) -> tuple[TableStats, ...]:
     return tuple(sorted(rows, key=lambda t: (t.schema, t.table)))
 
 
-def _table(raw: dict[str, Any]) -> TableStats:
+def _table(raw: Mapping[str, Any]) -> TableStats:
     return TableStats(
         schema=raw.get("SchemaName", ""),
         table=raw.get("TableName", ""),
@@ -304,7 +310,7 @@ def _table(raw: dict[str, Any]) -> TableStats:
 
 
 def table_statistics_or_reason(
-    dms: Any, arn: str
+    dms: DatabaseMigrationServiceClient, arn: str
 ) -> tuple[tuple[TableStats, ...] | None, str | None]:
     """Table statistics, or None and why when DMS will not give them (a task never started)."""
     try:
@@ -337,8 +343,8 @@ def find_problems(task: TaskSnapshot, tables: tuple[TableStats, ...] | None) -> 
 
 
 def task_status(
-    dms: Any,
-    cloudwatch: Any,
+    dms: DatabaseMigrationServiceClient,
+    cloudwatch: CloudWatchClient,
     ref: TaskRef,
     *,
     minutes: float,

@@ -18,7 +18,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Literal
 
 from migctl.dms.metrics import CdcMetrics, fetch_cdc_metrics, stable_datapoints
 from migctl.dms.task import (
@@ -33,6 +33,10 @@ from migctl.dms.task import (
 )
 from migctl.errors import UsageError, is_throttling
 from migctl.poll import Clock, Done, Pending, Round, poll
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_dms import DatabaseMigrationServiceClient
 
 UNTIL_FULL_LOAD = "full-load"
 UNTIL_CDC_READY = "cdc-ready"
@@ -73,7 +77,7 @@ class WatchUpdate:
 @dataclass(frozen=True)
 class WatchResult:
     until: str
-    outcome: str  # reached | failed | timed-out
+    outcome: Literal["reached", "failed", "timed-out"]
     reason: str
     state: WatchState | None  # None only when every describe was throttled
 
@@ -127,7 +131,9 @@ def _num(value: float | None) -> str:
     return "no data" if value is None else f"{value:g}"
 
 
-def verdict(until: str, task: TaskSnapshot, readiness: Readiness) -> tuple[str, str] | None:
+def verdict(
+    until: str, task: TaskSnapshot, readiness: Readiness
+) -> tuple[Literal["reached", "failed"], str] | None:
     """("reached" | "failed", reason) when the watch is over, else None."""
     if task.phase == FAILED:
         return "failed", f"task failed: {task.failure}"
@@ -173,8 +179,8 @@ def _fingerprint(state: WatchState) -> Hashable:
 
 
 def watch_task(
-    dms: Any,
-    cloudwatch: Any,
+    dms: DatabaseMigrationServiceClient,
+    cloudwatch: CloudWatchClient,
     ref: TaskRef,
     *,
     until: str,

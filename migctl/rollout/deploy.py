@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from migctl.alarms import ALARM, AlarmStatus, check_alarms
 from migctl.errors import CheckFailed, ExitCode, OperationalError, translate
@@ -41,6 +41,10 @@ from migctl.rollout.plan import (
     plan_rollout,
     plan_undo,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_ecs import ECSClient
 
 Outcome = Literal["completed", "failed", "rolled_back", "rollback_failed", "dry_run", "aborted"]
 EXIT_CODES: Mapping[str, int] = {
@@ -86,8 +90,8 @@ class _Run:
 
     def __init__(
         self,
-        ecs: Any,
-        cloudwatch: Any,
+        ecs: ECSClient,
+        cloudwatch: CloudWatchClient,
         options: RolloutOptions,
         on_step: OnStep | None,
         clock: Callable[[], float] | None,
@@ -132,8 +136,8 @@ class _Run:
 
 
 def rollout(
-    ecs: Any,
-    cloudwatch: Any,
+    ecs: ECSClient,
+    cloudwatch: CloudWatchClient,
     options: RolloutOptions,
     *,
     confirm: Confirm | None = None,
@@ -170,8 +174,8 @@ def rollout(
 
 
 def undo(
-    ecs: Any,
-    cloudwatch: Any,
+    ecs: ECSClient,
+    cloudwatch: CloudWatchClient,
     options: RolloutOptions,
     *,
     to: str | None = None,
@@ -199,7 +203,7 @@ def undo(
 
 
 def _preflight_gate(
-    cloudwatch: Any, options: RolloutOptions, *, refuse: bool
+    cloudwatch: CloudWatchClient, options: RolloutOptions, *, refuse: bool
 ) -> tuple[AlarmStatus, ...]:
     """The gate alarms exist and none fires already (the bake could not judge the image then)."""
     assert options.gate is not None
@@ -274,7 +278,7 @@ def _update(run: _Run, target: str, previous: str) -> Deployment:
         answer = run.ecs.update_service(
             cluster=options.cluster, service=options.service, taskDefinition=target
         )
-        service = answer["service"]
+        service: Mapping[str, Any] = answer["service"]
     except Exception as exc:
         # A lost answer may still have been applied: look before claiming nothing changed.
         service = describe_service(run.ecs, options.cluster, options.service)

@@ -17,11 +17,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migctl.alarms import ALARM, AlarmSelector, check_alarms
 from migctl.errors import OperationalError, UsageError, aws_error_code
 from migctl.poll import Clock, Done, Pending, Round, poll
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_ecs import ECSClient
 
 PRIMARY = "PRIMARY"
 COMPLETED = "COMPLETED"
@@ -99,7 +103,7 @@ def primary_of(service: Mapping[str, Any]) -> Deployment | None:
     return next((d for d in deployments_of(service) if d.status == PRIMARY), None)
 
 
-def describe_service(ecs: Any, cluster: str, service: str) -> dict[str, Any]:
+def describe_service(ecs: ECSClient, cluster: str, service: str) -> dict[str, Any]:
     """The service as ``describe_services`` returns it; UsageError (exit 2) when missing."""
     try:
         answer = ecs.describe_services(cluster=cluster, services=[service])
@@ -119,7 +123,7 @@ class ServiceWatcher:
 
     def __init__(
         self,
-        ecs: Any,
+        ecs: ECSClient,
         cluster: str,
         service: str,
         *,
@@ -222,7 +226,7 @@ class ServiceWatcher:
 
     def bake(
         self,
-        cloudwatch: Any,
+        cloudwatch: CloudWatchClient,
         selector: AlarmSelector,
         deployment_id: str,
         *,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from migctl.alarms import AlarmSelector, AlarmStatus
 from migctl.config import Settings
@@ -24,6 +24,9 @@ from migctl.rollout.taskdef import (
     short_name,
     with_image,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecs import ECSClient
 
 
 @dataclass(frozen=True)
@@ -113,12 +116,12 @@ def check_steady(service: Mapping[str, Any]) -> None:
         )
 
 
-def _register_fields(ecs: Any) -> frozenset[str] | None:
+def _register_fields(ecs: ECSClient) -> frozenset[str] | None:
     try:
         shape = ecs.meta.service_model.operation_model("RegisterTaskDefinition").input_shape
-        return frozenset(shape.members)
     except AttributeError:  # a stub client without botocore's model
         return None
+    return frozenset(shape.members) if shape is not None else None
 
 
 def require_image(image: str | None) -> str:
@@ -128,7 +131,7 @@ def require_image(image: str | None) -> str:
 
 
 def plan_rollout(
-    ecs: Any, service: Mapping[str, Any], options: RolloutOptions
+    ecs: ECSClient, service: Mapping[str, Any], options: RolloutOptions
 ) -> tuple[RolloutPlan, TaskDefinitionCopy]:
     image = require_image(options.image)
     if options.gate is None and options.bake_seconds > 0:
@@ -169,7 +172,7 @@ def plan_rollout(
 
 
 def plan_undo(
-    ecs: Any, service: Mapping[str, Any], options: RolloutOptions, *, to: str | None
+    ecs: ECSClient, service: Mapping[str, Any], options: RolloutOptions, *, to: str | None
 ) -> RolloutPlan:
     current_arn: str = service["taskDefinition"]
     target_arn = resolve_task_definition(ecs, to) if to else undo_target(ecs, service)

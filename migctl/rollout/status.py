@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migctl.errors import UsageError, aws_error_code
 from migctl.rollout.deployments import (
@@ -17,6 +17,9 @@ from migctl.rollout.deployments import (
     describe_service,
 )
 from migctl.rollout.taskdef import container_images, revision_of
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecs import ECSClient
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class ServiceStatus:
         )
 
 
-def family_revisions(ecs: Any, family: str) -> list[str]:
+def family_revisions(ecs: ECSClient, family: str) -> list[str]:
     """Every ACTIVE revision ARN of the family, newest first (sorted here, whatever the API did)."""
     arns: list[str] = []
     paginator = ecs.get_paginator("list_task_definitions")
@@ -62,7 +65,7 @@ def family_revisions(ecs: Any, family: str) -> list[str]:
     return sorted(same_family, key=lambda a: revision_of(a) or 0, reverse=True)
 
 
-def resolve_task_definition(ecs: Any, name: str) -> str:
+def resolve_task_definition(ecs: ECSClient, name: str) -> str:
     """``family:12`` or an ARN -> the ARN (UsageError when it does not exist)."""
     try:
         return str(
@@ -75,7 +78,7 @@ def resolve_task_definition(ecs: Any, name: str) -> str:
         raise
 
 
-def undo_target(ecs: Any, service: Mapping[str, Any]) -> str:
+def undo_target(ecs: ECSClient, service: Mapping[str, Any]) -> str:
     """The revision to go back to.
 
     The task definition of the most recent non-PRIMARY deployment (an older
@@ -103,7 +106,7 @@ def undo_target(ecs: Any, service: Mapping[str, Any]) -> str:
 
 
 def service_status(
-    ecs: Any, cluster: str, service_name: str, *, revisions: int = 5, events: int = 10
+    ecs: ECSClient, cluster: str, service_name: str, *, revisions: int = 5, events: int = 10
 ) -> ServiceStatus:
     """A snapshot: deployments, the newest ``revisions`` of the family, the latest ``events``."""
     service = describe_service(ecs, cluster, service_name)

@@ -97,7 +97,7 @@ def with_image(
     *,
     container: str | None,
     image: str,
-    tags: Iterable[Mapping[str, str]] = (),
+    tags: Iterable[Mapping[str, Any]] = (),
     allowed_fields: Collection[str] | None = None,
 ) -> TaskDefinitionCopy:
     """Copy the task definition for registration with ``container``'s image set to ``image``."""

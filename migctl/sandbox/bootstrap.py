@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -14,6 +14,9 @@ from psycopg import sql
 from migctl.errors import OperationalError
 from migctl.sandbox import environment as env
 from migctl.sandbox import preload, schema
+
+if TYPE_CHECKING:
+    import boto3
 
 # Logical replication on the source, and quick status messages from the
 # target, so that the lag the sandbox reports is the real one within a second.
@@ -64,7 +67,9 @@ def up(directory: Path, *, rows: int, traffic: bool, progress: env.Progress) -> 
     )
 
 
-def _wait_service_steady(session: Any, loaded: preload.Preloaded, progress: env.Progress) -> None:
+def _wait_service_steady(
+    session: boto3.Session, loaded: preload.Preloaded, progress: env.Progress
+) -> None:
     """Return a steady environment: the service's first deployment has completed."""
     progress("waiting for the ECS service's first deployment")
     ecs = session.client("ecs")

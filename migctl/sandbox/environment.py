@@ -19,12 +19,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migctl.aws import USER_AGENT
 from migctl.errors import UsageError
 from migctl.sandbox.motoserver import wait_for_port
 from migctl.sandbox.postgres import PgCluster, find_pg_bin, free_port
+
+if TYPE_CHECKING:
+    import boto3
 
 STATE_FILE = "sandbox.json"
 DBNAME = "payments"
@@ -237,13 +240,13 @@ def aws_session(state: SandboxState) -> Any:
 class _EndpointSession:
     """A boto3 session whose clients all go to the sandbox's endpoint."""
 
-    def __init__(self, session: Any, url: str, agent: str) -> None:
+    def __init__(self, session: boto3.Session, url: str, agent: str) -> None:
         self._session, self._url, self._agent = session, url, agent
 
     def client(self, service: str) -> Any:
         from botocore.config import Config
 
-        return self._session.client(
+        return self._session.client(  # type: ignore[call-overload]  # a name known at run time
             service, endpoint_url=self._url, config=Config(user_agent_extra=self._agent)
         )
 

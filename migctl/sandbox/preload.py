@@ -11,7 +11,15 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import boto3
+    from mypy_boto3_dms import DatabaseMigrationServiceClient
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ecs import ECSClient
+    from mypy_boto3_elbv2 import ElasticLoadBalancingv2Client
+    from mypy_boto3_secretsmanager import SecretsManagerClient
 
 ENV = "sandbox"
 APP_IMAGE = "payments-app:1.0.0"
@@ -58,7 +66,7 @@ class Preloaded:
         }
 
 
-def _secret(sm: Any, name: str, db: Database) -> str:
+def _secret(sm: SecretsManagerClient, name: str, db: Database) -> str:
     # Loopback trust auth ignores the password; it is generated so that the
     # secret has the RDS shape and no fixed value ever exists.
     value = {
@@ -72,7 +80,7 @@ def _secret(sm: Any, name: str, db: Database) -> str:
     return str(sm.create_secret(Name=name, SecretString=json.dumps(value))["ARN"])
 
 
-def preload(session: Any, source: Database, target: Database) -> Preloaded:
+def preload(session: boto3.Session, source: Database, target: Database) -> Preloaded:
     """Create every resource; ``session`` is a boto3 session pointed at the moto server."""
     sm = session.client("secretsmanager")
     source_arn = _secret(sm, f"payments-{ENV}/source-db", source)
@@ -100,14 +108,20 @@ def preload(session: Any, source: Database, target: Database) -> Preloaded:
     )
 
 
-def _dms(dms: Any, source: Database, target: Database) -> tuple[str, str]:
+def _dms(
+    dms: DatabaseMigrationServiceClient, source: Database, target: Database
+) -> tuple[str, str]:
     instance = dms.create_replication_instance(
         ReplicationInstanceIdentifier=f"payments-{ENV}-dms",
         ReplicationInstanceClass="dms.t3.medium",
         AllocatedStorage=50,
     )["ReplicationInstance"]
     endpoints = {}
-    for kind, db in (("source", source), ("target", target)):
+    sides: tuple[tuple[Literal["source", "target"], Database], ...] = (
+        ("source", source),
+        ("target", target),
+    )
+    for kind, db in sides:
         endpoints[kind] = dms.create_endpoint(
             EndpointIdentifier=f"payments-{ENV}-{kind}",
             EndpointType=kind,
@@ -145,7 +159,7 @@ def _dms(dms: Any, source: Database, target: Database) -> tuple[str, str]:
     return str(instance["ReplicationInstanceArn"]), str(task["ReplicationTaskArn"])
 
 
-def _load_balancer(ec2: Any, elbv2: Any) -> tuple[str, str]:
+def _load_balancer(ec2: EC2Client, elbv2: ElasticLoadBalancingv2Client) -> tuple[str, str]:
     vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
     subnets = [
         ec2.create_subnet(
@@ -178,7 +192,7 @@ def _arn_suffix(arn: str, strip: str) -> str:
     return resource.removeprefix(strip)
 
 
-def _ecs(ecs: Any, target_secret_arn: str) -> tuple[str, str, str]:
+def _ecs(ecs: ECSClient, target_secret_arn: str) -> tuple[str, str, str]:
     cluster = f"payments-{ENV}"
     ecs.create_cluster(clusterName=cluster)
     taskdef = ecs.register_task_definition(

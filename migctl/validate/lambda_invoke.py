@@ -28,12 +28,15 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migctl.errors import OperationalError, aws_error_code, is_throttling, translate
 from migctl.redact import redact_text
 from migctl.validate.lambda_handler import handle
 from migctl.validate.payloads import check_answer
+
+if TYPE_CHECKING:
+    from mypy_boto3_lambda import LambdaClient
 
 Invoker = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -50,7 +53,7 @@ class ChunkFailed(OperationalError):
     """An invocation still failed after its retries."""
 
 
-def lambda_invoker(client: Any, function_name: str) -> Invoker:
+def lambda_invoker(client: LambdaClient, function_name: str) -> Invoker:
     """Invoke ``function_name`` synchronously with a boto3 ``lambda`` client."""
     from botocore.exceptions import ClientError
 
