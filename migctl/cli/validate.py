@@ -127,8 +127,8 @@ def validate(
     from migctl.render.validate import ValidationProgress, render_validation
     from migctl.validate.lambda_invoke import LocalInvoker, lambda_invoker
     from migctl.validate.lambda_table import FanoutOptions, RemoteSide
-    from migctl.validate.local import ValidateOptions
     from migctl.validate.run import EXECUTORS, run_validation
+    from migctl.validate.runner import ValidateOptions
     from migctl.validate.session import SessionOptions
 
     app_state = state(ctx)

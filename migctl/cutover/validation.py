@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.model import Facts, StepFailed, StepMemo
-from migctl.validate.local import ValidateOptions
 from migctl.validate.local import validate as run_validation
 from migctl.validate.report import Progress
+from migctl.validate.runner import ValidateOptions
 from migctl.validate.session import SessionOptions
 
 if TYPE_CHECKING:
-    from migctl.validate.local import ValidateOptions
+    from migctl.validate.runner import ValidateOptions
 
 
 def validate_options(ctx: CutoverContext) -> ValidateOptions:

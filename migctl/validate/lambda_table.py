@@ -14,21 +14,27 @@ table ``error``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from migctl.db import Database
+from migctl.errors import OperationalError
 from migctl.pgnames import TableName, show
 from migctl.redact import redact_text
-from migctl.validate.catalog import TableInfo
+from migctl.validate.catalog import Catalog, TableInfo
 from migctl.validate.checksum import Buckets, BucketSum
 from migctl.validate.comparison import plan_table
-from migctl.validate.lambda_invoke import CallStats, Fanout
-from migctl.validate.local import ValidateOptions
+from migctl.validate.lambda_invoke import CallStats, ChunkFailed, Fanout
 from migctl.validate.narrow import BATCH_RANGES, Tally, batched, differing
-from migctl.validate.payloads import PAYLOAD_VERSION, tally_from_dict
-from migctl.validate.report import Progress, TableResult
+from migctl.validate.payloads import (
+    PAYLOAD_VERSION,
+    catalog_from_dict,
+    sequence_from_dict,
+    tally_from_dict,
+)
+from migctl.validate.report import Progress, SequenceResult, TableResult
+from migctl.validate.runner import ValidateOptions
 from migctl.validate.table import TableOptions, hash_bits, range_buckets, table_result
 
 ROWS_PER_INVOCATION = 32_000  # first-pass rows per checksum invocation (62 chunks of 512)
@@ -133,6 +139,54 @@ def narrow_groups(chunks: Sequence[T], concurrency: int) -> list[Sequence[T]]:
     concurrency, else as many as spread them over it (up to ``BATCH_RANGES``, which the
     function narrows together), so every invocation's connections do more than one chunk."""
     return batched(chunks, max(1, min(BATCH_RANGES, -(-len(chunks) // max(1, concurrency)))))
+
+
+class LambdaExecutor:
+    """Runs a validation's queries as invocations of the validation function (``runner.run``'s executor)."""
+
+    def __init__(self, run: RemoteRun) -> None:
+        self.run = run
+        self.source_display = run.source.display
+        self.target_display = run.target.display
+
+    def catalogs(self) -> tuple[Catalog, Catalog]:
+        with ThreadPoolExecutor(2, "plan") as pool:
+            source = pool.submit(self._catalog, "source")
+            target = self._catalog("target")
+            return source.result(), target
+
+    def _catalog(self, side: str) -> Catalog:
+        run = self.run
+        try:
+            answer = run.call(run.payload("plan", side, schemas=list(run.options.schemas)))
+        except ChunkFailed as exc:
+            raise OperationalError(f"cannot read the {side} catalog: {exc.message}") from None
+        return catalog_from_dict(answer["catalog"])
+
+    def table_workers(self, tables: int) -> int:
+        return max(1, min(tables, self.run.fanout_options.concurrency, 16))
+
+    def compare(
+        self, name: TableName, source: TableInfo | None, target: TableInfo | None, algorithm: str
+    ) -> TableResult:
+        return compare_table_remote(self.run, name, source, target, algorithm)
+
+    def sequences(
+        self, names: Sequence[TableName], source: Catalog, target: Catalog
+    ) -> tuple[SequenceResult, ...]:
+        run, options = self.run, self.run.options
+        request = run.payload(
+            "sequences",
+            schemas=list(options.schemas),
+            names=[list(n) for n in names],
+            tables=list(options.tables),
+            exclude=list(options.exclude),
+        )
+        try:
+            answer = run.call(request)
+        except ChunkFailed as exc:
+            raise OperationalError(f"cannot compare sequences: {exc.message}") from None
+        return tuple(sequence_from_dict(s) for s in answer["sequences"])
 
 
 def compare_table_remote(

@@ -1,45 +1,123 @@
-"""``validate()``: every selected table and sequence, source against target, into one report.
+"""The local executor: the queries run from where migctl runs, on one connection per side and thread.
 
 Tables run ``jobs`` at a time; each worker thread holds one read-only
-connection per side, and each table's queries run on both servers at once,
-so at most ``jobs`` queries run per side. Connection failures at the start
-raise ``DatabaseError`` (exit 3); an unknown explicit table raises
-``UsageError`` (exit 2) before any data is read.
+connection per side (the first reuses the catalog's), and each table's queries
+run on both servers at once, so at most ``jobs`` queries run per side.
+Connection failures at the start raise ``DatabaseError`` (exit 3). The loop
+around it is ``runner.run``, shared with the Lambda executor.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from types import TracebackType
 from typing import TypeVar
 
 from migctl.db import Database
-from migctl.errors import UsageError
 from migctl.pgnames import TableName
-from migctl.validate.catalog import Catalog, read_catalog, select_tables
-from migctl.validate.hashing import choose_algorithm
+from migctl.validate.catalog import Catalog, TableInfo, read_catalog
 from migctl.validate.report import Progress, SequenceResult, TableResult, ValidationReport
+from migctl.validate.runner import ValidateOptions, check_options, run, select
 from migctl.validate.sequences import compare_sequences, select_sequences
-from migctl.validate.session import Pair, SessionOptions, Side, on_both_sides
-from migctl.validate.table import CHUNK_ROWS, TableOptions, compare_table
+from migctl.validate.session import Pair, Side, on_both_sides
+from migctl.validate.table import TableOptions, compare_table
 
 T = TypeVar("T")
 U = TypeVar("U")
 
 
-@dataclass(frozen=True)
-class ValidateOptions:
-    schemas: tuple[str, ...] = ("public",)
-    tables: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    jobs: int = 2
-    max_keys: int = 100
-    chunk_rows: int = CHUNK_ROWS
-    session: SessionOptions = field(default_factory=SessionOptions)
-    sequences: bool = True
+class LocalExecutor:
+    """Runs a validation's queries from here; a context manager that closes every connection."""
+
+    def __init__(
+        self,
+        source: Database,
+        target: Database,
+        options: ValidateOptions,
+        *,
+        progress: Callable[[Progress], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.source_display, self.target_display = source.display, target.display
+        self._dsns = (source.dsn, target.dsn)
+        self._options = options
+        self._table_options = TableOptions(chunk_rows=options.chunk_rows, max_keys=options.max_keys)
+        self._progress = progress or (lambda _: None)
+        self._clock = clock
+        self._main = self._pair()
+        self._spare = [self._main]  # the first table thread reuses the catalog's connections
+        self._workers: list[Pair] = []
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._sides = ThreadPoolExecutor(options.jobs, "validate-side")
+
+    def _pair(self) -> Pair:
+        session = self._options.session
+        return Pair(Side(self._dsns[0], "source", session), Side(self._dsns[1], "target", session))
+
+    def both(self, on_source: Callable[[], T], on_target: Callable[[], U]) -> tuple[T, U]:
+        return on_both_sides(self._sides, on_source, on_target)
+
+    def catalogs(self) -> tuple[Catalog, Catalog]:
+        schemas = self._options.schemas
+        return self.both(
+            lambda: read_catalog(self._main.source.conn, schemas),
+            lambda: read_catalog(self._main.target.conn, schemas),
+        )
+
+    def table_workers(self, tables: int) -> int:
+        return self._options.jobs
+
+    def compare(
+        self, name: TableName, source: TableInfo | None, target: TableInfo | None, algorithm: str
+    ) -> TableResult:
+        return compare_table(
+            self._thread_pair(),
+            name,
+            source,
+            target,
+            algorithm,
+            self._table_options,
+            self.both,
+            self._progress,
+            self._clock,
+        )
+
+    def _thread_pair(self) -> Pair:
+        pair: Pair | None = getattr(self._local, "pair", None)
+        if pair is None:
+            with self._lock:
+                pair = self._spare.pop() if self._spare else None
+            if pair is None:
+                pair = self._pair()
+                with self._lock:
+                    self._workers.append(pair)
+            self._local.pair = pair
+        return pair
+
+    def sequences(
+        self, names: Sequence[TableName], source: Catalog, target: Catalog
+    ) -> tuple[SequenceResult, ...]:
+        options = self._options
+        chosen = select_sequences(source, names, options.tables, options.exclude)
+        return compare_sequences(self._main.source, self._main.target, source, target, chosen)
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._sides.shutdown(wait=True)
+        self._main.close()
+        for pair in self._workers:
+            pair.close()
 
 
 def validate(
@@ -50,88 +128,11 @@ def validate(
     progress: Callable[[Progress], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> ValidationReport:
-    """Compare every selected table and sequence; never raises for a data difference."""
+    """Compare every selected table and sequence from here; never raises for a data difference."""
     options = options or ValidateOptions()
-    _check(options)
-    started = clock()
-    report_progress = progress or (lambda _: None)
-    main = Pair(
-        Side(source.dsn, "source", options.session), Side(target.dsn, "target", options.session)
-    )
-    workers: list[Pair] = []
-    spare = [main]  # the first worker thread reuses the catalog's connections
-    workers_lock = threading.Lock()
-    try:
-        with (
-            ThreadPoolExecutor(options.jobs, "validate") as tables_pool,
-            ThreadPoolExecutor(options.jobs, "validate-side") as side_pool,
-        ):
-
-            def both(on_source: Callable[[], T], on_target: Callable[[], U]) -> tuple[T, U]:
-                return on_both_sides(side_pool, on_source, on_target)
-
-            source_catalog, target_catalog = both(
-                lambda: read_catalog(main.source.conn, options.schemas),
-                lambda: read_catalog(main.target.conn, options.schemas),
-            )
-            algorithm = choose_algorithm(
-                source_catalog.server_version, target_catalog.server_version
-            )
-            names = select(options, source_catalog, target_catalog)
-            table_options = TableOptions(chunk_rows=options.chunk_rows, max_keys=options.max_keys)
-            local = threading.local()
-
-            def run(name: TableName) -> TableResult:
-                pair: Pair | None = getattr(local, "pair", None)
-                if pair is None:
-                    with workers_lock:
-                        pair = spare.pop() if spare else None
-                    if pair is None:
-                        pair = Pair(
-                            Side(source.dsn, "source", options.session),
-                            Side(target.dsn, "target", options.session),
-                        )
-                        with workers_lock:
-                            workers.append(pair)
-                    local.pair = pair
-                return compare_table(
-                    pair,
-                    name,
-                    source_catalog.tables.get(name),
-                    target_catalog.tables.get(name),
-                    algorithm,
-                    table_options,
-                    both,
-                    report_progress,
-                    clock,
-                )
-
-            tables = tuple(tables_pool.map(run, names))
-        sequences: tuple[SequenceResult, ...] = ()
-        if options.sequences:
-            chosen = select_sequences(source_catalog, names, options.tables, options.exclude)
-            sequences = compare_sequences(
-                main.source, main.target, source_catalog, target_catalog, chosen
-            )
-        return ValidationReport(
-            source=source.display,
-            target=target.display,
-            duration_seconds=round(clock() - started, 3),
-            tables=tables,
-            sequences=sequences,
-            algorithm=algorithm,
-            source_version=source_catalog.server_version,
-            target_version=target_catalog.server_version,
-        )
-    finally:
-        main.close()
-        for pair in workers:
-            pair.close()
-
-
-def select(options: ValidateOptions, source: Catalog, target: Catalog) -> list[TableName]:
-    """The tables these options select on these catalogs (UsageError when nothing)."""
-    return select_tables(source, target, options.schemas, options.tables, options.exclude)
+    check_options(options)
+    with LocalExecutor(source, target, options, progress=progress, clock=clock) as executor:
+        return run(executor, options, clock=clock)
 
 
 def selected_tables(
@@ -142,28 +143,6 @@ def selected_tables(
     Raises UsageError (exit 2) when the selection selects nothing, DatabaseError
     when a side is unreachable.
     """
-    _check(options)
-    pair = Pair(
-        Side(source.dsn, "source", options.session), Side(target.dsn, "target", options.session)
-    )
-    try:
-        return select(
-            options,
-            read_catalog(pair.source.conn, options.schemas),
-            read_catalog(pair.target.conn, options.schemas),
-        )
-    finally:
-        pair.close()
-
-
-def _check(options: ValidateOptions) -> None:
-    if options.jobs < 1:
-        raise UsageError("--jobs must be at least 1")
-    if options.max_keys < 0:
-        raise UsageError("--max-keys must be 0 or more")
-    if options.session.parallel_workers < 0:
-        raise UsageError("--parallel-workers must be 0 or more")
-    if options.chunk_rows < 1:
-        raise UsageError("--chunk-rows must be at least 1")
-    if not options.schemas:
-        raise UsageError("no schema to validate", hint="use --schema or [validate] schemas")
+    check_options(options)
+    with LocalExecutor(source, target, options) as executor:
+        return select(options, *executor.catalogs())

@@ -15,8 +15,9 @@ import psycopg
 import pytest
 
 from migctl.db import Database
-from migctl.validate.local import ValidateOptions, validate
+from migctl.validate.local import validate
 from migctl.validate.report import TableResult, ValidationReport
+from migctl.validate.runner import ValidateOptions
 from migctl.validate.session import SessionOptions
 
 

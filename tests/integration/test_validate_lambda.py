@@ -16,10 +16,10 @@ from migctl.render.validate import validation_json
 from migctl.validate.lambda_handler import handle
 from migctl.validate.lambda_invoke import Throttled
 from migctl.validate.lambda_table import FanoutOptions
-from migctl.validate.local import ValidateOptions
 from migctl.validate.payloads import PAYLOAD_VERSION as V
 from migctl.validate.report import Progress, ValidationReport
 from migctl.validate.run import run_validation
+from migctl.validate.runner import ValidateOptions
 from migctl.validate.session import SessionOptions
 from tests.integration.test_validate_correctness import (
     ALL_TYPES,

@@ -34,8 +34,9 @@ from migctl.db import Database
 from migctl.validate.catalog import read_catalog
 from migctl.validate.comparison import plan_table
 from migctl.validate.hashing import ALGORITHMS, hash_columns
-from migctl.validate.local import ValidateOptions, validate
+from migctl.validate.local import validate
 from migctl.validate.report import TableResult
+from migctl.validate.runner import ValidateOptions
 from migctl.validate.session import SessionOptions, Side
 
 

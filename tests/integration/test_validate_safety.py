@@ -8,8 +8,9 @@ import psycopg
 import pytest
 
 from migctl.db import Database
-from migctl.validate.local import ValidateOptions, validate
+from migctl.validate.local import validate
 from migctl.validate.report import Progress, ValidationReport
+from migctl.validate.runner import ValidateOptions
 from migctl.validate.session import APPLICATION_NAME, PINNED_SETTINGS, SessionOptions, Side
 
 FAST_RETRY = SessionOptions(retry_wait_seconds=0)

@@ -140,7 +140,7 @@ def test_every_key_is_documented() -> None:
 
 def test_validate_defaults_are_the_library_defaults() -> None:
     """config.py repeats the validation library's defaults (importing it would slow start-up)."""
-    from migctl.validate.local import ValidateOptions
+    from migctl.validate.runner import ValidateOptions
 
     library, settings = ValidateOptions(), Settings().validate
     for name in ("schemas", "jobs", "max_keys", "chunk_rows"):
