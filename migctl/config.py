@@ -9,6 +9,11 @@ Each table is a frozen dataclass. Unknown tables or keys, wrong types and
 invalid TOML are a :class:`ConfigError` (exit 2) naming the table and key.
 Any key can also be set from the environment as ``MIGCTL_<TABLE>_<KEY>``
 (for example ``MIGCTL_PROJECT_ENVIRONMENT=staging``).
+
+A command's flags go over the settings in one step, :func:`overridden`: a flag
+left out is ``None`` and changes nothing, a flag given (``0`` included) wins.
+A key's range (:func:`limits`) is checked the same way wherever its value came
+from: the file, the environment or the flag.
 """
 
 from __future__ import annotations
@@ -27,6 +32,18 @@ from migctl.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "migctl.toml"
 OutputFormat = Literal["table", "json"]
+
+
+def limits(
+    *, flag: str | None = None, at_least: float | None = None, above: float | None = None
+) -> dict[str, Any]:
+    """A key's range, as field metadata, and the flag that sets it (for messages)."""
+    return {"flag": flag, "at_least": at_least, "above": above}
+
+
+def bounded(default: Any, **range_: Any) -> Any:
+    """A settings field with a default and :func:`limits`."""
+    return field(default=default, metadata=limits(**range_))
 
 
 @dataclass(frozen=True)
@@ -67,27 +84,28 @@ class AlarmSettings:
 
 @dataclass(frozen=True)
 class ValidateSettings:
-    schemas: tuple[str, ...] = ("public",)
-    tables: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    jobs: int = 2
-    max_keys: int = 100
-    chunk_rows: int = 512  # migctl.validate.table.CHUNK_ROWS
-    statement_timeout_seconds: int = 600
-    lock_timeout_seconds: int = 5
-    parallel_workers: int = 0
-    executor: str = "local"  # local | lambda | lambda-local
-    function: str | None = None  # default: stack output validationFunctionName
-    concurrency: int | None = None  # default: 50 (lambda), 2 x CPUs (lambda-local)
+    schemas: tuple[str, ...] = bounded(("public",), flag="--schema")
+    tables: tuple[str, ...] = bounded((), flag="--table")
+    exclude: tuple[str, ...] = bounded((), flag="--exclude")
+    jobs: int = bounded(2, flag="--jobs", at_least=1)
+    max_keys: int = bounded(100, flag="--max-keys", at_least=0)
+    chunk_rows: int = bounded(512, flag="--chunk-rows", at_least=1)  # validate.table.CHUNK_ROWS
+    statement_timeout_seconds: int = bounded(600, at_least=0)
+    lock_timeout_seconds: int = bounded(5, at_least=0)
+    parallel_workers: int = bounded(0, flag="--parallel-workers", at_least=0)
+    executor: Literal["local", "lambda", "lambda-local"] = bounded("local", flag="--executor")
+    function: str | None = bounded(None, flag="--function")  # default: stack output
+    # default: 50 (lambda), 2 x CPUs (lambda-local)
+    concurrency: int | None = bounded(None, flag="--concurrency", at_least=1)
 
 
 @dataclass(frozen=True)
 class DmsSettings:
-    task: str | None = None
+    task: str | None = bounded(None, flag="--task")
     instance: str | None = None
-    max_latency_seconds: float = 5.0
-    stable_for: int = 3
-    metric_period_seconds: int = 60
+    max_latency_seconds: float = bounded(5.0, flag="--max-latency", at_least=0)
+    stable_for: int = bounded(3, flag="--stable-for", at_least=1)
+    metric_period_seconds: int = bounded(60, at_least=1)
 
 
 @dataclass(frozen=True)
@@ -95,10 +113,10 @@ class EcsSettings:
     cluster: str | None = None
     service: str | None = None
     container: str | None = None
-    bake_seconds: int = 300
-    timeout_seconds: int = 900
+    bake_seconds: float = bounded(300.0, flag="--bake", at_least=0)
+    timeout_seconds: float = bounded(900.0, flag="--timeout", at_least=0)
     gate_alarms: tuple[str, ...] = ()
-    interval_seconds: float = 10.0
+    interval_seconds: float = bounded(10.0, flag="--interval", above=0)
 
 
 @dataclass(frozen=True)
@@ -106,12 +124,13 @@ class CutoverSettings:
     journal: str | None = None  # local path or s3:// URI; default .migctl/cutover-<env>.jsonl
     freeze_strategy: Literal["read-only", "none"] = "read-only"
     app_roles: tuple[str, ...] = ()
-    sequence_margin: int = 1000
+    sequence_margin: int = bounded(1000, at_least=0)
     sns_topic_arn: str | None = None
-    image: str | None = None
-    interval_seconds: float = 2.0  # between polls of every cutover wait
-    wait_timeout_seconds: float = 600.0  # preflight window, sessions, DMS stop/resume, post-checks
-    marker_timeout_seconds: float = 300.0  # for the marker row to reach the target
+    image: str | None = bounded(None, flag="--image")
+    interval_seconds: float = bounded(2.0, above=0)  # between polls of every cutover wait
+    # preflight window, sessions, DMS stop/resume, post-checks
+    wait_timeout_seconds: float = bounded(600.0, at_least=0)
+    marker_timeout_seconds: float = bounded(300.0, at_least=0)  # the marker row to the target
 
 
 @dataclass(frozen=True)
@@ -250,7 +269,46 @@ def _build(cls: type[Any], section: Any, table: str) -> Any:
             f"unknown key {unknown[0]!r} in [{table}]; known keys: {', '.join(sorted(known))}"
         )
     values = {key: _coerce(value, hints[key], f"[{table}] {key}") for key, value in section.items()}
-    return cls(**values)
+    built = cls(**values)
+    for f in dataclasses.fields(cls):
+        _check_range(f, getattr(built, f.name), f"[{table}] {f.name}")
+    return built
+
+
+def _check_range(f: dataclasses.Field[Any], value: Any, where: str) -> None:
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    at_least, above = f.metadata.get("at_least"), f.metadata.get("above")
+    if at_least is not None and value < at_least:
+        raise ConfigError(f"{where} must be at least {at_least:g}, not {value:g}")
+    if above is not None and value <= above:
+        raise ConfigError(f"{where} must be more than {above:g}, not {value:g}")
+
+
+def overridden(settings: Settings, table: str, **flags: Any) -> Settings:
+    """``settings`` with the command-line flags given (not ``None``) over one table's keys.
+
+    Each value is checked as the file's are (type, choices, range), the message
+    naming the flag: ``--jobs must be at least 1, not 0``.
+    """
+    cls = TABLES[table]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    changes: dict[str, Any] = {}
+    for name, given in flags.items():
+        if given is None:
+            continue
+        f = fields[name]
+        where = f.metadata.get("flag") or f"[{table}] {name}"
+        raw = list(given) if typing.get_origin(hints[name]) is tuple else given  # as TOML has it
+        value = _coerce(raw, hints[name], where)
+        _check_range(f, value, where)
+        changes[name] = value
+    if not changes:
+        return settings
+    return dataclasses.replace(
+        settings, **{table: dataclasses.replace(getattr(settings, table), **changes)}
+    )
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:

@@ -44,15 +44,18 @@ def alarms(
     Example: migctl alarms --prefix payments-prod- --wait-ok --timeout 300
     """
     from migctl.alarms import AlarmSelector, check_alarms, wait_for_ok
+    from migctl.config import overridden
     from migctl.render.alarms import alarm_report_json, render_alarm_poll, render_alarm_report
 
     app_state = state(ctx)
-    settings = app_state.settings
+    settings = overridden(
+        app_state.settings, "alarms", allow_insufficient_data=allow_insufficient_data or None
+    )
     if prefix is None and not name:
         selector = AlarmSelector(settings.alarms.prefix, settings.alarms.names)
     else:
         selector = AlarmSelector(prefix, tuple(name or ()))
-    allow = allow_insufficient_data or settings.alarms.allow_insufficient_data
+    allow = settings.alarms.allow_insufficient_data
     cloudwatch = app_state.aws.client("cloudwatch")
     out = app_state.out
     if wait_ok:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from migctl.cli.options import at_least
 from migctl.cli.prompt import confirm_or_refuse
 from migctl.cli.state import AppState, state
 
@@ -36,14 +37,15 @@ def register(app: typer.Typer) -> None:
 
 
 def _resolve(ctx: typer.Context, task: str | None) -> tuple[AppState, TaskRef]:
+    from migctl.config import overridden
     from migctl.dms.task import resolve_task
     from migctl.infra.outputs import resolve
 
     app_state = state(ctx)
-    settings = app_state.settings
+    settings = overridden(app_state.settings, "dms", task=task)
     value = resolve(
         settings,
-        task or settings.dms.task,
+        settings.dms.task,
         "dmsReplicationTaskArn",
         what="DMS replication task",
         flag="--task",
@@ -178,7 +180,7 @@ def watch(
         float | None,
         typer.Option(
             "--max-latency",
-            min=0,
+            min=at_least("dms", "max_latency_seconds"),
             help="cdc-ready: CDCLatencyTarget ceiling, s [config: dms.max_latency_seconds; 5].",
         ),
     ] = None,
@@ -186,7 +188,7 @@ def watch(
         int | None,
         typer.Option(
             "--stable-for",
-            min=1,
+            min=at_least("dms", "stable_for"),
             help="cdc-ready: consecutive datapoints needed [config: dms.stable_for; 3].",
         ),
     ] = None,
@@ -219,11 +221,14 @@ def watch(
 
     Example: migctl dms watch --until cdc-ready --max-latency 5 --stable-for 3 --timeout 7200
     """
+    from migctl.config import overridden
     from migctl.dms.watch import watch_task
     from migctl.render.dms import WatchView
 
     app_state, ref = _resolve(ctx, task)
-    settings = app_state.settings.dms
+    dms = overridden(
+        app_state.settings, "dms", max_latency_seconds=max_latency, stable_for=stable_for
+    ).dms
     with WatchView(app_state.out, ref, until) as view:
         result = watch_task(
             app_state.aws.client("dms"),
@@ -232,11 +237,9 @@ def watch(
             until=until,
             timeout=timeout,
             interval=interval,
-            max_latency_seconds=settings.max_latency_seconds
-            if max_latency is None
-            else max_latency,
-            stable_for=settings.stable_for if stable_for is None else stable_for,
-            period_seconds=settings.metric_period_seconds,
+            max_latency_seconds=dms.max_latency_seconds,
+            stable_for=dms.stable_for,
+            period_seconds=dms.metric_period_seconds,
             table_stats_every=table_stats_every,
             on_update=view.update,
         )

@@ -49,19 +49,20 @@ def plan(
 
     Example: migctl plan --env prod --set containerImage=registry.example/payments:2.14.0
     """
+    from migctl.config import overridden
     from migctl.infra.offline_plan import gather_config
     from migctl.infra.offline_plan import plan as plan_stack
     from migctl.render.offline_plan import render_plan
 
     app_state = state(ctx)
-    settings = app_state.settings
-    stack = env or settings.project.stack_name
+    settings = overridden(app_state.settings, "project", environment=env)
+    stack = settings.project.stack_name
     config, warnings = gather_config(
         stack,
         settings_config=settings.pulumi.config,
         secret_keys=settings.pulumi.secret_keys,
         overrides=tuple(set_ or ()),
-        environment=env or settings.project.environment,
+        environment=settings.project.environment,
         region=settings.project.region,
         base_dir=settings.base_dir,
     )

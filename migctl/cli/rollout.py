@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from migctl.cli.options import at_least
 from migctl.cli.prompt import confirm_or_refuse
 from migctl.cli.state import state
 from migctl.errors import UsageError
@@ -39,15 +40,13 @@ TimeoutOpt = Annotated[
     float | None,
     typer.Option(
         "--timeout",
-        min=0,
+        min=at_least("ecs", "timeout_seconds"),
         help="Seconds to follow each deployment [config: ecs.timeout_seconds; 900].",
     ),
 ]
 IntervalOpt = Annotated[
     float | None,
-    typer.Option(
-        "--interval", min=1, help="Seconds between polls [config: ecs.interval_seconds; 10]."
-    ),
+    typer.Option("--interval", help="Seconds between polls [config: ecs.interval_seconds; 10]."),
 ]
 NoRollbackOpt = Annotated[
     bool, typer.Option("--no-rollback", help="On failure, stop and exit 1 instead of rolling back.")
@@ -75,7 +74,9 @@ def rollout(
     bake: Annotated[
         float | None,
         typer.Option(
-            "--bake", min=0, help="Seconds to watch the gate alarms after the deployment [300]."
+            "--bake",
+            min=at_least("ecs", "bake_seconds"),
+            help="Seconds to watch the gate alarms after the deployment [300].",
         ),
     ] = None,
     timeout: TimeoutOpt = None,
@@ -118,12 +119,19 @@ def rollout(
                 f"not of 'rollout {ctx.invoked_subcommand}'"
             )
         return
+    from migctl.config import overridden
     from migctl.render.rollout import render_result, render_step
     from migctl.rollout.deploy import rollout as run_rollout
     from migctl.rollout.plan import RolloutOptions, require_image, resolve_gate, resolve_target
 
     app_state = state(ctx)
-    settings = app_state.settings
+    settings = overridden(
+        app_state.settings,
+        "ecs",
+        bake_seconds=bake,
+        timeout_seconds=timeout,
+        interval_seconds=interval,
+    )
     new_image = require_image(image)
     target = resolve_target(settings, cluster=cluster, service=service, container=container)
     options = RolloutOptions(
@@ -131,9 +139,9 @@ def rollout(
         service=target.service,
         image=new_image,
         container=target.container,
-        bake_seconds=settings.ecs.bake_seconds if bake is None else bake,
-        timeout=settings.ecs.timeout_seconds if timeout is None else timeout,
-        interval=settings.ecs.interval_seconds if interval is None else interval,
+        bake_seconds=settings.ecs.bake_seconds,
+        timeout=settings.ecs.timeout_seconds,
+        interval=settings.ecs.interval_seconds,
         gate=resolve_gate(settings, tuple(alarm or ())),
         allow_insufficient_data=settings.alarms.allow_insufficient_data,
         dry_run=dry_run,
@@ -212,18 +220,21 @@ def undo(
 
     Example: migctl rollout undo --cluster payments-prod --service payments --yes
     """
+    from migctl.config import overridden
     from migctl.render.rollout import render_result, render_step
     from migctl.rollout.deploy import undo as run_undo
     from migctl.rollout.plan import RolloutOptions, resolve_target
 
     app_state = state(ctx)
-    settings = app_state.settings
+    settings = overridden(
+        app_state.settings, "ecs", timeout_seconds=timeout, interval_seconds=interval
+    )
     target = resolve_target(settings, cluster=cluster, service=service, container=None)
     options = RolloutOptions(
         cluster=target.cluster,
         service=target.service,
-        timeout=settings.ecs.timeout_seconds if timeout is None else timeout,
-        interval=settings.ecs.interval_seconds if interval is None else interval,
+        timeout=settings.ecs.timeout_seconds,
+        interval=settings.ecs.interval_seconds,
         dry_run=dry_run,
         rollback=not no_rollback,
         bake_seconds=0,

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from migctl.cli.options import at_least
 from migctl.cli.state import state
 
 
@@ -52,27 +53,33 @@ def validate(
     ] = None,
     jobs: Annotated[
         int | None,
-        typer.Option("--jobs", min=1, help="Parallel queries per side [config: validate.jobs]."),
+        typer.Option(
+            "--jobs",
+            min=at_least("validate", "jobs"),
+            help="Parallel queries per side [config: validate.jobs].",
+        ),
     ] = None,
     max_keys: Annotated[
         int | None,
         typer.Option(
             "--max-keys",
-            min=0,
+            min=at_least("validate", "max_keys"),
             help="Keys listed per kind and table; counts stay exact [default 100].",
         ),
     ] = None,
     chunk_rows: Annotated[
         int | None,
         typer.Option(
-            "--chunk-rows", min=1, help="Rows per first-pass chunk [config: validate.chunk_rows]."
+            "--chunk-rows",
+            min=at_least("validate", "chunk_rows"),
+            help="Rows per first-pass chunk [config: validate.chunk_rows].",
         ),
     ] = None,
     parallel_workers: Annotated[
         int | None,
         typer.Option(
             "--parallel-workers",
-            min=0,
+            min=at_least("validate", "parallel_workers"),
             help="PostgreSQL parallel workers per query, so each server runs at most jobs x (1 +"
             " this) processes for migctl [config: validate.parallel_workers; default 0].",
         ),
@@ -96,7 +103,7 @@ def validate(
         int | None,
         typer.Option(
             "--concurrency",
-            min=1,
+            min=at_least("validate", "concurrency"),
             help="Invocations in flight [default: 50; lambda-local: 2 x CPUs worker processes].",
         ),
     ] = None,
@@ -121,37 +128,33 @@ def validate(
     """
     import os
 
+    from migctl.config import overridden
     from migctl.db import resolve_database
-    from migctl.errors import UsageError
     from migctl.infra.outputs import load_cached_outputs, resolve
     from migctl.render.validate import ValidationProgress, render_validation
     from migctl.validate.lambda_invoke import LocalInvoker, lambda_invoker
     from migctl.validate.lambda_table import FanoutOptions, RemoteSide
-    from migctl.validate.run import EXECUTORS, run_validation
+    from migctl.validate.run import run_validation
     from migctl.validate.runner import ValidateOptions
-    from migctl.validate.session import SessionOptions
 
     app_state = state(ctx)
-    settings = app_state.settings
-    conf = settings.validate
-    kind = executor or conf.executor
-    if kind not in EXECUTORS:
-        raise UsageError(f"unknown executor {kind!r}; known: {', '.join(EXECUTORS)}")
-    options = ValidateOptions(
-        schemas=tuple(schema or conf.schemas),
-        tables=tuple(table or conf.tables),
-        exclude=tuple(exclude or conf.exclude),
-        jobs=jobs or conf.jobs,
-        max_keys=conf.max_keys if max_keys is None else max_keys,
-        chunk_rows=chunk_rows or conf.chunk_rows,
-        session=SessionOptions(
-            statement_timeout_seconds=conf.statement_timeout_seconds,
-            lock_timeout_seconds=conf.lock_timeout_seconds,
-            parallel_workers=conf.parallel_workers
-            if parallel_workers is None
-            else parallel_workers,
-        ),
+    settings = overridden(
+        app_state.settings,
+        "validate",
+        schemas=schema,
+        tables=table,
+        exclude=exclude,
+        jobs=jobs,
+        max_keys=max_keys,
+        chunk_rows=chunk_rows,
+        parallel_workers=parallel_workers,
+        executor=executor,
+        function=function,
+        concurrency=concurrency,
     )
+    conf = settings.validate
+    kind = conf.executor
+    options = ValidateOptions.from_settings(conf)
     invoke: Any = None
     if kind == "lambda":
         # The function reaches both databases from inside the VPC: only secret ARNs travel.
@@ -163,13 +166,13 @@ def validate(
         )
         name = resolve(
             settings,
-            function or conf.function,
+            conf.function,
             "validationFunctionName",
             what="validation function",
             flag="--function",
         )
         invoke = lambda_invoker(app_state.aws.client("lambda"), name)
-        workers = concurrency or conf.concurrency or 50
+        workers = conf.concurrency or 50
     else:
         source_side = resolve_database(
             settings.source, label="source", aws=app_state.aws, dsn=source, secret_arn=source_secret
@@ -181,7 +184,7 @@ def validate(
         target_side = resolve_database(
             t, label="target", aws=app_state.aws, dsn=target, secret_arn=target_secret
         )
-        workers = concurrency or conf.concurrency or 2 * (os.cpu_count() or 1)
+        workers = conf.concurrency or 2 * (os.cpu_count() or 1)
         if kind == "lambda-local":
             invoke = LocalInvoker(workers)
     out = app_state.out

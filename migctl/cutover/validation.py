@@ -15,7 +15,6 @@ from migctl.cutover.model import Facts, StepFailed, StepMemo
 from migctl.validate.local import validate as run_validation
 from migctl.validate.report import Progress
 from migctl.validate.runner import ValidateOptions
-from migctl.validate.session import SessionOptions
 
 if TYPE_CHECKING:
     from migctl.validate.runner import ValidateOptions
@@ -23,20 +22,7 @@ if TYPE_CHECKING:
 
 def validate_options(ctx: CutoverContext) -> ValidateOptions:
     """``[validate]`` as the cutover runs it (the preflight checks the same selection)."""
-
-    conf = ctx.settings.validate
-    return ValidateOptions(
-        schemas=conf.schemas,
-        tables=conf.tables,
-        exclude=conf.exclude,
-        jobs=conf.jobs,
-        max_keys=conf.max_keys,
-        chunk_rows=conf.chunk_rows,
-        session=SessionOptions(
-            statement_timeout_seconds=conf.statement_timeout_seconds,
-            lock_timeout_seconds=conf.lock_timeout_seconds,
-        ),
-    )
+    return ValidateOptions.from_settings(ctx.settings.validate)
 
 
 def validate(ctx: CutoverContext, _memo: StepMemo) -> Facts:

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from migctl.config import ValidateSettings
 from migctl.errors import UsageError
 from migctl.pgnames import TableName
 from migctl.validate.catalog import Catalog, TableInfo, select_tables
@@ -36,6 +37,23 @@ class ValidateOptions:
     chunk_rows: int = CHUNK_ROWS
     session: SessionOptions = field(default_factory=SessionOptions)
     sequences: bool = True
+
+    @classmethod
+    def from_settings(cls, conf: ValidateSettings) -> ValidateOptions:
+        """``[validate]`` (with the flags over it: ``config.overridden``) as a run's options."""
+        return cls(
+            schemas=conf.schemas,
+            tables=conf.tables,
+            exclude=conf.exclude,
+            jobs=conf.jobs,
+            max_keys=conf.max_keys,
+            chunk_rows=conf.chunk_rows,
+            session=SessionOptions(
+                statement_timeout_seconds=conf.statement_timeout_seconds,
+                lock_timeout_seconds=conf.lock_timeout_seconds,
+                parallel_workers=conf.parallel_workers,
+            ),
+        )
 
 
 def check_options(options: ValidateOptions) -> None:

@@ -145,3 +145,48 @@ def test_validate_defaults_are_the_library_defaults() -> None:
     library, settings = ValidateOptions(), Settings().validate
     for name in ("schemas", "jobs", "max_keys", "chunk_rows"):
         assert getattr(settings, name) == getattr(library, name), name
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[dms]\nstable_for = -3\n", r"\[dms\] stable_for must be at least 1, not -3"),
+        ("[validate]\njobs = 0\n", r"\[validate\] jobs must be at least 1, not 0"),
+        ("[validate]\nchunk_rows = 0\n", r"\[validate\] chunk_rows must be at least 1"),
+        ("[ecs]\ninterval_seconds = 0\n", r"\[ecs\] interval_seconds must be more than 0"),
+        ("[cutover]\nsequence_margin = -1\n", r"\[cutover\] sequence_margin must be at least 0"),
+        ('[validate]\nexecutor = "ec2"\n', r"executor must be one of local \| lambda"),
+    ],
+)
+def test_a_keys_range_is_checked_in_the_file(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(write(tmp_path, text), environ={})
+
+
+def test_a_keys_range_is_checked_in_the_environment(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[dms\] stable_for must be at least 1, not -3"):
+        load_settings(None, environ={"MIGCTL_DMS_STABLE_FOR": "-3"}, cwd=tmp_path)
+
+
+def test_flags_go_over_the_settings_in_one_step_and_a_zero_is_a_value() -> None:
+    from migctl.config import overridden
+
+    base = load_settings(None, environ={"MIGCTL_VALIDATE_MAX_KEYS": "50"}, cwd=Path("/"))
+    over = overridden(base, "validate", max_keys=0, jobs=None, tables=["public.pay*"])
+    assert (over.validate.max_keys, over.validate.jobs) == (0, 2)  # 0 wins, None is not given
+    assert over.validate.tables == ("public.pay*",)
+    assert overridden(base, "validate", jobs=None) is base
+    with pytest.raises(ConfigError, match="--jobs must be at least 1, not 0"):
+        overridden(base, "validate", jobs=0)
+    with pytest.raises(ConfigError, match="--interval must be more than 0"):
+        overridden(base, "ecs", interval_seconds=0.0)
+    with pytest.raises(ConfigError, match="--executor must be one of local"):
+        overridden(base, "validate", executor="ec2")
+
+
+def test_a_flag_and_its_key_share_one_range() -> None:
+    """The typer range of a flag is read from the key it overrides (cli/options.py)."""
+    from migctl.cli.options import at_least
+
+    assert at_least("validate", "jobs") == 1 and at_least("dms", "stable_for") == 1
+    assert at_least("validate", "max_keys") == 0 and at_least("ecs", "interval_seconds") is None

@@ -132,4 +132,7 @@ def test_cli_lambda_needs_a_function_and_a_known_executor(cli: Any) -> None:
     assert "no validation function given" in missing.stderr
     assert "validationFunctionName" in missing.stderr
     unknown = cli("validate", "--executor", "spark")
-    assert unknown.code == 2 and "unknown executor 'spark'" in unknown.stderr
+    assert (
+        unknown.code == 2
+        and "--executor must be one of local | lambda | lambda-local, not 'spark'" in unknown.stderr
+    )
