@@ -1,7 +1,7 @@
 """CloudWatch alarm gates: select metric and composite alarms, report their state, wait for OK.
 
 INSUFFICIENT_DATA is "not proven OK" unless the caller says otherwise
-(shared/REFERENCE.md, "Gating on alarms").
+(docs/field-notes.md, "Gating on alarms").
 """
 
 from __future__ import annotations

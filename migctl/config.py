@@ -1,7 +1,7 @@
 """migctl.toml + environment + flags -> one typed, frozen Settings object.
 
 Precedence, highest first: command-line flag, environment, file, stack outputs
-(resolved later by the command that needs them, see ``stack_outputs.py``),
+(resolved later by the command that needs them, see ``infra/outputs.py``),
 default. Every key is documented in docs/configuration.md; a test keeps the two
 in step.
 

@@ -73,18 +73,6 @@ class ToolMissingError(OperationalError):
     """A required executable (pulumi, initdb, ...) is not installed."""
 
 
-class RolledBack(MigctlError):
-    """The action failed and was rolled back cleanly."""
-
-    exit_code = ExitCode.ROLLED_BACK
-
-
-class RollbackFailed(MigctlError):
-    """The action failed and so did its rollback: a person must act."""
-
-    exit_code = ExitCode.ROLLBACK_FAILED
-
-
 #: The error codes AWS answers with when it throttles a caller (after botocore's own retries).
 THROTTLING_CODES = frozenset(
     {

@@ -64,7 +64,7 @@ def build_commands(*modules: str) -> dict[str, Command]:
 class LazyCommands(TyperGroup):
     """The root group: builds only the command that is invoked.
 
-    Building every command's options cost ~0.05 s on every run (build machine);
+    Building every command's options is a cost on every run (docs/performance.md);
     help, the generated reference and an unknown name (for its "did you mean")
     still build all.
     """
@@ -200,7 +200,7 @@ def _report(exc: Exception, verbose: int) -> int:
 def main() -> None:
     code = run()
     # What is still alive now is mostly what start-up built (modules, classes, commands); the
-    # interpreter's collections at exit would walk all of it (~0.1 s on the build machine).
-    # Frozen, they skip it; objects are still released, and atexit handlers still run.
+    # interpreter's collections at exit would walk all of it (docs/performance.md). Frozen,
+    # they skip it; objects are still released, and atexit handlers still run.
     gc.freeze()
     sys.exit(code)

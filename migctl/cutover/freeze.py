@@ -27,7 +27,6 @@ from typing import Any
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.model import Facts, StepFailed, StepMemo
 
-SETTING = "default_transaction_read_only"
 _OFF = frozenset({"off", "false", "0", "no"})
 
 _DB_SETTING_SQL = """

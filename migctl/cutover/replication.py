@@ -1,6 +1,6 @@
 """Step 5, stop replication: stop the DMS task, wait for ``stopped``, record its RecoveryCheckpoint.
 
-Both directions reuse ``dms_control`` (its own polling, not the botocore
+Both directions reuse ``dms.control`` (its own polling, not the botocore
 waiter). Undo resumes the task from its checkpoint (``resume-processing``),
 never ``start-replication``, which would reload the target from scratch.
 """

@@ -1,7 +1,7 @@
 """The runbook as code: the eight steps, in order, each with its gate, action, check and undo.
 
 This is the list ``migctl cutover plan`` prints and ``migctl cutover`` runs
-(shared/REFERENCE.md, "Cutover runbook"; docs/runbook.md). The functions
+(docs/field-notes.md, "Cutover runbook"; docs/runbook.md). The functions
 live in one module per step; this module only wires them.
 """
 

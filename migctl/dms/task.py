@@ -1,10 +1,10 @@
 """DMS replication tasks: find one, take a snapshot, derive its phase, read its table statistics.
 
-Field facts (shared/REFERENCE.md, "AWS DMS"): no flag says a task is in CDC,
+Field facts (docs/field-notes.md, "AWS DMS"): no flag says a task is in CDC,
 so the phase is derived; the CloudWatch task dimension is the resource id at
 the end of the task ARN, not the task's name; ``describe_table_statistics`` is
-paginated. Starting and stopping live in ``dms_control.py``, the CDC metrics in
-``dms_metrics.py`` and the watch loop in ``dms_watch.py``.
+paginated. Starting and stopping live in ``dms/control.py``, the CDC metrics in
+``dms/metrics.py`` and the watch loop in ``dms/watch.py``.
 """
 
 from __future__ import annotations

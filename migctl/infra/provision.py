@@ -1,7 +1,7 @@
 """Provision an environment with the Pulumi Automation API: preview, up, destroy, refresh, outputs.
 
 The inline program is ``infra_pulumi.program.pulumi_program``, imported only
-when the engine runs it. Each operation opens the stack (``provision_stack``),
+when the engine runs it. Each operation opens the stack (``infra.stack``),
 syncs the stack config from migctl.toml, makes sure the aws plugin is present,
 then runs on a worker thread while engine events reach ``on_progress`` on the
 caller's thread (``provision_events``). Failures of the operation itself come
@@ -9,7 +9,7 @@ back in :class:`OperationResult` (``error``), so the caller can render what
 happened before exiting; problems before it starts are raised.
 
 Stack outputs are cached in ``<state_dir>/outputs-<stack>.json`` with secret
-values masked (``stack_outputs.SECRET_MASK``); ``destroy`` removes the cache.
+values masked (``infra.outputs.SECRET_MASK``); ``destroy`` removes the cache.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 moto's ECS keeps one deployment per service forever: ``update_service`` with a
 new task definition only changes ``service.taskDefinition`` and ``rolloutState``
-never moves (shared/REFERENCE.md, "moto 5.2"). :func:`install` patches
+never moves (docs/field-notes.md, "moto 5.2"). :func:`install` patches
 ``EC2ContainerServiceBackend.update_service`` so that a changed task definition
 (or ``forceNewDeployment``) starts a new PRIMARY deployment (``IN_PROGRESS``,
 nothing running yet) and demotes the previous PRIMARY to ACTIVE, as ECS does.

@@ -4,7 +4,7 @@ Used by the sandbox (``migctl sandbox``) and by the test harness. Clusters
 listen on 127.0.0.1 only, on a free port, with trust auth for loopback (no
 password exists to leak). PostgreSQL refuses to run as root, so as root the
 binaries run through ``runuser -u postgres`` on a directory owned by
-postgres (shared/REFERENCE.md, "PostgreSQL in tests").
+postgres (docs/field-notes.md, "PostgreSQL in tests").
 """
 
 from __future__ import annotations

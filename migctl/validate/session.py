@@ -227,12 +227,12 @@ class Pair:
 #: For the one big GROUP BY per side, this transaction only. The planner guesses one group
 #: per key for ``GROUP BY bucket`` and would sort millions of rows to disk (the real number
 #: of groups is small); parallel workers, if allowed, should not look expensive; and the
-#: row hash is compiled (JIT: expressions and tuple deforming, ~10 ms for 8 columns, ~6 %
-#: less CPU per row) without LLVM's inlining and optimisation, whose compile time grows
-#: with the columns. Where the server has no JIT, ``jit = on`` does nothing. ``work_mem``
-#: holds the hash table of every chunk (~230 bytes each; at most ~93,000 chunks, ~21 MB):
-#: under the default 4 MB, a first pass of more than ~37,000 chunks would spill every row
-#: it reads to temporary files on the server (twice the time, 1.5 GB per 10M rows).
+#: row hash is compiled (JIT: expressions and tuple deforming; it pays on a big scan) without
+#: LLVM's inlining and optimisation, whose compile time grows with the columns. Where the
+#: server has no JIT, ``jit = on`` does nothing. ``work_mem`` holds the hash table of every
+#: chunk (~230 bytes each; at most ~93,000 chunks, ~21 MB): under the default 4 MB, a first
+#: pass of more than ~37,000 chunks would spill every row it reads to temporary files on the
+#: server. The figures behind each: docs/performance.md.
 _BIG_SCAN_SETTINGS = {
     "enable_sort": "off",
     "work_mem": "32MB",

@@ -40,9 +40,9 @@ MAX_HASH_BITS = 16
 SAMPLE_ROWS_PER_BUCKET = 64  # block sampling: enough blocks for roughly even quantiles
 BIG_TABLE_ROWS = 50_000  # below this, planner hints and parallel workers cost more than they save
 # Rows per first-pass chunk. Each differing chunk is read again on both sides to narrow it, so
-# smaller chunks make many differences cheaper (555 in 2M rows: 2.42 s at 512 against 3.17 s
-# at 2,000); with few, 512 to 2,000 cost the same (docs/performance.md). config.py repeats it
-# (importing this module would put psycopg in every command's start-up).
+# smaller chunks make many differences cheaper; with few, 512 to 2,000 cost the same (the
+# figures: docs/performance.md). config.py repeats it (importing this module would put
+# psycopg in every command's start-up).
 CHUNK_ROWS = 512
 
 

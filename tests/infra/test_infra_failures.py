@@ -1,7 +1,7 @@
 """One test per failure of the reference (TypeScript) design, named after it.
 
-The review is shared/000_b24a4c6de96de525.txt. Failures 10, 11, 13 and 14 were
-about Jest and TypeScript; their Python counterparts are tested here.
+The failures are listed in docs/infra.md ("What the reference design got wrong"). Failures
+10, 11, 13 and 14 were about Jest and TypeScript; their Python counterparts are tested here.
 """
 
 from __future__ import annotations

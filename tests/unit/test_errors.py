@@ -31,8 +31,6 @@ def test_exit_code_table_matches_the_readme() -> None:
         (errors.AwsError, 3),
         (errors.DatabaseError, 3),
         (errors.ToolMissingError, 3),
-        (errors.RolledBack, 4),
-        (errors.RollbackFailed, 5),
     ],
 )
 def test_each_error_class_carries_its_exit_code(cls: type[errors.MigctlError], code: int) -> None:
