@@ -51,7 +51,7 @@ class AlarmStatus:
     dimensions: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AlarmReport:
     alarms: tuple[AlarmStatus, ...]
     allow_insufficient_data: bool = False
@@ -134,7 +134,10 @@ def check_alarms(
     cloudwatch: CloudWatchClient, selector: AlarmSelector, *, allow_insufficient_data: bool = False
 ) -> AlarmReport:
     """One snapshot of the selected alarms."""
-    return AlarmReport(tuple(fetch_alarms(cloudwatch, selector)), allow_insufficient_data)
+    return AlarmReport(
+        alarms=tuple(fetch_alarms(cloudwatch, selector)),
+        allow_insufficient_data=allow_insufficient_data,
+    )
 
 
 def wait_for_ok(
@@ -161,4 +164,6 @@ def wait_for_ok(
         return result.value
     if result.value is None:
         raise AwsError(f"every describe_alarms was throttled by AWS for {timeout:g}s")
-    return AlarmReport(result.value.alarms, allow_insufficient_data, timed_out=True)
+    return AlarmReport(
+        alarms=result.value.alarms, allow_insufficient_data=allow_insufficient_data, timed_out=True
+    )

@@ -39,7 +39,7 @@ class Pending(Generic[T]):
     throttled: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PollResult(Generic[T]):
     """How the wait ended.
 
@@ -115,7 +115,13 @@ def poll(
             polls += 1
             value = answer.value
             if isinstance(answer, Done):
-                return PollResult(True, value, polls, throttled, clock.now() - started)
+                return PollResult(
+                    done=True,
+                    value=value,
+                    polls=polls,
+                    throttled=throttled,
+                    elapsed=clock.now() - started,
+                )
             what = answer.throttled
         delay = interval if what is None else backoff(delay, interval)
         if what is not None:
@@ -124,5 +130,11 @@ def poll(
                 on_backoff(what, delay)
         remaining = deadline - clock.now()
         if remaining <= 0:
-            return PollResult(False, value, polls, throttled, clock.now() - started)
+            return PollResult(
+                done=False,
+                value=value,
+                polls=polls,
+                throttled=throttled,
+                elapsed=clock.now() - started,
+            )
         clock.sleep(min(delay, remaining))

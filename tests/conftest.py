@@ -34,6 +34,7 @@ from hypothesis import HealthCheck, settings
 from migctl.errors import ToolMissingError
 from migctl.sandbox.motoserver import MotoServer
 from migctl.sandbox.postgres import PgCluster, find_pg_bin
+from tests.cli_support import Cli, CliResult
 
 # Property tests (hypothesis): `ci` is what `make test` runs, a fixed seed and few examples
 # so the suite stays inside its time budget and a failure reproduces; `deep` is for a long
@@ -230,7 +231,7 @@ def moto_server_env(moto_server: MotoServer) -> dict[str, str]:
 
 
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
     """Run migctl in-process: ``cli("alarms", "--prefix", "x") -> Result(code, stdout, stderr)``.
 
     The working directory is a fresh temp dir, so no stray migctl.toml is read.
@@ -248,20 +249,3 @@ def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureF
         return CliResult(code, captured.out, captured.err)
 
     return invoke
-
-
-@dataclass(frozen=True)
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> object:
-        import json
-
-        return json.loads(self.stdout)
-
-    def json_lines(self) -> list[dict[str, object]]:
-        import json
-
-        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]

@@ -46,7 +46,7 @@ class StepSummary:
     details: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CutoverResult:
     outcome: str
     exit_code: int

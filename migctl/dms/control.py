@@ -58,7 +58,7 @@ class ControlPlan:
         return f"{self.start_type} DMS task {self.task.identifier} (now {self.task.status}){stop}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ControlResult:
     """Outcome: running | finished | stopped | already-stopped | failed | timed-out | declined."""
 
@@ -168,27 +168,27 @@ def stop_task(
     plan = ControlPlan("stop", before)
     if before.status == "stopped":
         return ControlResult(
-            "stop",
-            "already-stopped",
-            True,
-            "task was already stopped",
-            before,
-            "stopped",
-            None,
-            1,
-            0.0,
+            action="stop",
+            outcome="already-stopped",
+            ok=True,
+            reason="task was already stopped",
+            task=before,
+            previous_status="stopped",
+            start_type=None,
+            polls=1,
+            elapsed_seconds=0.0,
         )
     if before.phase == FAILED:
         return ControlResult(
-            "stop",
-            "failed",
-            False,
-            f"task is {before.status}: {before.failure}",
-            before,
-            before.status,
-            None,
-            1,
-            0.0,
+            action="stop",
+            outcome="failed",
+            ok=False,
+            reason=f"task is {before.status}: {before.failure}",
+            task=before,
+            previous_status=before.status,
+            start_type=None,
+            polls=1,
+            elapsed_seconds=0.0,
         )
     if before.status != "stopping":
         if before.status not in _STOPPABLE:
@@ -212,15 +212,15 @@ def stop_task(
 
 def _declined(plan: ControlPlan) -> ControlResult:
     return ControlResult(
-        plan.action,
-        "declined",
-        False,
-        "not confirmed; nothing was done",
-        plan.task,
-        plan.task.status,
-        plan.start_type,
-        1,
-        0.0,
+        action=plan.action,
+        outcome="declined",
+        ok=False,
+        reason="not confirmed; nothing was done",
+        task=plan.task,
+        previous_status=plan.task.status,
+        start_type=plan.start_type,
+        polls=1,
+        elapsed_seconds=0.0,
     )
 
 
@@ -255,13 +255,13 @@ def _wait(
         outcome, ok = "timed-out", False
         reason = f"timed out after {timeout:g}s waiting for {goal}; task is {task.status}"
     return ControlResult(
-        plan.action,
-        outcome,
-        ok,
-        reason,
-        task,
-        plan.task.status,
-        plan.start_type,
-        result.polls,
-        result.elapsed,
+        action=plan.action,
+        outcome=outcome,
+        ok=ok,
+        reason=reason,
+        task=task,
+        previous_status=plan.task.status,
+        start_type=plan.start_type,
+        polls=result.polls,
+        elapsed_seconds=result.elapsed,
     )

@@ -124,7 +124,7 @@ class TableStats:
         return self.state.lower().startswith("table error")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StatusReport:
     """``migctl dms status``: the task, its tables and its CDC metrics; healthy when no problem."""
 
@@ -362,4 +362,11 @@ def task_status(
         period_seconds=period_seconds,
         now=now,
     )
-    return StatusReport(ref, task, tables, tables_error, metrics, find_problems(task, tables))
+    return StatusReport(
+        ref=ref,
+        task=task,
+        tables=tables,
+        tables_error=tables_error,
+        cdc=metrics,
+        problems=find_problems(task, tables),
+    )

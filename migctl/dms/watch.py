@@ -74,7 +74,7 @@ class WatchUpdate:
     message: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WatchResult:
     until: str
     outcome: Literal["reached", "failed", "timed-out"]
@@ -264,7 +264,7 @@ def watch_task(
         last_fingerprint = fingerprint
         ended = verdict(until, task, readiness)
         if ended is not None:
-            return Done(WatchResult(until, ended[0], ended[1], state))
+            return Done(WatchResult(until=until, outcome=ended[0], reason=ended[1], state=state))
         return Pending(state, throttled)
 
     def backed_off(what: str, delay: float) -> None:
@@ -283,8 +283,8 @@ def watch_task(
         percent = _num(state.task.stats.full_load_percent)
         waiting_for = f"full load at {percent}% (status {state.task.status})"
     return WatchResult(
-        until,
-        "timed-out",
-        f"timed out after {timeout:g}s waiting for {until}: {waiting_for}",
-        state,
+        until=until,
+        outcome="timed-out",
+        reason=f"timed out after {timeout:g}s waiting for {until}: {waiting_for}",
+        state=state,
     )

@@ -36,7 +36,7 @@ class PlannedResource:
     component: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PlanResult:
     environment: str
     stack: str

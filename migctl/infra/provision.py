@@ -81,7 +81,7 @@ class StackOutputs:
         return tuple(sorted(k for k, v in self.values.items() if v.secret))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OperationResult:
     """How ``preview``/``up``/``destroy``/``refresh`` went. ``error`` is set when it failed."""
 

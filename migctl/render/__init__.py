@@ -65,11 +65,17 @@ class Output:
     """Where a command writes: JSON or tables on stdout, everything else on stderr."""
 
     def __init__(
-        self, fmt: str = "table", *, stdout: IO[str] | None = None, stderr: IO[str] | None = None
+        self,
+        fmt: str = "table",
+        *,
+        stdout: IO[str] | None = None,
+        stderr: IO[str] | None = None,
+        width: int | None = None,
     ):
         self.json = fmt == "json"
         self._stdout = stdout
         self._stderr = stderr
+        self._width = width  # fixed (tests' snapshots); else the terminal's, or 200 in a pipe
         self._out: Console | None = None
         self._err: Console | None = None
 
@@ -81,7 +87,7 @@ class Output:
 
             stream = self._stdout or sys.stdout
             # Piped output goes to logs and grep: don't fold names at 80 columns.
-            width = None if stream.isatty() else 200
+            width = self._width or (None if stream.isatty() else 200)
             self._out = Console(file=stream, soft_wrap=False, width=width)
         return self._out
 
@@ -91,7 +97,7 @@ class Output:
         if self._err is None:
             from rich.console import Console
 
-            self._err = Console(file=self._stderr or sys.stderr, soft_wrap=True)
+            self._err = Console(file=self._stderr or sys.stderr, soft_wrap=True, width=self._width)
         return self._err
 
     def emit(self, payload: Any) -> None:

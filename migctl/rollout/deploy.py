@@ -25,9 +25,9 @@ from migctl.alarms import ALARM, AlarmStatus, check_alarms
 from migctl.errors import CheckFailed, ExitCode, OperationalError, translate
 from migctl.rollout.deployments import (
     Deployment,
+    FollowResult,
     RolloutStep,
     ServiceWatcher,
-    WatchResult,
     deployments_of,
     describe_service,
     primary_for,
@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 __all__ = ["RolloutOptions", "RolloutPlan", "RolloutResult", "RolloutStep", "rollout", "undo"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RolloutResult:
     outcome: Outcome
     cluster: str
@@ -253,7 +253,9 @@ def _deploy(run: _Run, plan: RolloutPlan, service_before: Mapping[str, Any]) -> 
     except Exception as exc:
         # Lost track of a deployment that may be live: a failure, never a success.
         what = f"deployment {deployment_id}" if deployment_id else f"the update to {target}"
-        outcome = WatchResult(False, f"lost track of {what}: {_describe_error(exc)}", None)
+        outcome = FollowResult(
+            ok=False, reason=f"lost track of {what}: {_describe_error(exc)}", deployment=None
+        )
     if outcome.ok:
         run.emit(RolloutStep("completed", f"{target} is deployed", {"task_definition": target}))
         return run.result("completed", plan, deployment_id=deployment_id)
@@ -315,7 +317,7 @@ def _roll_back(
         _interrupted(run, plan)
         raise
     except Exception as exc:
-        outcome = WatchResult(False, _describe_error(exc), None)
+        outcome = FollowResult(ok=False, reason=_describe_error(exc), deployment=None)
     if outcome.ok:
         run.emit(RolloutStep("rolled_back", f"back on {previous}", {"task_definition": previous}))
         return run.result(

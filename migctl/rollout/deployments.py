@@ -88,8 +88,8 @@ class RolloutStep:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class WatchResult:
+@dataclass(frozen=True, kw_only=True)
+class FollowResult:
     ok: bool
     reason: str | None
     deployment: Deployment | None  # the last state seen of the deployment followed
@@ -158,12 +158,12 @@ class ServiceWatcher:
             )
         return service
 
-    def follow(self, deployment_id: str, *, timeout: float, interval: float) -> WatchResult:
+    def follow(self, deployment_id: str, *, timeout: float, interval: float) -> FollowResult:
         """Poll until the deployment completes, fails, vanishes, is replaced, or time runs out."""
         last_key: tuple[Any, ...] | None = None
         last: Deployment | None = None
 
-        def probe(_: Round) -> Done[WatchResult] | Pending[WatchResult]:
+        def probe(_: Round) -> Done[FollowResult] | Pending[FollowResult]:
             nonlocal last_key, last
             service = self.poll()
             deployments = deployments_of(service)
@@ -175,7 +175,13 @@ class ServiceWatcher:
                     if primary
                     else ""
                 )
-                return Done(WatchResult(False, f"deployment {deployment_id} vanished{now}", last))
+                return Done(
+                    FollowResult(
+                        ok=False,
+                        reason=f"deployment {deployment_id} vanished{now}",
+                        deployment=last,
+                    )
+                )
             last = mine
             key = (
                 mine.status,
@@ -194,33 +200,39 @@ class ServiceWatcher:
                     "" if mine.status == PRIMARY else f" (now {mine.status}: ECS rolled it back)"
                 )
                 return Done(
-                    WatchResult(False, f"deployment {deployment_id} FAILED{demoted}: {why}", mine)
+                    FollowResult(
+                        ok=False,
+                        reason=f"deployment {deployment_id} FAILED{demoted}: {why}",
+                        deployment=mine,
+                    )
                 )
             if mine.status != PRIMARY:
                 primary = next((d for d in deployments if d.status == PRIMARY), None)
                 other = f" {primary.id} ({primary.task_definition}) is" if primary else " none is"
                 return Done(
-                    WatchResult(
-                        False,
-                        f"deployment {deployment_id} is no longer PRIMARY ({mine.status});"
+                    FollowResult(
+                        ok=False,
+                        reason=f"deployment {deployment_id} is no longer PRIMARY ({mine.status});"
                         f"{other} PRIMARY now",
-                        mine,
+                        deployment=mine,
                     )
                 )
             if _completed(mine, deployments):
-                return Done(WatchResult(True, None, mine))
+                return Done(FollowResult(ok=True, reason=None, deployment=mine))
             return Pending(
-                WatchResult(
-                    False,
-                    f"timed out after {timeout:g}s following deployment: {mine.summary()}",
-                    mine,
+                FollowResult(
+                    ok=False,
+                    reason=f"timed out after {timeout:g}s following deployment: {mine.summary()}",
+                    deployment=mine,
                 )
             )
 
         result = poll(probe, timeout=timeout, interval=interval, clock=self.timing)
         if result.value is None:
-            return WatchResult(
-                False, f"every describe_services was throttled by AWS for {timeout:g}s", None
+            return FollowResult(
+                ok=False,
+                reason=f"every describe_services was throttled by AWS for {timeout:g}s",
+                deployment=None,
             )
         return result.value
 
@@ -233,7 +245,7 @@ class ServiceWatcher:
         seconds: float,
         interval: float,
         allow_insufficient_data: bool = False,
-    ) -> WatchResult:
+    ) -> FollowResult:
         """Watch the gate alarms (and that our deployment stays PRIMARY) for ``seconds``.
 
         Any ALARM fails at once. INSUFFICIENT_DATA is tolerated during the bake but
@@ -246,7 +258,7 @@ class ServiceWatcher:
             )
         )
 
-        def probe(_: Round) -> Done[WatchResult] | Pending[WatchResult]:
+        def probe(_: Round) -> Done[FollowResult] | Pending[FollowResult]:
             report = check_alarms(
                 cloudwatch, selector, allow_insufficient_data=allow_insufficient_data
             )
@@ -264,31 +276,41 @@ class ServiceWatcher:
             if firing:
                 names = ", ".join(f"{a.name} ({a.reason})" if a.reason else a.name for a in firing)
                 return Done(
-                    WatchResult(False, f"gate alarm in ALARM during the bake: {names}", None)
+                    FollowResult(
+                        ok=False,
+                        reason=f"gate alarm in ALARM during the bake: {names}",
+                        deployment=None,
+                    )
                 )
             service = self.poll()
             mine = next((d for d in deployments_of(service) if d.id == deployment_id), None)
             if mine is None or mine.status != PRIMARY:
                 state = mine.status if mine else "vanished"
                 return Done(
-                    WatchResult(
-                        False,
-                        f"deployment {deployment_id} stopped being PRIMARY during the bake"
+                    FollowResult(
+                        ok=False,
+                        reason=f"deployment {deployment_id} stopped being PRIMARY during the bake"
                         f" ({state})",
-                        mine,
+                        deployment=mine,
                     )
                 )
             if report.not_ok:  # the bake ends; what it is judged by is the last poll
                 names = ", ".join(f"{a.name}={a.state}" for a in report.not_ok)
                 return Pending(
-                    WatchResult(False, f"gate alarms not proven OK after the bake: {names}", mine)
+                    FollowResult(
+                        ok=False,
+                        reason=f"gate alarms not proven OK after the bake: {names}",
+                        deployment=mine,
+                    )
                 )
-            return Pending(WatchResult(True, None, mine))
+            return Pending(FollowResult(ok=True, reason=None, deployment=mine))
 
         result = poll(probe, timeout=seconds, interval=interval, clock=self.timing)
         if result.value is None:
-            return WatchResult(
-                False, f"every poll of the bake was throttled by AWS for {seconds:g}s", None
+            return FollowResult(
+                ok=False,
+                reason=f"every poll of the bake was throttled by AWS for {seconds:g}s",
+                deployment=None,
             )
         return result.value
 

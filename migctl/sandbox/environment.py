@@ -110,7 +110,7 @@ class SandboxStatus:
         return self.exists and bool(core) and all(p.running for p in core)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DownReport:
     dir: str
     stopped: tuple[str, ...]
@@ -183,7 +183,9 @@ def down(directory: Path, *, keep: bool = False) -> DownReport:
     if not keep and directory.exists():
         shutil.rmtree(directory, ignore_errors=True)
         removed = True
-    return DownReport(str(directory), tuple(stopped), tuple(gone), removed)
+    return DownReport(
+        dir=str(directory), stopped=tuple(stopped), already_gone=tuple(gone), removed=removed
+    )
 
 
 def start_traffic(directory: Path, *, interval: float = 0.05) -> ProcessRecord:

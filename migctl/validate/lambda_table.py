@@ -205,7 +205,9 @@ def compare_table_remote(
         else:
             result = _compare(run, name, source, target, algorithm, stats, start)
     except Exception as exc:  # never a match when the comparison could not complete
-        result = TableResult(name, "error", error=redact_text(f"{type(exc).__name__}: {exc}"))
+        result = TableResult(
+            name=name, status="error", error=redact_text(f"{type(exc).__name__}: {exc}")
+        )
 
     result = replace(
         result,
@@ -228,8 +230,8 @@ def _missing(
     assert present is not None
     answer = run.call(run.payload("count", side, schema=present.schema, table=present.name), stats)
     if side == "source":
-        return TableResult(name, "missing_in_target", source_rows=int(answer["rows"]))
-    return TableResult(name, "missing_in_source", target_rows=int(answer["rows"]))
+        return TableResult(name=name, status="missing_in_target", source_rows=int(answer["rows"]))
+    return TableResult(name=name, status="missing_in_source", target_rows=int(answer["rows"]))
 
 
 def _compare(

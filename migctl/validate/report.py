@@ -23,7 +23,7 @@ Method = Literal["range", "hash", "multiset"]
 METHODS: tuple[Method, ...] = ("range", "hash", "multiset")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TableResult:
     """One table's verdict. ``name`` is its (schema, table) pair; ``table`` the text form."""
 
@@ -71,7 +71,7 @@ class TableResult:
         return self.status == "match"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SequenceResult:
     """One source sequence against the target's.
 
@@ -109,7 +109,7 @@ class SequenceResult:
         return self.status in ("match", "ahead")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ValidationReport:
     source: str  # redacted DSN
     target: str  # redacted DSN

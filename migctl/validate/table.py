@@ -93,7 +93,7 @@ def compare_table(
             )
     except Exception as exc:  # never a match when the comparison could not complete
         result = TableResult(
-            name, "error", error=redact_text(f"{type(exc).__name__}: {exc}".strip())
+            name=name, status="error", error=redact_text(f"{type(exc).__name__}: {exc}".strip())
         )
     finally:
         pair.source.new_snapshot()
@@ -119,9 +119,13 @@ def _missing(
     pair: Pair, name: TableName, source: TableInfo | None, target: TableInfo | None
 ) -> TableResult:
     if source is not None:
-        return TableResult(name, "missing_in_target", source_rows=_count(pair.source, source))
+        return TableResult(
+            name=name, status="missing_in_target", source_rows=_count(pair.source, source)
+        )
     assert target is not None
-    return TableResult(name, "missing_in_source", target_rows=_count(pair.target, target))
+    return TableResult(
+        name=name, status="missing_in_source", target_rows=_count(pair.target, target)
+    )
 
 
 _SIZE_GUESS_SQL = """
@@ -257,8 +261,8 @@ def table_result(
     """The verdict on one table, from its plan and the differences found (local or fanned out)."""
     same = tally.total == 0 and source_rows == target_rows
     return TableResult(
-        name,
-        "match" if same and not table_plan.schema_differences else "mismatch",
+        name=name,
+        status="match" if same and not table_plan.schema_differences else "mismatch",
         source_rows=source_rows,
         target_rows=target_rows,
         missing_in_target_count=tally.missing_in_target_count,

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from pulumi_standin import StandIn, standin_fixture, write_config  # noqa: F401
 
+from tests.cli_support import Cli
+
 
 def _interrupt_when(standin: StandIn, *steps: tuple[str, int]) -> threading.Thread:
     """Send SIGINT to this process each time the stand-in reaches the next step."""
@@ -31,7 +33,7 @@ def _interrupt_when(standin: StandIn, *steps: tuple[str, int]) -> threading.Thre
     return thread
 
 
-def test_ctrl_c_cancels_the_update_cleanly(cli, standin: StandIn, tmp_path: Path) -> None:
+def test_ctrl_c_cancels_the_update_cleanly(cli: Cli, standin: StandIn, tmp_path: Path) -> None:
     write_config(tmp_path)
     standin.set_env(hang="up")
     thread = _interrupt_when(standin, ("hanging", 0))

@@ -9,6 +9,7 @@ import pytest
 from pulumi_standin import StandIn, files_containing, standin_fixture, write_config  # noqa: F401
 
 from migctl.infra.stack import aws_plugin_version
+from tests.cli_support import Cli
 
 
 def test_missing_cli_exits_3_naming_what_is_missing_and_how_to_install_it(
@@ -104,7 +105,7 @@ def test_failed_resource_exits_3_with_the_engine_error_and_a_result_line(
     assert not (tmp_path / ".migctl" / "outputs-test.json").exists()
 
 
-def test_non_zero_exit_without_events_exits_3(cli, standin: StandIn, tmp_path: Path) -> None:
+def test_non_zero_exit_without_events_exits_3(cli: Cli, standin: StandIn, tmp_path: Path) -> None:
     standin.set_env(fail="refresh=crash")
     write_config(tmp_path)
     assert cli("preview").code == 0

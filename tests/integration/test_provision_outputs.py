@@ -19,6 +19,7 @@ from pulumi_standin import (
 from migctl.config import load_settings
 from migctl.errors import ConfigError
 from migctl.infra.outputs import resolve
+from tests.cli_support import Cli
 
 MASKED = {
     "albArnSuffix": "app/payments/0123",
@@ -28,7 +29,7 @@ MASKED = {
 
 
 @pytest.fixture
-def deployed(cli, standin: StandIn, tmp_path: Path) -> StandIn:
+def deployed(cli: Cli, standin: StandIn, tmp_path: Path) -> StandIn:
     write_config(tmp_path)
     result = cli("up", "--yes")
     assert result.code == 0, result.stderr
@@ -78,7 +79,7 @@ def test_outputs_show_secrets_prints_them_but_the_cache_stays_masked(
     assert files_containing(tmp_path, deployed.secret_output) == []
 
 
-def test_refresh_reports_refresh_events(cli, deployed: StandIn) -> None:
+def test_refresh_reports_refresh_events(cli: Cli, deployed: StandIn) -> None:
     result = cli("--output", "json", "refresh")
 
     assert result.code == 0, result.stderr
@@ -103,7 +104,9 @@ def test_destroy_refuses_production_without_allow_prod(
     assert standin.argvs() == []
 
 
-def test_destroy_without_yes_or_terminal_exits_2(cli, standin: StandIn, tmp_path: Path) -> None:
+def test_destroy_without_yes_or_terminal_exits_2(
+    cli: Cli, standin: StandIn, tmp_path: Path
+) -> None:
     write_config(tmp_path)
 
     result = cli("destroy")

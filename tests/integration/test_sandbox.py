@@ -274,7 +274,7 @@ def test_down_cleans_up_after_a_crash() -> None:
 
 def test_missing_postgres_binaries_exit_3(
     cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     import migctl.sandbox.postgres as pg
 
     monkeypatch.setattr(pg.glob, "glob", lambda _pattern: [])

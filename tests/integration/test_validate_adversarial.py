@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_validate_correctness import on_target, run, table
+from tests.cli_support import Cli
+from tests.integration.validate_support import on_target, run, table
 
 
 def differs(pg_pair: Any, name: str, ddl: str, source_rows: str, target_rows: str) -> Any:
@@ -92,7 +93,7 @@ def test_null_and_an_empty_array_differ(pg_pair: Any) -> None:
     assert (found.status, found.changed_count) == ("mismatch", 2)
 
 
-def test_dotted_names_are_two_tables(pg_pair: Any, cli: Any) -> None:
+def test_dotted_names_are_two_tables(pg_pair: Any, cli: Cli) -> None:
     """Schema a with table "b.c" and schema "a.b" with table c: both compared, the change found."""
     pg_pair.execute_both(
         'CREATE SCHEMA a; CREATE SCHEMA "a.b";'
@@ -118,7 +119,7 @@ def test_dotted_names_are_two_tables(pg_pair: Any, cli: Any) -> None:
         ["--table", "public.led*", "--table", "public.ledgr*"],
     ],
 )
-def test_a_selection_of_nothing_never_passes(pg_pair: Any, cli: Any, selection: list[str]) -> None:
+def test_a_selection_of_nothing_never_passes(pg_pair: Any, cli: Cli, selection: list[str]) -> None:
     pg_pair.execute_both("CREATE TABLE ledger (id int PRIMARY KEY)")
     on_target(pg_pair, "INSERT INTO ledger VALUES (1)")  # the target differs: no pass is right
     result = cli(

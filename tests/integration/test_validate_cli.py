@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from migctl.sandbox.postgres import free_port
+from tests.cli_support import Cli
 
 TABLE_KEYS = {
     "table",
@@ -34,7 +35,7 @@ def setup(pg_pair: Any) -> None:
         conn.execute("SELECT setval('ledger_id_seq', 300)")
 
 
-def test_exit_0_when_everything_matches_and_the_json_shape(pg_pair: Any, cli: Any) -> None:
+def test_exit_0_when_everything_matches_and_the_json_shape(pg_pair: Any, cli: Cli) -> None:
     setup(pg_pair)
     result = cli(
         "--output",
@@ -67,7 +68,7 @@ def test_exit_0_when_everything_matches_and_the_json_shape(pg_pair: Any, cli: An
     )
 
 
-def test_exit_1_on_a_difference_with_keys_as_json_arrays(pg_pair: Any, cli: Any) -> None:
+def test_exit_1_on_a_difference_with_keys_as_json_arrays(pg_pair: Any, cli: Cli) -> None:
     setup(pg_pair)
     with pg_pair.target_conn() as conn:
         conn.execute(
@@ -104,7 +105,7 @@ def test_exit_1_on_a_difference_with_keys_as_json_arrays(pg_pair: Any, cli: Any)
     assert (ledger["source_rows"], ledger["target_rows"]) == (300, 300)
 
 
-def test_table_output_and_config_defaults(pg_pair: Any, cli: Any, tmp_path: Path) -> None:
+def test_table_output_and_config_defaults(pg_pair: Any, cli: Cli, tmp_path: Path) -> None:
     setup(pg_pair)
     pg_pair.execute_both("CREATE SCHEMA other; CREATE TABLE other.t (id int PRIMARY KEY)")
     (tmp_path / "migctl.toml").write_text(
@@ -117,7 +118,7 @@ def test_table_output_and_config_defaults(pg_pair: Any, cli: Any, tmp_path: Path
     assert "match" in result.stdout
 
 
-def test_exit_2_for_an_unknown_table_or_a_bad_dsn(pg_pair: Any, cli: Any) -> None:
+def test_exit_2_for_an_unknown_table_or_a_bad_dsn(pg_pair: Any, cli: Cli) -> None:
     setup(pg_pair)
     unknown = cli(
         "validate",
@@ -138,7 +139,7 @@ def test_exit_2_for_an_unknown_table_or_a_bad_dsn(pg_pair: Any, cli: Any) -> Non
     assert "bad DSN" in bad.stderr
 
 
-def test_a_malformed_dsn_is_exit_2_and_never_shows_the_password(pg_pair: Any, cli: Any) -> None:
+def test_a_malformed_dsn_is_exit_2_and_never_shows_the_password(pg_pair: Any, cli: Cli) -> None:
     from tests.unit.test_redact import malformed
 
     password = "Pw" + secrets.token_hex(8)
@@ -152,7 +153,7 @@ def test_a_malformed_dsn_is_exit_2_and_never_shows_the_password(pg_pair: Any, cl
 
 
 def test_exit_3_when_a_database_is_unreachable_and_no_password_leaks(
-    pg_pair: Any, cli: Any
+    pg_pair: Any, cli: Cli
 ) -> None:
     setup(pg_pair)
     password = secrets.token_urlsafe(12)
@@ -163,7 +164,7 @@ def test_exit_3_when_a_database_is_unreachable_and_no_password_leaks(
     assert password not in result.stdout + result.stderr
 
 
-def test_passwords_are_redacted_in_the_json(pg_pair: Any, cli: Any) -> None:
+def test_passwords_are_redacted_in_the_json(pg_pair: Any, cli: Cli) -> None:
     setup(pg_pair)
     password = secrets.token_urlsafe(12)  # trust auth on the harness accepts any password
     source = f"postgresql://postgres:{password}@127.0.0.1:{pg_pair.source.port}/{pg_pair.dbname}?sslmode=disable"
@@ -178,7 +179,7 @@ def test_passwords_are_redacted_in_the_json(pg_pair: Any, cli: Any) -> None:
 
 
 def test_target_defaults_to_the_stack_output_secret(
-    pg_pair: Any, cli: Any, aws: None, tmp_path: Path
+    pg_pair: Any, cli: Cli, aws: None, tmp_path: Path
 ) -> None:
     import boto3
 

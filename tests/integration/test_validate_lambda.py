@@ -21,7 +21,8 @@ from migctl.validate.report import Progress, ValidationReport
 from migctl.validate.run import run_validation
 from migctl.validate.runner import ValidateOptions
 from migctl.validate.session import SessionOptions
-from tests.integration.test_validate_correctness import (
+from tests.cli_support import Cli
+from tests.integration.validate_support import (
     ALL_TYPES,
     CHANGES,
     COLLATION_SENSITIVE,
@@ -131,7 +132,7 @@ def test_fanout_report_equals_the_local_report_on_the_corpus(pg_pair: Any) -> No
         assert any(e.phase == "checksumming" and e.in_flight is not None for e in events)
 
 
-def test_cli_lambda_local_runs_the_handler_in_worker_processes(pg_pair: Any, cli: Any) -> None:
+def test_cli_lambda_local_runs_the_handler_in_worker_processes(pg_pair: Any, cli: Cli) -> None:
     build_corpus(pg_pair)
     common = ("--source", pg_pair.source_dsn, "--target", pg_pair.target_dsn, "--chunk-rows", "100")
     local = cli("--output", "json", "validate", *common)

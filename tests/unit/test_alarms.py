@@ -13,6 +13,7 @@ from migctl.alarms import AlarmSelector, check_alarms, wait_for_ok
 from migctl.aws import AwsClients
 from migctl.config import ProjectSettings
 from migctl.errors import UsageError
+from tests.cli_support import Cli
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -38,7 +39,7 @@ def put_alarm(name: str, *, state: str | None = None, dims: dict[str, str] | Non
         cw.set_alarm_state(AlarmName=name, StateValue=state, StateReason=f"test set {state}")
 
 
-def test_all_ok_exits_0_with_the_documented_json(cli) -> None:  # type: ignore[no-untyped-def]
+def test_all_ok_exits_0_with_the_documented_json(cli: Cli) -> None:
     put_alarm(
         "payments-test-healthy",
         dims={"LoadBalancer": "app/alb/1", "TargetGroup": "targetgroup/tg/2"},
@@ -67,7 +68,7 @@ def test_all_ok_exits_0_with_the_documented_json(cli) -> None:  # type: ignore[n
 
 
 @pytest.mark.parametrize("state", ["ALARM", "INSUFFICIENT_DATA"])
-def test_alarm_or_insufficient_data_exits_1(cli, state: str) -> None:  # type: ignore[no-untyped-def]
+def test_alarm_or_insufficient_data_exits_1(cli: Cli, state: str) -> None:
     put_alarm("payments-test-ok")
     put_alarm("payments-test-bad", state=state)
     result = cli("--output", "json", "alarms", "--prefix", "payments-test-")
@@ -78,14 +79,14 @@ def test_alarm_or_insufficient_data_exits_1(cli, state: str) -> None:  # type: i
     assert bad["state"] == state and bad["reason"] == f"test set {state}"
 
 
-def test_allow_insufficient_data_counts_it_as_ok(cli) -> None:  # type: ignore[no-untyped-def]
+def test_allow_insufficient_data_counts_it_as_ok(cli: Cli) -> None:
     put_alarm("payments-test-new", state="INSUFFICIENT_DATA")
     assert cli("alarms", "--prefix", "payments-test-", "--allow-insufficient-data").code == 0
     put_alarm("payments-test-fire", state="ALARM")
     assert cli("alarms", "--prefix", "payments-test-", "--allow-insufficient-data").code == 1
 
 
-def test_table_output_names_the_alarms_and_states(cli) -> None:  # type: ignore[no-untyped-def]
+def test_table_output_names_the_alarms_and_states(cli: Cli) -> None:
     put_alarm("payments-test-fire", state="ALARM")
     result = cli("alarms", "--name", "payments-test-fire")
     assert result.code == 1
@@ -93,7 +94,7 @@ def test_table_output_names_the_alarms_and_states(cli) -> None:  # type: ignore[
     assert "1 of 1 alarm(s) not OK" in result.stderr
 
 
-def test_more_than_100_alarms_are_all_paginated(cli) -> None:  # type: ignore[no-untyped-def]
+def test_more_than_100_alarms_are_all_paginated(cli: Cli) -> None:
     for i in range(130):
         put_alarm(f"payments-test-{i:03d}")
     put_alarm("payments-test-129", state="ALARM")
@@ -147,7 +148,7 @@ def test_composite_alarms_are_included() -> None:
     assert kinds == {"payments-test-a": "metric", "payments-test-all": "composite"}
 
 
-def test_no_match_exits_2_and_names_the_filter(cli) -> None:  # type: ignore[no-untyped-def]
+def test_no_match_exits_2_and_names_the_filter(cli: Cli) -> None:
     put_alarm("payments-test-a")
     result = cli("alarms", "--prefix", "payments-prod-")
     assert result.code == 2
@@ -157,24 +158,24 @@ def test_no_match_exits_2_and_names_the_filter(cli) -> None:  # type: ignore[no-
     )
 
 
-def test_a_missing_named_alarm_exits_2(cli) -> None:  # type: ignore[no-untyped-def]
+def test_a_missing_named_alarm_exits_2(cli: Cli) -> None:
     put_alarm("payments-test-a")
     result = cli("alarms", "--prefix", "payments-test-", "--name", "ghost")
     assert result.code == 2 and "'ghost'" in result.stderr
 
 
-def test_no_filter_at_all_exits_2(cli) -> None:  # type: ignore[no-untyped-def]
+def test_no_filter_at_all_exits_2(cli: Cli) -> None:
     result = cli("alarms")
     assert result.code == 2 and "--prefix" in result.stderr
 
 
-def test_filter_from_config(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_filter_from_config(cli: Cli, tmp_path) -> None:
     put_alarm("payments-test-a", state="ALARM")
     (tmp_path / "migctl.toml").write_text('[alarms]\nprefix = "payments-test-"\n')
     assert cli("alarms").code == 1
 
 
-def test_wait_ok_returns_after_the_alarm_flips(cli) -> None:  # type: ignore[no-untyped-def]
+def test_wait_ok_returns_after_the_alarm_flips(cli: Cli) -> None:
     put_alarm("payments-test-a", state="ALARM")
     flip = threading.Timer(
         0.4,
@@ -217,7 +218,7 @@ def test_wait_for_ok_returns_once_the_alarm_flips_between_polls() -> None:
     assert report.ok and polls == [False, True]
 
 
-def test_wait_ok_times_out_with_the_alarms_still_not_ok(cli) -> None:  # type: ignore[no-untyped-def]
+def test_wait_ok_times_out_with_the_alarms_still_not_ok(cli: Cli) -> None:
     put_alarm("payments-test-a", state="ALARM")
     put_alarm("payments-test-b")
     result = cli(

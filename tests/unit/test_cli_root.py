@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from migctl import __version__
+from tests.cli_support import Cli
 
 HEAVY = ("boto3", "botocore", "psycopg", "pulumi", "pulumi_aws", "moto", "rich.live")
 
 
-def test_version(cli) -> None:  # type: ignore[no-untyped-def]
+def test_version(cli: Cli) -> None:
     result = cli("--version")
     assert result.code == 0 and result.stdout.strip() == f"migctl {__version__}"
 
@@ -51,7 +52,7 @@ def test_python_dash_m_runs_the_cli() -> None:
 )
 def test_config_errors_are_one_line_and_exit_2(
     cli, tmp_path: Path, content: str | None, fragment: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     path = tmp_path / "bad.toml"
     if content is not None:
         path.write_text(content)
@@ -63,22 +64,22 @@ def test_config_errors_are_one_line_and_exit_2(
     assert "Traceback" not in result.stderr
 
 
-def test_bad_output_value_exits_2(cli) -> None:  # type: ignore[no-untyped-def]
+def test_bad_output_value_exits_2(cli: Cli) -> None:
     result = cli("--output", "yaml", "alarms", "--prefix", "x")
     assert result.code == 2 and "--output must be" in result.stderr
 
 
-def test_unknown_option_is_a_usage_error(cli) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_option_is_a_usage_error(cli: Cli) -> None:
     result = cli("alarms", "--no-such-flag")
     assert result.code == 2 and "Traceback" not in result.stderr
 
 
-def test_help_works_even_with_a_broken_config(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_help_works_even_with_a_broken_config(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "migctl.toml").write_text("[broken\n")
     assert cli("alarms", "--help").code == 0
 
 
-def test_unexpected_exception_is_one_line_exit_3(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_unexpected_exception_is_one_line_exit_3(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     import migctl.alarms
 
     def boom(*_a: object, **_k: object) -> None:

@@ -185,7 +185,7 @@ def test_flags_go_over_the_settings_in_one_step_and_a_zero_is_a_value() -> None:
 
 
 def test_a_flag_and_its_key_share_one_range() -> None:
-    """The typer range of a flag is read from the key it overrides (cli/options.py)."""
+    """The typer range of a flag is read from the key it overrides (cli: Cli/options.py)."""
     from migctl.cli.options import at_least
 
     assert at_least("validate", "jobs") == 1 and at_least("dms", "stable_for") == 1

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from tests.cli_support import Cli
 
 CONFIG = """
 [project]
@@ -33,7 +34,7 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def test_plan_lists_the_steps_and_where_the_journal_stands(cli: Any, config: Path) -> None:
+def test_plan_lists_the_steps_and_where_the_journal_stands(cli: Cli, config: Path) -> None:
     result = cli("--output", "json", "cutover", "plan")
     assert result.code == 0, result.stderr
     plan = result.json()
@@ -53,7 +54,7 @@ def test_plan_lists_the_steps_and_where_the_journal_stands(cli: Any, config: Pat
     assert plan["image"] == "repo/payments:v2"
 
 
-def test_plan_for_people_names_every_gate(cli: Any, config: Path) -> None:
+def test_plan_for_people_names_every_gate(cli: Cli, config: Path) -> None:
     result = cli("cutover", "plan")
     assert result.code == 0
     assert "[dms] max_latency_seconds" in result.stdout  # config names are not eaten as markup
@@ -70,7 +71,7 @@ def test_plan_for_people_names_every_gate(cli: Any, config: Path) -> None:
     ],
 )
 def test_refusals_are_one_line_and_exit_2_before_anything_changes(
-    cli: Any, config: Path, args: tuple[str, ...], message: str
+    cli: Cli, config: Path, args: tuple[str, ...], message: str
 ) -> None:
     result = cli(*args)
     assert result.code == 2, result.stderr
@@ -78,14 +79,14 @@ def test_refusals_are_one_line_and_exit_2_before_anything_changes(
     assert not (config.parent / "journals" / "cutover.jsonl").exists()
 
 
-def test_without_a_terminal_and_without_yes_it_refuses_at_the_start(cli: Any, config: Path) -> None:
+def test_without_a_terminal_and_without_yes_it_refuses_at_the_start(cli: Cli, config: Path) -> None:
     result = cli("cutover")
     assert result.code == 2
     assert "no terminal" in result.stderr
     assert not (config.parent / "journals" / "cutover.jsonl").exists()
 
 
-def test_a_held_lock_is_exit_3_naming_the_holder(cli: Any, config: Path) -> None:
+def test_a_held_lock_is_exit_3_naming_the_holder(cli: Cli, config: Path) -> None:
     lock = config.parent / "journals" / "cutover.jsonl.lock"
     lock.parent.mkdir()
     lock.write_text(

@@ -9,6 +9,7 @@ from dms_support import DmsWorld, make_task, start_running
 
 from migctl.dms.control import ControlPlan, start_task, stop_task
 from migctl.sandbox import moto_dms
+from tests.cli_support import Cli
 
 pytestmark = pytest.mark.usefixtures("aws")
 CHECKPOINT = "checkpoint:V1#34#00000132/0F000E48#0#0#*#0#121"
@@ -36,7 +37,7 @@ def ran_before(world: DmsWorld) -> None:
     moto_dms.set_task(world.task_arn, status="stopped")
 
 
-def test_start_refuses_a_task_that_ran_before_and_points_to_resume(cli) -> None:  # type: ignore[no-untyped-def]
+def test_start_refuses_a_task_that_ran_before_and_points_to_resume(cli: Cli) -> None:
     world = make_task()
     ran_before(world)
     result = cli("dms", "start", "--task", world.task_name, "--yes")
@@ -45,7 +46,7 @@ def test_start_refuses_a_task_that_ran_before_and_points_to_resume(cli) -> None:
     assert len(moto_dms.task_extras(world.task_arn).start_calls) == 1  # only the first run
 
 
-def test_resume_or_reload_on_a_task_that_never_ran_is_refused(cli) -> None:  # type: ignore[no-untyped-def]
+def test_resume_or_reload_on_a_task_that_never_ran_is_refused(cli: Cli) -> None:
     world = make_task()
     for kind in ("resume", "reload"):
         result = cli("dms", "start", "--task", world.task_name, "--type", kind, "--yes")
@@ -57,7 +58,7 @@ def test_resume_or_reload_on_a_task_that_never_ran_is_refused(cli) -> None:  # t
     assert moto_dms.task_extras(world.task_arn).start_calls == []
 
 
-def test_start_yes_waits_until_running(cli) -> None:  # type: ignore[no-untyped-def]
+def test_start_yes_waits_until_running(cli: Cli) -> None:
     world = make_task()
     moto_dms.set_task(world.task_arn, after_start=["starting", "starting", "running"])
     result = cli(
@@ -87,7 +88,7 @@ def test_start_yes_waits_until_running(cli) -> None:  # type: ignore[no-untyped-
     ]
 
 
-def test_resume_sends_resume_processing(cli) -> None:  # type: ignore[no-untyped-def]
+def test_resume_sends_resume_processing(cli: Cli) -> None:
     world = make_task()
     ran_before(world)
     result = cli(
@@ -99,7 +100,7 @@ def test_resume_sends_resume_processing(cli) -> None:  # type: ignore[no-untyped
     assert calls[-1]["StartReplicationTaskType"] == "resume-processing"
 
 
-def test_start_without_yes_and_without_a_terminal_refuses(cli) -> None:  # type: ignore[no-untyped-def]
+def test_start_without_yes_and_without_a_terminal_refuses(cli: Cli) -> None:
     world = make_task()
     result = cli("dms", "start", "--task", world.task_name)
     assert result.code == 2 and "without confirmation" in result.stderr and "--yes" in result.stderr
@@ -173,7 +174,7 @@ def test_start_that_fails_reports_why_and_a_stuck_start_times_out() -> None:
     assert result.reason == "timed out after 30s waiting for running; task is starting"
 
 
-def test_stop_waits_for_stopped_and_prints_the_checkpoint(cli) -> None:  # type: ignore[no-untyped-def]
+def test_stop_waits_for_stopped_and_prints_the_checkpoint(cli: Cli) -> None:
     world = make_task()
     start_running(world)
     moto_dms.set_task(
@@ -196,7 +197,7 @@ def test_stop_waits_for_stopped_and_prints_the_checkpoint(cli) -> None:  # type:
     assert moto_dms.task_extras(world.task_arn).stop_calls == 1
 
 
-def test_stop_json_shape(cli) -> None:  # type: ignore[no-untyped-def]
+def test_stop_json_shape(cli: Cli) -> None:
     world = make_task()
     start_running(world)
     result = cli(
@@ -216,7 +217,7 @@ def test_stop_json_shape(cli) -> None:  # type: ignore[no-untyped-def]
     assert final["recovery_checkpoint"].startswith("checkpoint:V1#")
 
 
-def test_stop_refusals(cli) -> None:  # type: ignore[no-untyped-def]
+def test_stop_refusals(cli: Cli) -> None:
     world = make_task()
     not_running = cli("dms", "stop", "--task", world.task_name, "--yes")
     assert not_running.code == 2 and "only a running task can be stopped" in not_running.stderr

@@ -11,6 +11,7 @@ from dms_support import in_cdc, make_task, put_cdc_metrics, set_full_load, start
 
 from migctl.dms.task import TaskStats, derive_phase, task_status
 from migctl.sandbox import moto_dms
+from tests.cli_support import Cli
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -36,7 +37,7 @@ def stats(
     start: dt.datetime | None = NOW,
     loading: int = 0,
     queued: int = 0,
-):  # type: ignore[no-untyped-def]
+) -> TaskStats:
     return TaskStats(50, 1, loading, queued, 0, 1.0, start, start, None, start, finish)
 
 
@@ -65,7 +66,7 @@ def test_phase_is_derived_as_the_reference_defines(
     assert derive_phase(status, migration_type, task_stats) == phase
 
 
-def test_full_load_progress_is_reported(cli) -> None:  # type: ignore[no-untyped-def]
+def test_full_load_progress_is_reported(cli: Cli) -> None:
     world = make_task()
     start_running(world)
     set_full_load(world, percent=42, loaded=3, loading=2, queued=5)
@@ -93,7 +94,7 @@ def test_full_load_progress_is_reported(cli) -> None:  # type: ignore[no-untyped
     assert doc["healthy"] is True and doc["problems"] == []
 
 
-def test_running_then_failed_with_stop_reason_exits_1(cli) -> None:  # type: ignore[no-untyped-def]
+def test_running_then_failed_with_stop_reason_exits_1(cli: Cli) -> None:
     world = make_task()
     start_running(world)
     assert cli("--output", "json", "dms", "status", "--task", world.task_name).code == 0
@@ -116,7 +117,7 @@ def test_running_then_failed_with_stop_reason_exits_1(cli) -> None:  # type: ign
     assert "failed" in table.stdout and "FATAL_ERROR" in table.stdout and "problem:" in table.stderr
 
 
-def test_table_statistics_errors_and_validation_failures_exit_1(cli) -> None:  # type: ignore[no-untyped-def]
+def test_table_statistics_errors_and_validation_failures_exit_1(cli: Cli) -> None:
     world = make_task()
     in_cdc(world)
     moto_dms.set_table_statistics(
@@ -157,7 +158,7 @@ def test_table_statistics_errors_and_validation_failures_exit_1(cli) -> None:  #
     assert "public.refunds" in doc["problems"][0] and "ledger.entries" in doc["problems"][1]
 
 
-def test_pending_validation_alone_is_healthy(cli) -> None:  # type: ignore[no-untyped-def]
+def test_pending_validation_alone_is_healthy(cli: Cli) -> None:
     world = make_task()
     in_cdc(world)
     moto_dms.set_table_statistics(
@@ -185,7 +186,7 @@ def test_every_page_of_table_statistics_is_read() -> None:
     assert world.count("DescribeTableStatistics") == 3  # 100 + 100 + 30
 
 
-def test_metrics_under_the_arn_resource_id_are_picked_up_in_one_call(cli) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_under_the_arn_resource_id_are_picked_up_in_one_call(cli: Cli) -> None:
     world = make_task()
     in_cdc(world)
     put_cdc_metrics(world, latency_target=[8, 3, 2], incoming=[40, 0, 0], latency_source=[0, 0, 0])
@@ -209,7 +210,7 @@ def test_metrics_under_the_arn_resource_id_are_picked_up_in_one_call(cli) -> Non
     assert cdc["statistic"] == "Maximum" and cdc["datapoints"] == 9
 
 
-def test_metrics_under_the_task_name_are_not_picked_up_and_say_so(cli) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_under_the_task_name_are_not_picked_up_and_say_so(cli: Cli) -> None:
     world = make_task()
     in_cdc(world)
     put_cdc_metrics(
@@ -225,7 +226,7 @@ def test_metrics_under_the_task_name_are_not_picked_up_and_say_so(cli) -> None: 
     assert "no datapoints" in table.stdout and "0s" not in table.stdout
 
 
-def test_task_is_found_by_arn_resource_id_config_and_stack_output(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_task_is_found_by_arn_resource_id_config_and_stack_output(cli: Cli, tmp_path: Path) -> None:
     world = make_task("orders-task")
     for value in (world.task_arn, world.resource_id):
         result = cli("--output", "json", "dms", "status", "--task", value)
@@ -242,7 +243,7 @@ def test_task_is_found_by_arn_resource_id_config_and_stack_output(cli, tmp_path:
     assert doc["cdc"]["dimensions"]["ReplicationInstanceIdentifier"] == "ri-from-config"
 
 
-def test_unknown_or_missing_task_is_one_line_exit_2(cli) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_or_missing_task_is_one_line_exit_2(cli: Cli) -> None:
     make_task()
     result = cli("dms", "status", "--task", "no-such-task")
     assert result.code == 2 and result.stdout == ""
@@ -257,7 +258,7 @@ def test_unknown_or_missing_task_is_one_line_exit_2(cli) -> None:  # type: ignor
     )
 
 
-def test_never_started_task_is_not_running_and_healthy(cli) -> None:  # type: ignore[no-untyped-def]
+def test_never_started_task_is_not_running_and_healthy(cli: Cli) -> None:
     world = make_task()
     result = cli("--output", "json", "dms", "status", "--task", world.task_name)
     assert result.code == 0

@@ -12,6 +12,7 @@ from dms_support import DmsWorld, in_cdc, make_task, put_cdc_metrics, set_full_l
 from migctl.dms.watch import WatchResult, WatchUpdate, watch_task
 from migctl.errors import UsageError
 from migctl.sandbox import moto_dms
+from tests.cli_support import Cli
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -256,7 +257,7 @@ def test_table_statistics_every_nth_poll_or_when_counts_change() -> None:
     assert world.count("GetMetricData") == 10
 
 
-def test_cli_watch_json_streams_states_and_ends_with_result(cli) -> None:  # type: ignore[no-untyped-def]
+def test_cli_watch_json_streams_states_and_ends_with_result(cli: Cli) -> None:
     world = make_task()
     in_cdc(world)
     put_cdc_metrics(world, latency_target=[3, 2, 1], incoming=[0, 0, 0])
@@ -288,7 +289,7 @@ def test_cli_watch_json_streams_states_and_ends_with_result(cli) -> None:  # typ
     assert final["task"]["phase"] == "cdc" and final["tables"] == []
 
 
-def test_cli_watch_times_out_with_exit_1_and_reason(cli) -> None:  # type: ignore[no-untyped-def]
+def test_cli_watch_times_out_with_exit_1_and_reason(cli: Cli) -> None:
     world = make_task()
     in_cdc(world)
     put_cdc_metrics(world, latency_target=[9, 9, 9], incoming=[0, 0, 0])
@@ -313,7 +314,7 @@ def test_cli_watch_times_out_with_exit_1_and_reason(cli) -> None:  # type: ignor
     assert cli(*args[:-2], "--max-latency", "10").code == 0
 
 
-def test_cli_watch_rejects_bad_until(cli) -> None:  # type: ignore[no-untyped-def]
+def test_cli_watch_rejects_bad_until(cli: Cli) -> None:
     world = make_task()
     result = cli("dms", "watch", "--task", world.task_name, "--until", "forever")
     assert result.code == 2 and "--until must be one of full-load, cdc-ready" in result.stderr

@@ -17,6 +17,7 @@ import pytest
 
 from migctl.errors import ConfigError, OperationalError
 from migctl.infra import lambda_build
+from tests.cli_support import Cli
 
 LINUX_MODULE = "psycopg_binary/_psycopg.cpython-312-x86_64-linux-gnu.so"
 
@@ -182,7 +183,7 @@ def test_requirements_are_pinned_with_hashes() -> None:
     assert all("==" in pin for pin in pins)
 
 
-def test_cli_lambda_build(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_lambda_build(cli: Cli, tmp_path: Path) -> None:
     deps = fake_deps(tmp_path)
     out = tmp_path / "cli.zip"
     result = cli("lambda", "build", "--deps-dir", str(deps), "--out", str(out))

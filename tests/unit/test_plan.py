@@ -21,6 +21,7 @@ from migctl.infra.offline_plan import (
     read_stack_file,
 )
 from migctl.infra.pricing import estimate, load_price_table
+from tests.cli_support import Cli
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payment-service:2.14.0"
 REPO = Path(__file__).resolve().parents[2]
@@ -209,7 +210,7 @@ def test_a_service_without_its_task_definition_is_unpriced() -> None:
     assert cost.items == () and cost.unpriced == ("svc (task definition not found)",)
 
 
-def test_cli_plan_json_has_the_documented_shape(cli) -> None:  # type: ignore[no-untyped-def]
+def test_cli_plan_json_has_the_documented_shape(cli: Cli) -> None:
     result = cli("-o", "json", "plan", "--env", "prod", "--set", f"containerImage={IMAGE}")
     assert result.code == 0, result.stderr
     data = result.json()
@@ -223,7 +224,7 @@ def test_cli_plan_json_has_the_documented_shape(cli) -> None:  # type: ignore[no
     assert "warning:" in result.stderr  # warnings go to stderr, JSON alone to stdout
 
 
-def test_cli_plan_tables_and_config_from_migctl_toml(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_plan_tables_and_config_from_migctl_toml(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "migctl.toml").write_text(
         f'[project]\nenvironment = "test"\n\n[pulumi]\nconfig = {{ containerImage = "{IMAGE}" }}\n'
     )
@@ -239,7 +240,7 @@ def test_cli_plan_tables_and_config_from_migctl_toml(cli, tmp_path: Path) -> Non
         assert text in result.stdout
 
 
-def test_cli_plan_errors_are_one_line_with_exit_2(cli) -> None:  # type: ignore[no-untyped-def]
+def test_cli_plan_errors_are_one_line_with_exit_2(cli: Cli) -> None:
     result = cli("plan", "--env", "test")
     assert result.code == 2
     assert result.stderr.strip().startswith("migctl: error: stack test:")

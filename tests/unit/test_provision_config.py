@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pulumi.automation import EngineEvent
 
-from migctl.config import load_settings
+from migctl.config import Settings, load_settings
 from migctl.errors import ConfigError
 from migctl.infra.errors import command_failure
 from migctl.infra.events import ProgressTracker
@@ -19,7 +19,7 @@ from migctl.infra.stack import ConfigEntry, stack_config, stack_spec
 from migctl.redact import redact_text
 
 
-def _settings(tmp_path: Path, body: str):  # type: ignore[no-untyped-def]
+def _settings(tmp_path: Path, body: str) -> Settings:
     (tmp_path / "migctl.toml").write_text(body)
     return load_settings(cwd=tmp_path, environ={})
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_rollout_world import (
+from rollout_support import (
     ALARMS,
     CLUSTER,
     FAMILY,
@@ -17,20 +17,9 @@ from test_rollout_world import (
     World,
     build_world,
     deploying_moto,
-    spy_calls,
 )
 
-
-@pytest.fixture
-def world(aws: None) -> Iterator[World]:
-    with deploying_moto():
-        yield build_world()
-
-
-@pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
-    return spy_calls(monkeypatch)
-
+from tests.cli_support import Cli
 
 NEW_IMAGE = "registry.example/app:v2"
 TARGET = ("--cluster", CLUSTER, "--service", SERVICE)
@@ -57,7 +46,7 @@ def rollout_args(*extra: str) -> list[str]:
     ]
 
 
-def test_completed_json_lines_end_with_the_result(cli, world: World, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_completed_json_lines_end_with_the_result(cli: Cli, world: World, monkeypatch) -> None:
     drive(monkeypatch, world, "complete")
     result = cli("--output", "json", *rollout_args("--yes", "--bake", "30"))
     assert result.code == 0, result.stderr
@@ -84,7 +73,7 @@ def test_completed_json_lines_end_with_the_result(cli, world: World, monkeypatch
     assert deployment_lines[-1]["running_count"] == deployment_lines[-1]["desired_count"] == 2
 
 
-def test_circuit_breaker_exit_4_in_json(cli, world: World, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_circuit_breaker_exit_4_in_json(cli: Cli, world: World, monkeypatch) -> None:
     drive(monkeypatch, world, "fail_cb", "complete")
     result = cli("--output", "json", *rollout_args("--yes"))
     assert result.code == 4, result.stderr
@@ -99,7 +88,7 @@ def test_circuit_breaker_exit_4_in_json(cli, world: World, monkeypatch) -> None:
 
 def test_rollback_failed_exit_5_prints_state_and_manual_steps(
     cli, world: World, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     drive(monkeypatch, world, "fail", "hang")
     result = cli(*rollout_args("--yes", "--timeout", "60"))
     assert result.code == 5
@@ -111,7 +100,7 @@ def test_rollback_failed_exit_5_prints_state_and_manual_steps(
 
 def test_dry_run_makes_no_register_or_update_call(
     cli, world: World, calls: Calls, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     drive(monkeypatch, world)
     result = cli(*rollout_args("--dry-run"))
     assert result.code == 0, result.stderr
@@ -123,7 +112,7 @@ def test_dry_run_makes_no_register_or_update_call(
 
 def test_no_rollback_exit_1_leaves_the_failed_revision_running(
     cli, world: World, calls: Calls, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     drive(monkeypatch, world, "fail")
     result = cli("--output", "json", *rollout_args("--yes", "--no-rollback"))
     assert result.code == 1
@@ -134,7 +123,7 @@ def test_no_rollback_exit_1_leaves_the_failed_revision_running(
 
 def test_without_a_terminal_and_without_yes_refuses_with_exit_2(
     cli, world: World, calls: Calls, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     drive(monkeypatch, world)
     monkeypatch.setattr("sys.stdin.isatty", lambda: False, raising=False)
     result = cli(*rollout_args())
@@ -151,7 +140,7 @@ def sidecar_world(aws: None) -> Iterator[World]:
 
 def test_several_containers_need_container(
     cli, sidecar_world: World, calls: Calls, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     w = sidecar_world
     drive(monkeypatch, w)
     result = cli(*rollout_args("--yes"))
@@ -177,7 +166,7 @@ def test_several_containers_need_container(
     }
 
 
-def test_image_is_required_and_belongs_to_rollout_only(cli, world: World) -> None:  # type: ignore[no-untyped-def]
+def test_image_is_required_and_belongs_to_rollout_only(cli: Cli, world: World) -> None:
     missing = cli("rollout", *TARGET)
     assert missing.code == 2 and "--image is required" in missing.stderr
     mixed = cli("rollout", "--image", NEW_IMAGE, "status", *TARGET)
@@ -186,7 +175,7 @@ def test_image_is_required_and_belongs_to_rollout_only(cli, world: World) -> Non
 
 def test_no_gate_alarms_is_a_config_error_unless_bake_0(
     cli, world: World, calls: Calls, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     drive(monkeypatch, world)
     result = cli("rollout", "--image", NEW_IMAGE, *TARGET, "--yes")
     assert result.code == 2 and "no gate alarms" in result.stderr
@@ -196,11 +185,11 @@ def test_no_gate_alarms_is_a_config_error_unless_bake_0(
 
 
 def test_targets_and_gate_come_from_config_then_stack_outputs(
-    cli,
+    cli: Cli,
     world: World,
     calls: Calls,
-    monkeypatch,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     drive(monkeypatch, world)
     cache = tmp_path / ".migctl" / "outputs-test.json"
@@ -225,13 +214,13 @@ def test_targets_and_gate_come_from_config_then_stack_outputs(
     assert described and sorted(described[0]["AlarmNames"]) == sorted(ALARMS)
 
 
-def test_missing_cluster_names_flag_config_and_output(cli, world: World) -> None:  # type: ignore[no-untyped-def]
+def test_missing_cluster_names_flag_config_and_output(cli: Cli, world: World) -> None:
     result = cli("rollout", "--image", NEW_IMAGE, "--service", SERVICE, "--bake", "0", "--yes")
     assert result.code == 2
     assert "--cluster" in result.stderr and "ecsClusterName" in result.stderr
 
 
-def test_unknown_service_is_exit_2(cli, world: World) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_service_is_exit_2(cli: Cli, world: World) -> None:
     result = cli(
         "rollout", "--image", NEW_IMAGE, "--cluster", CLUSTER, "--service", "nope", "--bake", "0"
     )

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
-from test_rollout_world import (
+from rollout_support import (
     ALARMS,
     CLUSTER,
     FAMILY,
@@ -18,27 +17,12 @@ from test_rollout_world import (
     FakeTime,
     Scheduler,
     World,
-    build_world,
-    deploying_moto,
-    spy_calls,
 )
 
 from migctl.alarms import AlarmSelector
 from migctl.errors import CheckFailed, OperationalError
 from migctl.rollout.deploy import RolloutOptions, RolloutResult, rollout
 from migctl.rollout.deployments import RolloutStep
-
-
-@pytest.fixture
-def world(aws: None) -> Iterator[World]:
-    with deploying_moto():
-        yield build_world()
-
-
-@pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
-    return spy_calls(monkeypatch)
-
 
 NEW_IMAGE = "registry.example/app:v2"
 

@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_rollout_world import (
+from rollout_support import (
     CLUSTER,
     FAMILY,
     SERVICE,
     Calls,
     FakeTime,
     World,
-    build_world,
-    deploying_moto,
-    spy_calls,
 )
 
+from tests.cli_support import Cli
+
 TARGET = ("--cluster", CLUSTER, "--service", SERVICE)
-
-
-@pytest.fixture
-def world(aws: None) -> Iterator[World]:
-    with deploying_moto():
-        yield build_world()
-
-
-@pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
-    return spy_calls(monkeypatch)
 
 
 def arn(revision: int) -> str:
@@ -55,7 +42,7 @@ def drive(monkeypatch: pytest.MonkeyPatch, w: World, *fates: str) -> FakeTime:
     return fake
 
 
-def test_status_json_shows_deployments_revisions_and_events(cli, world: World) -> None:  # type: ignore[no-untyped-def]
+def test_status_json_shows_deployments_revisions_and_events(cli: Cli, world: World) -> None:
     deploy(world, register(world, "registry.example/app:v2"))
     world.control.add_event("(service payments) registered 2 targets in (target-group tg)")
     result = cli("--output", "json", "rollout", "status", *TARGET)
@@ -77,7 +64,7 @@ def test_status_json_shows_deployments_revisions_and_events(cli, world: World) -
     assert status["desired_count"] == status["running_count"] == 2
 
 
-def test_status_mid_deployment_exits_1_and_shows_both_deployments(cli, world: World) -> None:  # type: ignore[no-untyped-def]
+def test_status_mid_deployment_exits_1_and_shows_both_deployments(cli: Cli, world: World) -> None:
     deploy(world, register(world, "registry.example/app:v2"), complete=False)
     result = cli("rollout", "status", *TARGET)
     assert result.code == 1
@@ -86,7 +73,9 @@ def test_status_mid_deployment_exits_1_and_shows_both_deployments(cli, world: Wo
     assert "undo target" in result.stdout
 
 
-def test_undo_goes_back_to_the_previous_active_revision(cli, world: World, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_undo_goes_back_to_the_previous_active_revision(
+    cli: Cli, world: World, monkeypatch
+) -> None:
     deploy(world, register(world, "registry.example/app:v2"))
     drive(monkeypatch, world, "complete")
     result = cli("--output", "json", "rollout", "undo", *TARGET, "--yes")
@@ -104,7 +93,7 @@ def test_undo_goes_back_to_the_previous_active_revision(cli, world: World, monke
 
 def test_undo_mid_deployment_returns_to_the_draining_deployment(
     cli, world: World, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     register(world, "registry.example/app:v2")
     deploy(world, register(world, "registry.example/app:v3"), complete=False)
     drive(monkeypatch, world, "complete")
@@ -115,7 +104,7 @@ def test_undo_mid_deployment_returns_to_the_draining_deployment(
     assert world.service()["taskDefinition"] == arn(1)
 
 
-def test_undo_never_picks_a_failed_deployment(cli, world: World, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_undo_never_picks_a_failed_deployment(cli: Cli, world: World, monkeypatch) -> None:
     deploy(world, register(world, "registry.example/app:v2"))
     deploy(world, register(world, "registry.example/app:v3"), complete=False)
     world.control.fail(circuit_breaker_rollback=True)  # ECS is already putting revision 2 back
@@ -128,7 +117,7 @@ def test_undo_never_picks_a_failed_deployment(cli, world: World, monkeypatch) ->
 
 def test_undo_that_fails_is_rolled_back_exit_4(
     cli, world: World, calls: Calls, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     deploy(world, register(world, "registry.example/app:v2"))
     calls.items.clear()
     drive(monkeypatch, world, "fail", "complete")
@@ -142,7 +131,7 @@ def test_undo_that_fails_is_rolled_back_exit_4(
     )
 
 
-def test_undo_to_a_named_revision_and_nothing_to_undo(cli, world: World, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_undo_to_a_named_revision_and_nothing_to_undo(cli: Cli, world: World, monkeypatch) -> None:
     drive(monkeypatch, world)
     nothing = cli("rollout", "undo", *TARGET, "--yes")
     assert nothing.code == 2 and f"no earlier ACTIVE revision of {FAMILY}" in nothing.stderr

@@ -7,7 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.unit.test_imports import MODULES
+from source_support import MODULES
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTSIDE = re.compile(r"\.\./shared|\bshared/[\w.-]+\.(md|txt)\b|\b(REFERENCE|STYLE)\.md\b")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from tests.unit.test_imports import MODULES
+from source_support import MODULES
 
 CLIENT_NAMES = {
     "dms",

@@ -21,6 +21,7 @@ from migctl.validate.lambda_invoke import (
     lambda_invoker,
 )
 from migctl.validate.payloads import PAYLOAD_VERSION as V
+from tests.cli_support import Cli
 
 FUNCTION = "migctl-validate-staging"
 PAYLOAD = {"version": V, "action": "count", "side": "source", "schema": "public", "table": "t"}
@@ -126,7 +127,7 @@ def test_endless_throttling_gives_up_instead_of_hanging() -> None:
     assert len(sleeps) == 5 and max(sleeps) <= fanout.max_backoff_seconds
 
 
-def test_cli_lambda_needs_a_function_and_a_known_executor(cli: Any) -> None:
+def test_cli_lambda_needs_a_function_and_a_known_executor(cli: Cli) -> None:
     missing = cli("validate", "--executor", "lambda")
     assert missing.code == 2
     assert "no validation function given" in missing.stderr

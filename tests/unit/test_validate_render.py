@@ -10,32 +10,40 @@ from migctl.render.validate import render_validation, validation_json
 from migctl.validate.report import SequenceResult, TableResult, ValidationReport
 
 MISMATCH = TableResult(
-    ("public", "ledger"),
-    "mismatch",
-    300000,
-    300001,
-    0,
-    1,
-    4,
-    (),
-    ((300001,),),
-    ((11,), (123456,)),
-    (),
+    name=("public", "ledger"),
+    status="mismatch",
+    source_rows=300000,
+    target_rows=300001,
+    missing_in_target_count=0,
+    missing_in_source_count=1,
+    changed_count=4,
+    missing_in_target=(),
+    missing_in_source=((300001,),),
+    changed=((11,), (123456,)),
+    schema_differences=(),
     method="range",
     key_columns=("id",),
 )
 BEHIND = SequenceResult(
-    ("public", "orders_id_seq"), "behind", 5000, 1, True, False, ("public", "orders"), "id", 5000
+    name=("public", "orders_id_seq"),
+    status="behind",
+    source_last_value=5000,
+    target_last_value=1,
+    source_is_called=True,
+    target_is_called=False,
+    owner=("public", "orders"),
+    owner_column="id",
+    column_max=5000,
 )
 
 
 def report(*tables: TableResult, sequences: tuple[SequenceResult, ...] = ()) -> ValidationReport:
     return ValidationReport(
-        "postgresql://app:***@src:5432/pay",
-        "postgresql://app:***@tgt:5432/pay",
-        1.2,
-        tables,
-        sequences,
+        source="postgresql://app:***@src:5432/pay",
+        target="postgresql://app:***@tgt:5432/pay",
+        duration_seconds=1.2,
+        tables=tables,
+        sequences=sequences,
     )
 
 
@@ -88,15 +96,22 @@ def test_json_has_the_issue_shape() -> None:
 
 
 def test_exit_codes() -> None:
-    match = TableResult(("public", "a"), "match", 1, 1)
+    match = TableResult(name=("public", "a"), status="match", source_rows=1, target_rows=1)
     assert report(match).exit_code == 0
     assert report(match, MISMATCH).exit_code == 1
     assert report(match, sequences=(BEHIND,)).exit_code == 1
     assert (
-        report(match, TableResult(("public", "b"), "error", error="LockNotAvailable")).exit_code
+        report(
+            match, TableResult(name=("public", "b"), status="error", error="LockNotAvailable")
+        ).exit_code
         == 3
     )
-    assert report(TableResult(("public", "c"), "missing_in_target", 5)).exit_code == 1
+    assert (
+        report(
+            TableResult(name=("public", "c"), status="missing_in_target", source_rows=5)
+        ).exit_code
+        == 1
+    )
 
 
 def test_json_output_is_one_document_on_stdout() -> None:

@@ -39,13 +39,17 @@ class FakeExecutor:
     ) -> TableResult:
         self.calls.append(("compare", name, source is not None, target is not None, algorithm))
         status = "match" if source and target else "missing_in_target"
-        return TableResult(name, status)  # type: ignore[arg-type]
+        return TableResult(name=name, status=status)  # type: ignore[arg-type]
 
     def sequences(
         self, names: Sequence[TableName], source: Catalog, target: Catalog
     ) -> tuple[SequenceResult, ...]:
         self.calls.append(("sequences", tuple(names)))
-        return (SequenceResult(("public", "s"), "behind", 5, 1),)
+        return (
+            SequenceResult(
+                name=("public", "s"), status="behind", source_last_value=5, target_last_value=1
+            ),
+        )
 
 
 def test_the_loop_reads_catalogs_selects_compares_then_sequences() -> None:
