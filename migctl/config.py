@@ -122,8 +122,8 @@ class EcsSettings:
 @dataclass(frozen=True)
 class CutoverSettings:
     journal: str | None = None  # local path or s3:// URI; default .migctl/cutover-<env>.jsonl
-    freeze_strategy: Literal["read-only", "none"] = "read-only"
-    app_roles: tuple[str, ...] = ()
+    freeze_strategy: Literal["fence", "none"] = "fence"
+    app_roles: tuple[str, ...] = ()  # their sessions are ended when they hold the freeze back
     sequence_margin: int = bounded(1000, at_least=0)
     sns_topic_arn: str | None = None
     image: str | None = bounded(None, flag="--image")

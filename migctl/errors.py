@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     OPERATIONAL = 3
     ROLLED_BACK = 4
     ROLLBACK_FAILED = 5
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
 
 class MigctlError(Exception):

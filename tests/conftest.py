@@ -97,6 +97,7 @@ def pg_clusters() -> Iterator[tuple[PgCluster, PgCluster]]:
         "wal_level": "logical",
         "max_wal_senders": "10",
         "max_replication_slots": "10",
+        "max_prepared_transactions": "10",  # the freeze must see through PREPARE TRANSACTION
         "max_connections": "100",
         "shared_buffers": "64MB",
     }
@@ -169,6 +170,17 @@ def _fresh_pair(source: PgCluster, target: PgCluster) -> Iterator[PgPair]:
     yield PgPair(source.dsn(dbname), target.dsn(dbname), source, target, dbname)
     for cluster in (source, target):
         with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+            # A logical slot (the freeze's proof) or a prepared transaction keeps a database.
+            conn.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE database = %s",
+                (dbname,),
+            )
+            for (gid,) in conn.execute(
+                "SELECT gid FROM pg_prepared_xacts WHERE database = %s", (dbname,)
+            ).fetchall():
+                with psycopg.connect(cluster.dsn(dbname), autocommit=True) as inside:
+                    inside.execute(f"ROLLBACK PREPARED '{gid}'")  # type: ignore[arg-type]
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')  # type: ignore[arg-type]
 
 

@@ -164,7 +164,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _exit_code(exc.code)
     except KeyboardInterrupt:
         sys.stderr.write("migctl: interrupted\n")
-        return 130
+        return ExitCode.INTERRUPTED
     except Exception as exc:
         return _report(exc, verbose)
     return ExitCode.OK

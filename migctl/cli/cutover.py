@@ -1,8 +1,8 @@
-"""`migctl cutover`: run the cutover runbook; `cutover plan`; `cutover rollback`."""
+"""`migctl cutover`: run the cutover runbook; `cutover plan`; `cutover status`; `cutover rollback`."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -55,17 +55,26 @@ def cutover(
     ] = None,
     yes: YesOpt = False,
     break_lock: BreakLockOpt = False,
+    new: Annotated[
+        bool,
+        typer.Option(
+            "--new", help="Start a cutover even though the latest one completed (deliberately)."
+        ),
+    ] = False,
 ) -> None:
-    """Run the cutover runbook: preflight, freeze, marker, validate, stop DMS, sequences, rollout, post-checks.
+    """Run the cutover runbook: preflight, freeze, marker, validate, stop DMS, sequences, proof, rollout, post-checks.
 
     Every step's start and end is journaled (.migctl/cutover-<env>.jsonl or
     [cutover] journal, s3:// too); one cutover per environment holds the lock.
     It asks before the rollout, the point of no return, unless --yes. On a
-    failure the steps done are undone in reverse. Exit 0 completed (or
-    stopped by --until), 1 a gate not met before any change or not confirmed,
-    2 bad input or another cutover in the journal's way, 3 AWS or a database
-    failed before any change or the lock is held, 4 failed and rolled back,
-    5 the rollback failed too (state and manual steps printed). See docs/runbook.md.
+    failure the steps done are undone in reverse. After a completed cutover
+    it refuses to start another unless --new. Exit 0 completed (or stopped
+    by --until), 1 a gate not met before any change or not confirmed, 2 bad
+    input or another cutover in the journal's way, 3 AWS or a database
+    failed before any change, the lock is held or the journal unreadable, 4
+    failed and rolled back, 5 the rollback failed too (state and manual
+    steps printed), 130 interrupted by Ctrl-C (where things stand and the
+    next command printed). See docs/runbook.md.
 
     Example: migctl cutover --until validate --yes
     """
@@ -78,6 +87,7 @@ def cutover(
                 ("--image", image),
                 ("--yes", yes),
                 ("--break-lock", break_lock),
+                ("--new", new),
             )
             if value
         ]
@@ -92,7 +102,9 @@ def cutover(
 
     app_state = state(ctx)
     cut, journal, lock = _open(app_state)
-    options = RunOptions(resume=resume, until=until, yes=yes, break_lock=break_lock, image=image)
+    options = RunOptions(
+        resume=resume, until=until, yes=yes, break_lock=break_lock, image=image, new=new
+    )
     with _view(app_state) as view:
         result = run_cutover(cut, journal, lock, options, **_callbacks(app_state, view, yes=yes))
     _finish(app_state, result)
@@ -115,13 +127,43 @@ def plan(ctx: typer.Context) -> None:
     render_plan(app_state.out, plan_cutover(app_state.settings, journal, lock))
 
 
-@cutover_app.command("rollback")
-def rollback(ctx: typer.Context, yes: YesOpt = False, break_lock: BreakLockOpt = False) -> None:
-    """Undo the latest cutover's completed steps in reverse: ECS back, replication resumed, source unfrozen.
+@cutover_app.command("status")
+def status(ctx: typer.Context) -> None:
+    """Show the latest cutover (its steps, the write freeze) and every cutover the journal holds.
 
+    Reads the journal and the lock; changes nothing. Exit 0, or 3 when the
+    journal cannot be read (it is never taken for "no cutover yet").
+
+    Example: migctl cutover status
+    """
+    from migctl.cutover.overview import cutover_overview
+    from migctl.cutover.store import open_store
+    from migctl.render.cutover import render_status
+
+    app_state = state(ctx)
+    journal, lock = open_store(app_state.settings, app_state.aws)
+    render_status(app_state.out, cutover_overview(journal, lock))
+
+
+@cutover_app.command("rollback")
+def rollback(
+    ctx: typer.Context,
+    yes: YesOpt = False,
+    break_lock: BreakLockOpt = False,
+    cutover_id: Annotated[
+        str | None,
+        typer.Option(
+            "--cutover", help="The cutover to roll back (an id from 'cutover status'); the latest."
+        ),
+    ] = None,
+) -> None:
+    """Undo a cutover's steps in reverse: ECS back, replication resumed, the source's fence down.
+
+    The latest cutover, or --cutover ID (refused while a later one is open).
     Asks first unless --yes. Journaled like the run. Exit 4 when the rollback
     completes, 5 when it fails (the state and what a person must do are
-    printed; run it again once that is done), 2 when there is nothing to roll back.
+    printed; run it again once that is done), 2 when there is nothing to roll
+    back, 130 when interrupted by Ctrl-C.
 
     Example: migctl cutover rollback --yes
     """
@@ -131,7 +173,12 @@ def rollback(ctx: typer.Context, yes: YesOpt = False, break_lock: BreakLockOpt =
     cut, journal, lock = _open(app_state)
     with _view(app_state) as view:
         result = rollback_cutover(
-            cut, journal, lock, break_lock=break_lock, **_callbacks(app_state, view, yes=yes)
+            cut,
+            journal,
+            lock,
+            break_lock=break_lock,
+            cutover_id=cutover_id,
+            **_callbacks(app_state, view, yes=yes),
         )
     _finish(app_state, result)
 
@@ -151,7 +198,7 @@ def _view(app_state: AppState) -> CutoverView:
     return CutoverView(app_state.out, STEPS)
 
 
-def _callbacks(app_state: AppState, view: CutoverView, *, yes: bool) -> dict[str, object]:
+def _callbacks(app_state: AppState, view: CutoverView, *, yes: bool) -> dict[str, Any]:
     from migctl.cutover.notify import Notifier, topic_for
 
     topic = topic_for(app_state.settings)

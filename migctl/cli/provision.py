@@ -16,14 +16,13 @@ import typer
 
 from migctl.cli.prompt import interactive
 from migctl.cli.state import state
-from migctl.errors import UsageError
+from migctl.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from migctl.infra.provision import OperationResult
     from migctl.render import Output
     from migctl.render.provision import ProvisionProgress
 
-EXIT_INTERRUPTED = 130
 
 PulumiRoot = Annotated[
     Path | None,
@@ -193,7 +192,7 @@ def _finish(out: Output, result: OperationResult) -> None:
     if result.cancelled:
         if result.error is not None:
             out.err.print(result.error.one_line(), markup=False, highlight=False)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(ExitCode.INTERRUPTED)
     if result.error is not None:
         raise result.error
     raise typer.Exit(0 if result.ok else 1)

@@ -1,66 +1,49 @@
-"""Step 2, freeze writes on the source; undone by unfreezing it.
+"""Step 2, freeze writes on the source; undone by taking the fence down.
 
-``read-only``: ``ALTER DATABASE ... SET default_transaction_read_only = on``,
-then end the sessions of ``[cutover] app_roles`` that started before it (new
-sessions start read-only). The gate holds when no such session remains and
-no other client session holds a write transaction (``backend_xid``).
-Replication (walsender) and other sessions may stay; they are listed.
-
-It is a guard against the application, not a wall: a session can still say
-``BEGIN READ WRITE``. A role-level ``default_transaction_read_only = off`` on
-an application role would beat the database setting, so the gate refuses it.
+``fence`` (the default): create the proof's logical decoding slot
+(``decoding.py``), then put the fence up (``fence.py``): a trigger on every
+table that refuses every write, whoever writes and whatever their session
+says, and a guard against the DDL that would lift it. Sessions of
+``[cutover] app_roles`` that hold a lock the fence waits for are ended (their
+uncommitted work rolls back, nothing committed is lost); anyone else is
+waited for, then named. Nothing else changes: no ACL, no login flag, no
+setting. The gate refuses when the source user does not act as the owner of
+every table, may not create a slot, or when another cutover's fence is up.
 
 ``none``: the operator froze writes by other means (maintenance mode) and
-said so with ``--yes``; the step only checks that nobody is writing, and the
-rollback cannot unfreeze what it did not freeze.
+said so with ``--yes``. The slot and the proof still apply.
 
-Undo: reset the setting (or put back the value it had before), then end the
-application's sessions that started during the freeze, which are read-only,
-so that the pools reconnect writable.
+Undo: drop exactly what the freeze created (the guard first), then the slot.
+``read-only``, the strategy of earlier versions, is only ever undone here
+(a cutover such a version started): reset ``default_transaction_read_only``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
+from migctl.cutover import decoding, fence, marker
 from migctl.cutover.context import CutoverContext
+from migctl.cutover.fence import FenceNames
 from migctl.cutover.model import Facts, StepFailed, StepMemo
+from migctl.errors import CheckFailed
 
-_OFF = frozenset({"off", "false", "0", "no"})
-
+# The filter runs first (OFFSET 0 keeps the subquery apart): SQL does not order the
+# conditions of one WHERE, and pg_terminate_backend must never see another role's session.
+_TERMINATE_SQL = """
+SELECT pid FROM (
+  SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s) AND usename = ANY(%s) OFFSET 0
+) app
+WHERE pg_terminate_backend(pid)
+"""
 _DB_SETTING_SQL = """
 SELECT split_part(c, '=', 2)
 FROM pg_db_role_setting s, unnest(s.setconfig) c
 WHERE s.setrole = 0 AND s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND split_part(c, '=', 1) = 'default_transaction_read_only'
 """
-_ROLE_OVERRIDES_SQL = """
-SELECT r.rolname, split_part(c, '=', 2)
-FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole, unnest(s.setconfig) c
-WHERE s.setrole <> 0 AND r.rolname = ANY(%s)
-  AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
-  AND split_part(c, '=', 1) = 'default_transaction_read_only'
-"""
-_SESSIONS_SQL = """
-SELECT pid, usename, application_name, backend_start, backend_xid IS NOT NULL
-FROM pg_stat_activity
-WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
-ORDER BY pid
-"""
-# MATERIALIZED: the filter runs before pg_terminate_backend, whatever the planner prefers.
-_TERMINATE_SQL = """
-WITH chosen AS MATERIALIZED (
-  SELECT pid, usename FROM pg_stat_activity
-  WHERE datname = current_database() AND backend_type = 'client backend'
-    AND pid <> pg_backend_pid() AND usename = ANY(%s) AND backend_start < %s AND backend_start >= %s)
-SELECT pid, usename FROM chosen WHERE pg_terminate_backend(pid)
-"""
-_PRIVILEGES_SQL = """
-SELECT r.rolsuper OR d.datdba = r.oid, r.rolsuper OR pg_has_role(r.oid, 'pg_signal_backend', 'MEMBER')
-FROM pg_roles r, pg_database d WHERE r.rolname = current_user AND d.datname = current_database()
-"""
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def _strategy(ctx: CutoverContext, memo: StepMemo | None = None) -> str:
@@ -69,100 +52,299 @@ def _strategy(ctx: CutoverContext, memo: StepMemo | None = None) -> str:
     return str(recorded) if recorded else ctx.settings.cutover.freeze_strategy
 
 
-def _roles(ctx: CutoverContext) -> list[str]:
-    return list(ctx.settings.cutover.app_roles)
+def _names(ctx: CutoverContext, memo: StepMemo | None = None) -> FenceNames:
+    recorded = memo.before.get("fence_of") if memo is not None else None
+    return FenceNames.of(str(recorded or ctx.cutover_id))
 
 
 def prepare(ctx: CutoverContext, _memo: StepMemo) -> Facts:
+    """What the fence will create, and on which tables, journaled before it is created."""
+    strategy = _strategy(ctx)
+    names = _names(ctx)
     with ctx.source_conn() as conn:
-        database, server_time = conn.execute(
-            "SELECT current_database(), clock_timestamp()"
-        ).fetchone()  # type: ignore[misc]
-        row = conn.execute(_DB_SETTING_SQL).fetchone()
+        database = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+        tables = fence.scope(conn) if strategy == "fence" else []
     return {
         "database": database,
-        "previous_setting": row[0] if row else None,
-        "strategy": _strategy(ctx),
-        # Before the first attempt: sessions opened after it are read-only or already ended.
-        "server_time": server_time.isoformat(),
+        "strategy": strategy,
+        "fence_of": names.cutover_id,
+        "creates": {
+            "triggers": names.trigger,
+            "trigger_function": f"{fence.SCHEMA}.{names.function}",
+            "event_triggers": [names.trigger, names.trigger + "_drop"],
+            "guard_function": f"{fence.SCHEMA}.{names.guard_function}",
+            "replication_slot": names.trigger,
+        },
+        "tables": [list(t.name) for t in tables],
     }
 
 
 def gate(ctx: CutoverContext, memo: StepMemo) -> Facts:
-    if _strategy(ctx, memo) == "none":
-        return {"strategy": "none"}
-    roles = _roles(ctx)
+    strategy = _strategy(ctx, memo)
+    names = _names(ctx, memo)
     with ctx.source_conn() as conn:
-        can_alter, can_signal = conn.execute(_PRIVILEGES_SQL).fetchone()  # type: ignore[misc]
-        overrides = conn.execute(_ROLE_OVERRIDES_SQL, (roles,)).fetchall()
-    missing = [
-        what
-        for what, granted in (
-            ("ALTER DATABASE (owner or superuser)", can_alter),
-            ("end other sessions (pg_signal_backend or superuser)", can_signal),
-        )
-        if not granted
-    ]
+        missing = decoding.check_privileges(conn)
+        user = conn.execute("SELECT current_user").fetchone()[0]  # type: ignore[index]
+        if strategy == "fence":
+            tables = fence.scope(conn)
+            others = fence.state(conn).others(names)
+            guard = fence.may_guard(conn)
+            owners = [] if guard else fence.other_owners(conn, tables)
     if missing:
         raise StepFailed(
-            f"the source user may not {' nor '.join(missing)}: the read-only freeze needs both",
-            hint="connect as the database owner with pg_signal_backend, or use "
-            "freeze_strategy = 'none'",
+            f"the proof of the freeze needs a logical decoding slot: {'; '.join(missing)}",
+            hint="on RDS/Aurora set rds.logical_replication = 1 (DMS needs it too); grant the "
+            "source user REPLICATION (rds_replication on RDS)",
         )
-    writable = [role for role, value in overrides if value.lower() in _OFF]
-    if writable:
+    if strategy == "none":
+        return {"strategy": "none"}
+    if strategy != "fence":
+        raise StepFailed(f"freeze strategy {strategy!r} is not supported any more: use 'fence'")
+    if others:
         raise StepFailed(
-            f"role(s) {', '.join(writable)} have default_transaction_read_only = off set on the "
-            "role, which beats the database setting: the freeze would not hold for them",
-            hint="ALTER ROLE ... RESET default_transaction_read_only first",
+            f"the source still carries another cutover's fence ({', '.join(others)})",
+            hint="roll that cutover back ('migctl cutover status' lists them), or take its fence "
+            "down by hand",
         )
-    return {"strategy": "read-only", "app_roles": roles}
+    if not tables:
+        raise StepFailed("the source database has no table to fence")
+    foreign = [t for t in tables if not t.owned]
+    if foreign:
+        owners_of = sorted({t.owner for t in foreign})
+        raise StepFailed(
+            f"the source user {user} does not act as the owner of {len(foreign)} table(s) "
+            f"({fence.show_tables(t.name for t in foreign)}): the fence must enable its "
+            "triggers ALWAYS and drop them, which only an owner may",
+            hint=f"GRANT {', '.join(owners_of)} TO {user} (the RDS master user may), or "
+            "connect as the tables' owner",
+        )
+    if owners:
+        raise StepFailed(
+            f"role(s) {', '.join(owners)} act as owners of fenced tables and could disable "
+            "the fence; the DDL guard that stops them needs a superuser (rds_superuser on "
+            "RDS/Aurora)",
+            hint="run the cutover as a superuser or the RDS master user",
+        )
+    return {"strategy": "fence", "tables_in_scope": len(tables), "ddl_guard": guard}
 
 
 def freeze(ctx: CutoverContext, memo: StepMemo) -> Facts:
-    from psycopg import sql
-
-    if _strategy(ctx, memo) == "none":
-        frozen_at = _now()
-        _wait_quiet(ctx, since=None, stage="frozen by the operator")
-        return {"frozen_at": frozen_at, "by": "operator"}
-    database = memo.before["database"]
+    names = _names(ctx, memo)
+    strategy = _strategy(ctx, memo)
+    marker.ensure_table(ctx, memo)  # before the guard, which refuses every DDL, ours too
+    slot_lsn = _create_slot(ctx, names)
+    if strategy == "none":
+        marker.quiet(ctx, memo)
+        with ctx.source_conn() as conn, conn.transaction():
+            start = decoding.write_start(conn, names)
+        return {"frozen_at": _now(), "by": "operator", "slot": names.trigger, "start_lsn": start}
     with ctx.source_conn() as conn:
-        conn.execute(
-            sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(
-                sql.Identifier(database)
-            )
+        tables = fence.scope(conn)
+
+    def attempt(conn: Any, ms: int) -> str | None:
+        if decoding.start_written(conn, names):
+            return None  # an earlier attempt put it all up
+        return fence.install(
+            conn,
+            names,
+            tables,
+            guard=bool(memo.details.get("ddl_guard")),
+            lock_timeout_ms=ms,
+            last=lambda c: decoding.write_start(c, names),
+            on_batch=lambda n: ctx.report(f"fence up on {n} of {len(tables)} table(s)", {}),
         )
-        server_frozen_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
-    frozen_at = _now()
-    ctx.report(f"database {database} is read-only for new sessions", {})
-    remaining = _wait_quiet(ctx, since=server_frozen_at, stage="freeze")
+
+    start = _until_locked(ctx, "the fence to go up", [t.oid for t in tables], attempt)
+    ctx.report(
+        f"fence up on {len(tables)} table(s); the proof starts at LSN {start}"
+        if start
+        else f"the fence was already up on {len(tables)} table(s) (an earlier attempt)",
+        {},
+    )
     return {
-        "frozen_at": frozen_at,
-        "server_frozen_at": server_frozen_at.isoformat(),
-        "remaining_sessions": remaining,
+        "frozen_at": _now(),
+        "tables_fenced": len(tables),
+        "slot": names.trigger,
+        "slot_lsn": slot_lsn,
+        "start_lsn": start,
     }
 
 
 def check(ctx: CutoverContext, memo: StepMemo) -> Facts:
-    if _strategy(ctx, memo) == "none":
-        return {}
+    names = _names(ctx, memo)
     with ctx.source_conn() as conn:
-        row = conn.execute(_DB_SETTING_SQL).fetchone()
-    # The gate refused role-level overrides of the app roles, so this setting applies to them.
-    if not row or row[0].lower() in _OFF:
+        written = decoding.start_written(conn, names)
+        if _strategy(ctx, memo) == "fence":
+            tables = {t.name for t in fence.scope(conn)}
+            found = fence.state(conn)
+    if not written:
+        raise StepFailed(f"the proof's start mark is not in slot {names.trigger}")
+    if _strategy(ctx, memo) != "fence":
+        return {}
+    unfenced = tables - set(found.tables(names))
+    disabled = set(found.disabled(names))
+    if unfenced or disabled:
         raise StepFailed(
-            "the source is not read-only for new sessions: the database's "
-            f"default_transaction_read_only is {row[0] if row else 'not set'}"
+            "the fence is not up everywhere: "
+            + "; ".join(
+                f"{what}: {fence.show_tables(where)}"
+                for what, where in (("no trigger", unfenced), ("trigger not ALWAYS", disabled))
+                if where
+            )
         )
-    return {"new_sessions_read_only": True}
+    if memo.details.get("ddl_guard") and not found.guarded(names):
+        raise StepFailed(f"the DDL guard {names.trigger} is not enabled ALWAYS")
+    return {"fence_checked": len(tables)}
 
 
 def unfreeze(ctx: CutoverContext, memo: StepMemo) -> Facts:
-    if _strategy(ctx, memo) == "none":
-        return {
-            "warning": "writes were frozen by the operator (freeze_strategy = none): unfreeze them"
-        }
+    names = _names(ctx, memo)
+    strategy = _strategy(ctx, memo)
+    if strategy == "read-only":
+        return _reset_read_only(ctx, memo)
+    facts: dict[str, Any] = {}
+    if strategy == "fence":
+        facts["removed"] = _until_locked(
+            ctx,
+            "the fence to come down",
+            _fenced_oids(ctx, names),
+            lambda conn, ms: fence.remove(conn, names, lock_timeout_ms=ms),
+        )
+    with ctx.source_conn() as conn:
+        facts["slot_dropped"] = decoding.drop_slot(conn, names)
+        left = fence.state(conn)
+    if left.tables(names) or any(g.startswith(names.trigger) for g in left.guards):
+        raise StepFailed(f"the fence {names.trigger} is still on the source after its removal")
+    if strategy == "none":
+        facts["warning"] = (
+            "writes were frozen by the operator (freeze_strategy = none): unfreeze them"
+        )
+    return facts
+
+
+def release(ctx: CutoverContext, memo: StepMemo) -> Facts:
+    """When the cutover completed: drop the proof's slot (it holds WAL). The fence stays up."""
+    names = _names(ctx, memo)
+    with ctx.source_conn() as conn:
+        return {"slot_dropped": decoding.drop_slot(conn, names), "slot": names.trigger}
+
+
+def manual_unfreeze(ctx: CutoverContext, memo: StepMemo) -> str:
+    names = _names(ctx, memo)
+    database = memo.before.get("database", "<database>")
+    slot = f"SELECT pg_drop_replication_slot('{names.trigger}')"
+    if _strategy(ctx, memo) == "read-only":
+        return f'As the owner: ALTER DATABASE "{database}" RESET default_transaction_read_only'
+    return (
+        f"Take the fence down on database {database} as a superuser (rds_superuser on RDS): "
+        f"{fence.manual_removal(names)}; then drop the proof's slot: {slot}"
+    )
+
+
+def source_state(ctx: CutoverContext) -> str:
+    names = _names(ctx)
+    with ctx.source_conn() as conn:
+        found = fence.state(conn)
+        held = [s for s in decoding.slots(conn) if s.name == names.trigger]
+    tables = found.tables(names)
+    fenced = (
+        f"the fence of cutover {names.cutover_id} is up on {len(tables)} table(s)"
+        + (" with its DDL guard" if found.guarded(names) else "")
+        if tables
+        else "no fence of this cutover on the source"
+    )
+    return f"source: {fenced}; " + (held[0].show() if held else "no proof slot")
+
+
+def _create_slot(ctx: CutoverContext, names: FenceNames) -> str | None:
+    """The proof's slot; it waits for every open transaction (``statement_timeout`` per try)."""
+    created: list[str | None] = []
+    timeout = _attempt_ms(ctx)
+
+    def probe() -> tuple[bool, str]:
+        import psycopg
+
+        with ctx.source_conn() as conn:
+            prepared = fence.prepared(conn, everywhere=True)
+            if prepared:
+                return False, "prepared transaction(s) hold the slot back: " + ", ".join(
+                    p.show() for p in prepared
+                )
+            conn.execute(f"SET statement_timeout = {timeout}")
+            try:
+                created.append(decoding.create_slot(conn, names))
+                return True, f"slot {names.trigger} ready"
+            except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable):
+                conn.execute("SET statement_timeout = 0")
+                return False, _end_or_name(ctx, conn, fence.writers(conn, everywhere=True))
+
+    _wait(ctx, f"replication slot {names.trigger}", probe)
+    return created[-1] if created else None
+
+
+def _until_locked(
+    ctx: CutoverContext,
+    what: str,
+    oids: list[int],
+    attempt: Callable[[Any, int], Any],
+) -> Any:
+    """Run ``attempt(conn, lock_timeout_ms)`` until it gets its locks; end app-role blockers."""
+    done: list[Any] = []
+    timeout = _attempt_ms(ctx)
+
+    def probe() -> tuple[bool, str]:
+        import psycopg
+
+        with ctx.source_conn() as conn:
+            try:
+                done.append(attempt(conn, timeout))
+                return True, "done"
+            except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
+                return False, _end_or_name(ctx, conn, fence.blockers(conn, oids))
+
+    _wait(ctx, what, probe)
+    return done[-1]
+
+
+def _end_or_name(ctx: CutoverContext, conn: Any, found: list[fence.Blocker]) -> str:
+    """End the sessions of the app roles among ``found``; say who is left to wait for."""
+    roles = list(ctx.settings.cutover.app_roles)
+    pids = [b.pid for b in found]
+    ended = [int(r[0]) for r in conn.execute(_TERMINATE_SQL, (pids, roles))] if roles else []
+    if ended:
+        users = sorted({b.user for b in found if b.pid in ended})
+        ctx.report(
+            f"ended {len(ended)} session(s) of {', '.join(users)} that held the freeze back",
+            {"pids": ended},
+        )
+    waiting = [b.show() for b in found if b.pid not in ended]
+    return "waiting for " + (", ".join(waiting) if waiting else "the ended sessions to go")
+
+
+def _wait(ctx: CutoverContext, what: str, probe: Callable[[], tuple[bool, str]]) -> str:
+    try:
+        return ctx.wait_until(what, probe)
+    except CheckFailed as exc:
+        raise StepFailed(
+            exc.message,
+            hint="end those sessions (or add their role to [cutover] app_roles), then --resume",
+        ) from None
+
+
+def _fenced_oids(ctx: CutoverContext, names: FenceNames) -> list[int]:
+    with ctx.source_conn() as conn:
+        rows = conn.execute(
+            "SELECT tgrelid::oid FROM pg_trigger WHERE tgname = %s", (names.trigger,)
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def _attempt_ms(ctx: CutoverContext) -> int:
+    """How long one try waits for a lock: short, so that blockers are named while we wait."""
+    return int(1000 * max(0.2, min(3.0, ctx.timing.wait_timeout / 4)))
+
+
+def _reset_read_only(ctx: CutoverContext, memo: StepMemo) -> Facts:
     from psycopg import sql
 
     database = memo.before["database"]
@@ -179,69 +361,14 @@ def unfreeze(ctx: CutoverContext, memo: StepMemo) -> Facts:
                     ident, sql.Literal(previous)
                 )
             )
-        now = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
-        since = memo.before.get("server_time") or memo.details.get("server_frozen_at")
-        start = dt.datetime.fromisoformat(since) if since else _EPOCH
-        ended = conn.execute(_TERMINATE_SQL, (_roles(ctx), now, start)).fetchall()
         seen = conn.execute(_DB_SETTING_SQL).fetchone()
     if previous is None and seen is not None:
         raise StepFailed(f"database {database} still has default_transaction_read_only = {seen[0]}")
     return {
         "setting": previous or "reset",
-        "ended_read_only_sessions": [{"pid": pid, "user": user} for pid, user in ended],
+        "warning": "sessions the read-only freeze of an earlier migctl opened stay read-only "
+        "until they reconnect: restart the application's pools",
     }
-
-
-def manual_unfreeze(ctx: CutoverContext, memo: StepMemo) -> str:
-    database = memo.before.get("database", "<database>")
-    return (
-        f'Unfreeze the source as its owner or a superuser: ALTER DATABASE "{database}" RESET '
-        "default_transaction_read_only; then end the application's sessions that started "
-        "during the freeze (they stay read-only until they reconnect): SELECT "
-        "pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename IN "
-        f"({', '.join(repr(r) for r in _roles(ctx)) or '<app roles>'})"
-    )
-
-
-def source_state(ctx: CutoverContext) -> str:
-    with ctx.source_conn() as conn:
-        row = conn.execute(_DB_SETTING_SQL).fetchone()
-    value = row[0] if row else "not set (writable)"
-    return f"source database default_transaction_read_only: {value}"
-
-
-def _wait_quiet(
-    ctx: CutoverContext, *, since: dt.datetime | None, stage: str
-) -> list[dict[str, Any]]:
-    """End (read-only) the app roles' sessions older than ``since``, until none is left
-    and nobody holds a write transaction; returns the sessions that may stay."""
-    roles = _roles(ctx)
-    remaining: list[dict[str, Any]] = []
-
-    def probe() -> tuple[bool, str]:
-        with ctx.source_conn() as conn:
-            if since is not None:
-                ended = conn.execute(_TERMINATE_SQL, (roles, since, _EPOCH)).fetchall()
-                if ended:
-                    ctx.report(
-                        f"ended {len(ended)} session(s) of {', '.join(sorted({u for _, u in ended}))}",
-                        {"pids": [pid for pid, _ in ended]},
-                    )
-            rows = conn.execute(_SESSIONS_SQL).fetchall()
-        old_app = [r for r in rows if r[1] in roles and (since is None or r[3] < since)]
-        writers = [r for r in rows if r[4]]
-        remaining[:] = [
-            {"pid": r[0], "user": r[1], "application": r[2], "writing": r[4]} for r in rows
-        ]
-        if since is not None and old_app:
-            return False, f"{len(old_app)} session(s) of {', '.join(roles)} still open"
-        if writers:
-            who = ", ".join(f"{r[1]} pid {r[0]} ({r[2] or 'no application_name'})" for r in writers)
-            return False, f"write transaction(s) still open: {who}"
-        return True, "no application session, no open write transaction"
-
-    ctx.wait_until(f"the sessions to end ({stage})", probe)
-    return remaining
 
 
 def _now() -> str:

@@ -3,8 +3,10 @@
 Local: each record is one ``write`` on a file opened with ``O_APPEND``, then
 ``fsync`` (and the folder is synced when the file is created), so a record
 that was journaled survives a crash or a ``kill -9``. A record torn by a
-crash in the middle of its write is skipped when read; the next append
-starts on a fresh line.
+crash in the middle of its write (the start of a JSON object, cut) is
+skipped when read; the next append starts on a fresh line. Anything else
+that is not a record (NUL bytes, garbage, JSON that is not a record) makes
+the journal unreadable: an error, never "no cutover yet".
 
 S3 has no append. The journal is one object, rewritten on each append with a
 conditional put: ``If-Match`` the ETag read just before (``If-None-Match: *``
@@ -69,19 +71,36 @@ def _default(value: Any) -> Any:
 
 
 def decode(data: bytes, where: str) -> list[Record]:
-    """Every whole record; a torn line (a crash mid-write) is skipped with a warning."""
+    """Every record; a torn line (a crash mid-write) is skipped with a warning.
+
+    Raises OperationalError (exit 3) on anything else that is not a record.
+    """
     records: list[Record] = []
     for number, line in enumerate(data.split(b"\n"), start=1):
         if not line.strip():
             continue
+        if b"\0" in line:
+            raise _unreadable(where, number, "NUL bytes (a disk or copy fault?)")
         try:
             record = json.loads(line)
         except ValueError:
+            if not line.startswith(b'{"'):
+                raise _unreadable(where, number, "not a JSON record") from None
             log.warning("%s:%d: skipping a torn journal line", where, number)
             continue
-        if isinstance(record, dict):
-            records.append(record)
+        if not isinstance(record, dict) or not isinstance(record.get("event"), str):
+            raise _unreadable(where, number, "JSON that is not a journal record")
+        records.append(record)
     return records
+
+
+def _unreadable(where: str, number: int, what: str) -> OperationalError:
+    return OperationalError(
+        f"the cutover journal {where} is unreadable at line {number}: {what}; migctl will not "
+        "guess where a cutover stands",
+        hint="restore the journal from its backup (S3 versioning), or point [cutover] journal "
+        "at the right file",
+    )
 
 
 class LocalJournal:

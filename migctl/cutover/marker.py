@@ -7,10 +7,14 @@ before it (DMS applies in commit order; with batch apply it may not, which
 is one reason step 4 validates everything anyway).
 
 The table ``migctl.cutover_marker`` must be replicated: the DMS task's table
-mappings must select the ``migctl`` schema (preflight warns when they do
+mappings must select the ``migctl`` schema (preflight fails when they do
 not), and with ``TargetTablePrepMode = DO_NOTHING`` it must exist on the
-target too. The gate creates it on either side when it is missing. Marker
-rows stay: they are the audit trail of every attempt.
+target too. The freeze creates it on either side when it is missing (before
+its DDL guard goes up). Marker rows stay: they are the audit trail of every
+attempt.
+
+The gate: no write transaction open on the source but migctl's, and no
+prepared transaction (``freeze.quiet``); it waits, then fails naming them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from migctl.cutover import fence
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.model import Facts, StepFailed, StepMemo
 from migctl.errors import CheckFailed
@@ -51,6 +56,31 @@ def ensure_table(ctx: CutoverContext, _memo: StepMemo) -> Facts:
             {"warning": True},
         )
     return {"table_created_on": created}
+
+
+def gate(ctx: CutoverContext, memo: StepMemo) -> Facts:
+    return {**quiet(ctx, memo), **ensure_table(ctx, memo)}
+
+
+def quiet(ctx: CutoverContext, _memo: StepMemo) -> Facts:
+    """No write transaction open on the source but ours, and no prepared transaction."""
+
+    def probe() -> tuple[bool, str]:
+        with ctx.source_conn() as conn:
+            writers = fence.writers(conn)
+            prepared = fence.prepared(conn)
+        if prepared:
+            return False, "prepared transaction(s) " + ", ".join(p.show() for p in prepared)
+        if writers:
+            return False, "write transaction(s) open: " + ", ".join(w.show() for w in writers)
+        return True, "no open write transaction, no prepared transaction"
+
+    try:
+        return {"quiet": ctx.wait_until("the source to be quiet", probe)}
+    except CheckFailed as exc:
+        raise StepFailed(
+            exc.message, hint="end them, or COMMIT/ROLLBACK PREPARED them, then --resume"
+        ) from None
 
 
 def write_and_wait(ctx: CutoverContext, _memo: StepMemo) -> Facts:

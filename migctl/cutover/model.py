@@ -3,7 +3,9 @@
 Every function of a step has the same signature, ``(ctx, memo) -> facts``:
 ``memo.before`` is what ``prepare`` recorded before the first attempt (the
 state to go back to), ``memo.details`` what the step has found or done so
-far. Facts are plain JSON values: they go to the journal as they are.
+far, ``memo.progress`` what earlier attempts noted on their way (a note whose
+details carry ``progress``, and ``interrupted_at`` when Ctrl-C stopped one).
+Facts are plain JSON values: they go to the journal as they are.
 
 A step must be idempotent: after a crash the runbook runs it again from its
 gate, and after a failure its undo may run on a half-done action.
@@ -27,6 +29,7 @@ Facts = Mapping[str, Any]
 class StepMemo:
     before: Facts = field(default_factory=dict)
     details: Facts = field(default_factory=dict)
+    progress: Facts = field(default_factory=dict)
 
 
 StepFn = Callable[["CutoverContext", StepMemo], Facts]
@@ -52,6 +55,7 @@ class Step:
     prepare: StepFn = nothing  # records the state to go back to, before the first attempt
     undo: StepFn | None = None
     manual_undo: ManualFn | None = None  # what a person does when the undo fails
+    release: StepFn | None = None  # once the cutover completed: free what the step holds
     point_of_no_return: bool = False  # ask before it unless --yes
     undo_failure_halts: bool = False  # when its undo fails, undo nothing before it
 

@@ -6,6 +6,9 @@ consecutive periods, alarms leaving INSUFFICIENT_DATA, a deployment finishing.
 It fails at once on what will not: a DMS task that is not running or has
 errored tables, a gate alarm in ALARM.
 
+It reports (a warning, not a failure) a replication slot that an earlier
+cutover's freeze left on the source, with the WAL it holds back.
+
 The latency gate reads ``CDCLatencyTarget`` only. ``CDCIncomingChanges`` is
 not 0 while the application still writes (it is, until step 2 freezes it),
 and ``CDCLatencySource`` reads 0 on an idle source (docs/dms.md).
@@ -19,6 +22,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from migctl.alarms import ALARM, check_alarms
+from migctl.cutover import decoding
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.model import Facts, StepFailed, StepMemo
 from migctl.cutover.validation import validate_options
@@ -105,8 +109,23 @@ def preflight(ctx: CutoverContext, _memo: StepMemo) -> Facts:
     # selects nothing (a typo in [validate]) would otherwise fail the cutover mid-freeze.
 
     facts["validate_tables"] = len(selected_tables(ctx.source, ctx.target, validate_options(ctx)))
+    facts["leftover_slots"] = _leftover_slots(ctx)
     facts["cdc"] = ctx.wait_until("the preflight gate", probe)
     return facts
+
+
+def _leftover_slots(ctx: CutoverContext) -> list[dict[str, Any]]:
+    with ctx.source_conn() as conn:
+        found = decoding.slots(conn)
+    for slot in found:
+        ctx.report(
+            f"an earlier cutover left {slot.show()} on the source; once that cutover is over, "
+            f"drop it: SELECT pg_drop_replication_slot('{slot.name}')",
+            {"warning": True},
+        )
+    return [
+        {"slot": s.name, "retained_wal_bytes": s.retained_bytes, "active": s.active} for s in found
+    ]
 
 
 def latency_held(

@@ -4,8 +4,10 @@ The rollout is ``migctl rollout`` itself (``rollout.rollout``): a copy of the
 task definition with the new image, the PRIMARY deployment followed to
 COMPLETED, the bake under the gate alarms, and its own rollback on failure.
 Its undo is ``rollout.undo`` to the revision recorded before the first
-attempt. A rerun after a crash finds the image already deployed and only
-checks the alarms.
+attempt. A rerun (after a crash or Ctrl-C) finds the image already deployed:
+it follows that deployment to its end and bakes what is left of the bake
+(journaled as progress: after Ctrl-C the bake's remaining time, after a
+crash mid-bake all of it, after a finished bake nothing).
 
 Post-checks: the gate alarms OK, the service's PRIMARY deployment COMPLETED
 with ``runningCount >= desiredCount``, and the ALB's healthy targets at least
@@ -19,14 +21,16 @@ evidence, and the facts say so.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from migctl.alarms import ALARM, check_alarms
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.model import Facts, StepFailed, StepMemo
 from migctl.infra.outputs import load_cached_outputs
-from migctl.rollout.deploy import rollout, undo
-from migctl.rollout.deployments import COMPLETED, describe_service, primary_of
+from migctl.rollout.deploy import finish, rollout, undo
+from migctl.rollout.deployments import COMPLETED, RolloutStep, describe_service, primary_of
 from migctl.rollout.taskdef import container_images
 
 if TYPE_CHECKING:
@@ -44,22 +48,18 @@ def prepare(ctx: CutoverContext, _memo: StepMemo) -> Facts:
 
 
 def roll_out(ctx: CutoverContext, memo: StepMemo) -> Facts:
-
     options = ctx.rollout_options()
     ecs = ctx.aws.client("ecs")
     previous = memo.before["previous_task_definition"]
     service = describe_service(ecs, options.cluster, options.service)
     current = service["taskDefinition"]
     if current != previous and _runs_image(ecs, current, options.container, options.image):
-        if not _steady(service):
-            raise StepFailed(f"the service is still deploying {current} from an earlier attempt")
-        _alarms_ok(ctx)
-        return {"outcome": "completed", "task_definition": current, "already_deployed": True}
+        return _pick_up(ctx, memo, current)
     result = rollout(
         ecs,
         ctx.aws.client("cloudwatch"),
         options,
-        on_step=lambda step: ctx.report(step.message, {"rollout_event": step.event}),
+        on_step=lambda step: _note(ctx, step),
         clock=ctx.timing.clock,
         sleep=ctx.timing.sleep,
     )
@@ -75,6 +75,60 @@ def roll_out(ctx: CutoverContext, memo: StepMemo) -> Facts:
         f"the rollout of {options.image} ended {result.outcome}: {result.reason}",
         details={**details, "manual_steps": list(result.manual_steps)},
     )
+
+
+def bake_left(bake_seconds: float, progress: Mapping[str, Any]) -> float:
+    """What is left of the bake after earlier attempts, from their progress notes."""
+    if progress.get("baked"):
+        return 0.0
+    started, stopped = progress.get("bake_started_at"), progress.get("interrupted_at")
+    length = float(progress.get("bake_seconds", bake_seconds))
+    if not started or not stopped:
+        return bake_seconds  # never started, or the process died mid-bake: bake it all
+    watched = (
+        dt.datetime.fromisoformat(stopped) - dt.datetime.fromisoformat(started)
+    ).total_seconds()
+    if watched < 0:
+        return bake_seconds
+    return max(0.0, min(bake_seconds, length - watched))
+
+
+def _pick_up(ctx: CutoverContext, memo: StepMemo, current: str) -> Facts:
+    """An earlier attempt deployed the image: follow it to its end, bake what is left."""
+    options = ctx.rollout_options()
+    left = bake_left(options.bake_seconds, memo.progress)
+    ctx.report(f"{current} was deployed by an earlier attempt; baking the {left:g}s left", {})
+    outcome = finish(
+        ctx.aws.client("ecs"),
+        ctx.aws.client("cloudwatch"),
+        options,
+        bake_seconds=left,
+        on_step=lambda step: _note(ctx, step),
+        clock=ctx.timing.clock,
+        sleep=ctx.timing.sleep,
+    )
+    if not outcome.ok:
+        raise StepFailed(f"the rollout of {options.image}, picked up again: {outcome.reason}")
+    _alarms_ok(ctx)
+    return {
+        "outcome": "completed",
+        "task_definition": current,
+        "already_deployed": True,
+        "baked_seconds": left,
+    }
+
+
+def _note(ctx: CutoverContext, step: RolloutStep) -> None:
+    """A rollout event to the journal; the bake's start and end as the step's progress."""
+    details: dict[str, Any] = {"rollout_event": step.event}
+    if step.event == "bake":
+        details["progress"] = {
+            "bake_started_at": dt.datetime.now(dt.UTC).isoformat(),
+            "bake_seconds": step.details.get("seconds"),
+        }
+    elif step.event == "completed":
+        details["progress"] = {"baked": True}
+    ctx.report(step.message, details)
 
 
 def roll_back(ctx: CutoverContext, memo: StepMemo) -> Facts:

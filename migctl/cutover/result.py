@@ -3,7 +3,8 @@
 Outcomes and exit codes: ``completed`` 0; ``paused`` 0 (``--until``);
 ``stopped`` 1, or the error's own code (2 usage, 3 operational): a gate not
 met before anything changed; ``aborted`` 1 (not confirmed; the state is left
-as it is, resumable); ``rolled_back`` 4; ``rollback_failed`` 5.
+as it is, resumable); ``rolled_back`` 4; ``rollback_failed`` 5;
+``interrupted`` 130 (Ctrl-C: the state is left as it is, said, resumable).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ EXIT_CODES: Mapping[str, int] = {
     "aborted": ExitCode.CHECK_FAILED,
     "rolled_back": ExitCode.ROLLED_BACK,
     "rollback_failed": ExitCode.ROLLBACK_FAILED,
+    "interrupted": ExitCode.INTERRUPTED,
 }
 
 
@@ -32,6 +34,7 @@ class RunOptions:
     yes: bool = False  # confirms freeze_strategy = "none"; the CLI also drops ``confirm``
     break_lock: bool = False
     image: str | None = None
+    new: bool = False  # start a cutover even though the latest one completed
 
 
 @dataclass(frozen=True)

@@ -31,28 +31,68 @@ from migctl.errors import UsageError
 
 
 def rollback_cutover(
-    ctx: CutoverContext, journal: Journal, lock: Lock, *, break_lock: bool = False, **kwargs: Any
+    ctx: CutoverContext,
+    journal: Journal,
+    lock: Lock,
+    *,
+    break_lock: bool = False,
+    cutover_id: str | None = None,
+    **kwargs: Any,
 ) -> CutoverResult:
-    """Undo, in reverse, every step of the latest cutover that changed something."""
-    session = Session(ctx, journal, lock, **kwargs)
+    """Undo, in reverse, every step of the latest cutover (or ``cutover_id``) that changed
+    something."""
+    session = Session(ctx, journal, lock, cutover_id=cutover_id, **kwargs)
     with session.locked("migctl cutover rollback", breaking=break_lock):
-        state = session.state
-        if state.phase in ("none", "closed"):
-            last = f" (the last one ended {state.outcome})" if state.outcome else ""
-            raise UsageError(f"no cutover to roll back{last}")
-        ctx.image = state.image
-        ctx.cutover_id = state.cutover_id or ""
-        steps = to_undo(session)
-        if session.confirm is not None:
-            if not session.interactive:
-                raise UsageError("rollback asks first and there is no terminal", hint="pass --yes")
-            undoing = ", ".join(s.name for s in steps) or "nothing"
-            if not session.confirm(
-                f"Roll back cutover {state.cutover_id}: undo {undoing}. Proceed?"
-            ):
-                raise UsageError("rollback not confirmed; nothing was changed")
-        session.record("run_started", mode="rollback", host=os.uname().nodename, pid=os.getpid())
-        return roll_back(session, steps, "rollback requested")
+        try:
+            return _rollback(session)
+        except KeyboardInterrupt:
+            if not session.state.run_open:
+                raise
+            return session.interrupted()
+
+
+def _rollback(session: Session) -> CutoverResult:
+    ctx = session.ctx
+    state = session.state
+    if state.cutover_id is None:
+        raise UsageError("no cutover to roll back: the journal holds none")
+    if state.phase in ("none", "closed"):
+        last = f" (it ended {state.outcome})" if state.outcome else ""
+        which = f"cutover {state.cutover_id}" if session.cutover_id else "the latest cutover"
+        raise UsageError(f"nothing to roll back in {which}{last}", hint=_earlier(session))
+    active = [c for c in session.later if c.phase not in ("none", "closed")]
+    if active:
+        raise UsageError(
+            f"cutover {active[-1].cutover_id} came after {state.cutover_id} and is "
+            f"{active[-1].phase.replace('_', ' ')}: roll that one back first",
+            hint=f"migctl cutover rollback --cutover {active[-1].cutover_id}",
+        )
+    ctx.image = state.image
+    ctx.cutover_id = state.cutover_id or ""
+    steps = to_undo(session)
+    if session.confirm is not None:
+        if not session.interactive:
+            raise UsageError("rollback asks first and there is no terminal", hint="pass --yes")
+        undoing = ", ".join(s.name for s in steps) or "nothing"
+        if not session.confirm(f"Roll back cutover {state.cutover_id}: undo {undoing}. Proceed?"):
+            raise UsageError("rollback not confirmed; nothing was changed")
+    session.record("run_started", mode="rollback", host=os.uname().nodename, pid=os.getpid())
+    return roll_back(session, steps, "rollback requested")
+
+
+def _earlier(session: Session) -> str | None:
+    """A hint naming the cutovers before that may still be rolled back."""
+    current = session.state.cutover_id
+    open_ones = [
+        c for c in session.history if c.cutover_id != current and c.phase not in ("none", "closed")
+    ]
+    if not open_ones:
+        return None
+    last = open_ones[-1]
+    return (
+        f"cutover {last.cutover_id} {last.phase.replace('_', ' ')} before it: "
+        f"migctl cutover rollback --cutover {last.cutover_id}"
+    )
 
 
 def to_undo(session: Session) -> list[Step]:

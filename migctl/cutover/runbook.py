@@ -8,12 +8,18 @@ gate, action and check run, then its end is journaled with what it found.
 ``until`` stops after a step (``paused``). Before the point of no return it
 asks ``confirm`` unless that is None (``--yes``). On a failure the steps that
 changed something are undone in reverse (``rollback.py``); when nothing had
-changed yet the run just stops (``stopped``). Outcomes: ``result.py``.
+changed yet the run just stops (``stopped``). Once every step is done, each
+step's ``release`` frees what it held (the freeze's slot), then ``completed``.
+A completed cutover is not followed by another one unless ``--new`` says so.
+Ctrl-C ends the run ``interrupted`` (exit 130) with the interrupted step
+journaled as such and where the systems stand. Outcomes: ``result.py``.
 
 Test hook: ``MIGCTL_CUTOVER_CRASH_AFTER=STEP`` makes the process SIGKILL
 itself right after journaling STEP's end; ``STEP:action`` right after its
 action and check, before its end is journaled (the step reruns on resume);
-``STEP:started`` right after its start is journaled. Only this module reads it.
+``STEP:started`` right after its start is journaled.
+``MIGCTL_CUTOVER_CRASH_SIGNAL=INT`` sends SIGINT (Ctrl-C) instead of SIGKILL.
+Only this module reads them.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from migctl.cutover.session import Session, as_error
 from migctl.errors import MigctlError, UsageError
 
 CRASH_ENV = "MIGCTL_CUTOVER_CRASH_AFTER"
+CRASH_SIGNAL_ENV = "MIGCTL_CUTOVER_CRASH_SIGNAL"
 
 
 def run_cutover(
@@ -49,38 +56,51 @@ def run_cutover(
     command = "migctl cutover" + (" --resume" if options.resume else "")
     with session.locked(command, breaking=options.break_lock):
         pending, image = _admit(session, options)
-        ctx.image = image
-        if not options.resume:
-            session.record(
-                "cutover_started",
-                cutover_id=_new_id(session.now()),
-                image=image,
-                until=options.until,
-                freeze_strategy=ctx.settings.cutover.freeze_strategy,
-                environment=ctx.settings.project.environment,
-            )
-        ctx.cutover_id = session.state.cutover_id or ""
+        try:
+            return _run(session, options, pending, image)
+        except KeyboardInterrupt:
+            if session.state.cutover_id is None or not session.state.run_open:
+                raise  # nothing started: nothing to say but "interrupted"
+            return session.interrupted()
+
+
+def _run(
+    session: Session, options: RunOptions, pending: list[Step], image: str | None
+) -> CutoverResult:
+    ctx = session.ctx
+    ctx.image = image
+    if not options.resume:
         session.record(
-            "run_started",
-            mode="resume" if options.resume else "run",
+            "cutover_started",
+            cutover_id=_new_id(session.now()),
             image=image,
             until=options.until,
-            host=os.uname().nodename,
-            pid=os.getpid(),
-            steps=[{"name": s.name, "status": s.status} for s in session.state.steps],
+            freeze_strategy=ctx.settings.cutover.freeze_strategy,
+            environment=ctx.settings.project.environment,
         )
-        session.notify("resumed" if options.resume else "started", f"image {image}")
-        for step in pending:
-            if step.point_of_no_return and not _confirmed(session, step):
-                return session.finish("aborted", reason=f"not confirmed before {step.name}")
-            failure = _run_step(session, step)
-            if failure is not None:
-                return _failed(session, step, failure)
-            if step.name == options.until and step is not session.steps[-1]:
-                return session.finish("paused", reason=f"stopped after {step.name} (--until)")
-        if options.until is not None and options.until != session.names[-1]:
-            return session.finish("paused", reason=f"{options.until} was already done (--until)")
-        return session.finish("completed")
+    ctx.cutover_id = session.state.cutover_id or ""
+    session.record(
+        "run_started",
+        mode="resume" if options.resume else "run",
+        image=image,
+        until=options.until,
+        host=os.uname().nodename,
+        pid=os.getpid(),
+        steps=[{"name": s.name, "status": s.status} for s in session.state.steps],
+    )
+    session.notify("resumed" if options.resume else "started", f"image {image}")
+    for step in pending:
+        if step.point_of_no_return and not _confirmed(session, step):
+            return session.finish("aborted", reason=f"not confirmed before {step.name}")
+        failure = _run_step(session, step)
+        if failure is not None:
+            return _failed(session, step, failure)
+        if step.name == options.until and step is not session.steps[-1]:
+            return session.finish("paused", reason=f"stopped after {step.name} (--until)")
+    if options.until is not None and options.until != session.names[-1]:
+        return session.finish("paused", reason=f"{options.until} was already done (--until)")
+    _release(session)
+    return session.finish("completed")
 
 
 def _admit(session: Session, options: RunOptions) -> tuple[list[Step], str | None]:
@@ -109,6 +129,13 @@ def _admit(session: Session, options: RunOptions) -> tuple[list[Step], str | Non
                 hint="continue it with 'migctl cutover --resume' or undo it with "
                 "'migctl cutover rollback'",
             )
+        if state.phase == "completed" and not options.new:
+            raise UsageError(
+                f"cutover {state.cutover_id} completed (started {state.started_at}, image "
+                f"{state.image}): the application runs on the target",
+                hint="to go back, 'migctl cutover rollback'; to start another cutover anyway, "
+                "'migctl cutover --new'",
+            )
         image = options.image or settings.image
         start = 0
     end = session.names.index(options.until) if options.until else len(session.steps) - 1
@@ -128,11 +155,6 @@ def _admit(session: Session, options: RunOptions) -> tuple[list[Step], str | Non
         raise UsageError(
             "freeze_strategy = 'none': migctl does not freeze writes itself",
             hint="freeze them (maintenance mode), then confirm with --yes",
-        )
-    if freezing and settings.freeze_strategy == "read-only" and not settings.app_roles:
-        raise UsageError(
-            "freeze_strategy = 'read-only' needs [cutover] app_roles: the sessions to end",
-            hint="list the application's database roles",
         )
     return pending, image
 
@@ -209,10 +231,27 @@ def _failed(session: Session, step: Step, err: MigctlError) -> CutoverResult:
     return roll_back(session, steps, reason)
 
 
+def _release(session: Session) -> None:
+    """Each step's ``release``, once all are done; a failure is a warning (what is left over)."""
+    for step in session.steps:
+        if step.release is None:
+            continue
+        session.ctx.report = session.reporter(step.name)
+        try:
+            facts = dict(step.release(session.ctx, session.memo(step)))
+        except Exception as exc:
+            message = f"{step.name}: could not release what it holds: {as_error(exc).one_line()}"
+            session.warnings.append(message)
+            session.record("note", step=step.name, message=message, details={"warning": True})
+            continue
+        session.record("note", step=step.name, message="released", details=facts)
+
+
 def _crash(session: Session, step: str, phase: str | None) -> None:
     wanted = session.environ.get(CRASH_ENV)
     if wanted and wanted == (step if phase is None else f"{step}:{phase}"):
-        os.kill(os.getpid(), signal.SIGKILL)
+        how = session.environ.get(CRASH_SIGNAL_ENV, "KILL")
+        os.kill(os.getpid(), signal.SIGINT if how == "INT" else signal.SIGKILL)
 
 
 def _new_id(now: dt.datetime) -> str:

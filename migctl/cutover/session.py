@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -22,9 +23,9 @@ from migctl.cutover.lock import Lock, LockHolder, break_lock, me
 from migctl.cutover.model import Step, StepMemo
 from migctl.cutover.notify import Notifier
 from migctl.cutover.result import EXIT_CODES, CutoverResult, summarize
-from migctl.cutover.state import CutoverState, apply, replay
-from migctl.cutover.steps import STEPS
-from migctl.errors import MigctlError, OperationalError, translate
+from migctl.cutover.state import CutoverState, apply, history, replay
+from migctl.cutover.steps import STEPS, standing
+from migctl.errors import MigctlError, OperationalError, UsageError, translate
 
 log = logging.getLogger(__name__)
 Confirm = Callable[[str], bool]
@@ -33,6 +34,10 @@ OnEvent = Callable[[Mapping[str, Any]], None]
 
 def cutover_status(journal: Journal, steps: Sequence[Step] = STEPS) -> CutoverState:
     return replay(journal.read(), [s.name for s in steps])
+
+
+def cutover_history(journal: Journal, steps: Sequence[Step] = STEPS) -> list[CutoverState]:
+    return history(journal.read(), [s.name for s in steps])
 
 
 class Session:
@@ -49,6 +54,7 @@ class Session:
         interactive: bool = True,
         environ: Mapping[str, str] | None = None,
         now: Callable[[], dt.datetime] | None = None,
+        cutover_id: str | None = None,
     ) -> None:
         self.ctx = ctx
         self.journal = journal
@@ -61,7 +67,10 @@ class Session:
         self.interactive = interactive
         self.environ = os.environ if environ is None else environ
         self.now = now or (lambda: dt.datetime.now(dt.UTC))
+        self.cutover_id = cutover_id  # a given cutover, not the latest (rollback --cutover)
         self.state = replay((), self.names)
+        self.history: list[CutoverState] = []  # every cutover of the journal, oldest first
+        self.later: list[CutoverState] = []  # the cutovers after the given one
         self.warnings: list[str] = []
 
     def record(self, event: str, **fields: Any) -> None:
@@ -92,7 +101,7 @@ class Session:
 
     def memo(self, step: Step) -> StepMemo:
         current = self.state.step(step.name)
-        return StepMemo(current.before, current.details)
+        return StepMemo(current.before, current.details, current.progress)
 
     @contextmanager
     def locked(self, command: str, *, breaking: bool) -> Iterator[None]:
@@ -100,7 +109,18 @@ class Session:
         broken: LockHolder | None = break_lock(self.lock) if breaking else None
         self.lock.acquire(me(command))
         try:
-            self.state = replay(self.journal.read(), self.names)
+            records = self.journal.read()
+            self.state = replay(records, self.names, self.cutover_id)
+            self.history = history(records, self.names)
+            if self.cutover_id is not None:
+                ids = [c.cutover_id for c in self.history]
+                if self.cutover_id not in ids:
+                    shown = ", ".join(str(i) for i in ids[-5:]) or "none"
+                    raise UsageError(
+                        f"no cutover {self.cutover_id} in the journal {self.journal.location}",
+                        hint=f"the latest: {shown} (migctl cutover status)",
+                    )
+                self.later = self.history[ids.index(self.cutover_id) + 1 :]
             if broken is not None and self.state.cutover_id is not None:
                 self.record("lock_broken", holder=asdict(broken))
             yield
@@ -139,7 +159,10 @@ class Session:
         if outcome == "completed":
             self.notify("completed", f"write freeze {freeze_seconds}s")
         next_steps: tuple[str, ...] = ()
-        if outcome in ("paused", "aborted"):
+        chosen = f" --cutover {self.cutover_id}" if self.cutover_id else ""
+        if self.state.phase == "rolling_back":
+            next_steps = (f"finish the rollback: migctl cutover rollback{chosen}",)
+        elif outcome in ("paused", "aborted", "interrupted"):
             next_steps = (
                 "continue: migctl cutover --resume",
                 "or undo what was done: migctl cutover rollback",
@@ -157,6 +180,33 @@ class Session:
             state=tuple(state),
             warnings=tuple(dict.fromkeys(self.warnings)),
         )
+
+    def interrupted(self) -> CutoverResult:
+        """Ctrl-C: journal the step it stopped, say where the systems stand and what to run
+        next. A second Ctrl-C while this is written is ignored: it takes a moment."""
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for current in self.state.steps:
+                if current.status == "running":
+                    self.record(
+                        "step_finished",
+                        step=current.name,
+                        status="interrupted",
+                        changed=True,
+                        error="interrupted (Ctrl-C)",
+                    )
+                elif current.status == "undoing":
+                    self.record(
+                        "undo_finished",
+                        step=current.name,
+                        status="failed",
+                        error="interrupted (Ctrl-C)",
+                    )
+            return self.finish(
+                "interrupted", reason="interrupted (Ctrl-C)", state=standing(self.state)
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 def as_error(exc: BaseException) -> MigctlError:

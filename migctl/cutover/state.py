@@ -3,12 +3,14 @@
 The journal is the truth: every decision (start fresh, resume from which
 step, what to roll back) is taken from :func:`replay` of its records, and
 the runbook keeps its state current by applying each record it writes with
-:func:`apply`, the same function. Only the latest cutover counts: a
-``cutover_started`` record begins a new one.
+:func:`apply`, the same function. A ``cutover_started`` record begins a new
+cutover; :func:`replay` follows the latest one, or the one asked for by id,
+and :func:`history` lists them all.
 
 Record kinds (each also has ``ts`` and ``cutover_id``): ``cutover_started``,
 ``run_started`` (mode run/resume/rollback), ``step_started``,
-``step_finished`` (status done/failed), ``note``, ``undo_started``,
+``step_finished`` (status done/failed/interrupted), ``note`` (its
+``details.progress`` is kept per step, across attempts), ``undo_started``,
 ``undo_finished`` (status undone/failed), ``lock_broken``, ``run_finished``
 (the outcome).
 """
@@ -21,13 +23,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Phase = Literal["none", "in_progress", "rolling_back", "completed", "closed"]
-UNDO_PENDING = frozenset({"done", "running", "undoing", "undo_failed"})
+UNDO_PENDING = frozenset({"done", "running", "interrupted", "undoing", "undo_failed"})
 
 
 @dataclass(frozen=True)
 class StepState:
     name: str
-    status: str = "pending"  # pending running done failed undoing undone undo_failed
+    status: str = "pending"  # pending running done failed interrupted undoing undone undo_failed
     attempts: int = 0
     changed: bool = False  # an action started: there may be something to undo
     completed: bool = False  # it finished "done" at least once (an undo does not clear it)
@@ -40,6 +42,7 @@ class StepState:
     undo_details: Mapping[str, Any] = field(default_factory=dict)
     undo_error: str | None = None
     undone_at: str | None = None
+    progress: Mapping[str, Any] = field(default_factory=dict)  # noted by its attempts so far
 
     @property
     def needs_undo(self) -> bool:
@@ -107,11 +110,23 @@ def empty(step_names: Sequence[str]) -> CutoverState:
     return CutoverState(tuple(step_names), steps=tuple(StepState(n) for n in step_names))
 
 
-def replay(records: Iterable[Mapping[str, Any]], step_names: Sequence[str]) -> CutoverState:
+def replay(
+    records: Iterable[Mapping[str, Any]],
+    step_names: Sequence[str],
+    cutover_id: str | None = None,
+) -> CutoverState:
+    """The latest cutover, or the one ``cutover_id`` names (an empty state when unknown)."""
     state = empty(step_names)
     for record in records:
-        state = apply(state, record)
+        if cutover_id is None or record.get("cutover_id") == cutover_id:
+            state = apply(state, record)
     return state
+
+
+def history(records: Sequence[Mapping[str, Any]], step_names: Sequence[str]) -> list[CutoverState]:
+    """Every cutover of the journal, oldest first."""
+    ids = [r.get("cutover_id") for r in records if r.get("event") == "cutover_started"]
+    return [replay(records, step_names, str(i)) for i in dict.fromkeys(ids) if i]
 
 
 def apply(state: CutoverState, record: Mapping[str, Any]) -> CutoverState:
@@ -125,6 +140,8 @@ def apply(state: CutoverState, record: Mapping[str, Any]) -> CutoverState:
         )
     if state.cutover_id is None or record.get("cutover_id") != state.cutover_id:
         return state  # an older cutover's record
+    if event == "note":
+        return _noted(state, record)
     if event == "run_started":
         mode = record.get("mode")
         return replace(
@@ -149,6 +166,19 @@ def apply(state: CutoverState, record: Mapping[str, Any]) -> CutoverState:
     return replace(state, steps=steps, rollback_started=rollback)
 
 
+def _noted(state: CutoverState, record: Mapping[str, Any]) -> CutoverState:
+    details = record.get("details")
+    progress = details.get("progress") if isinstance(details, Mapping) else None
+    name = record.get("step")
+    if not isinstance(progress, Mapping) or name not in state.step_names:
+        return state
+    steps = tuple(
+        replace(s, progress={**s.progress, **progress}) if s.name == name else s
+        for s in state.steps
+    )
+    return replace(state, steps=steps)
+
+
 def _started(step: StepState, record: Mapping[str, Any]) -> StepState:
     return replace(
         step,
@@ -161,8 +191,12 @@ def _started(step: StepState, record: Mapping[str, Any]) -> StepState:
 
 
 def _finished(step: StepState, record: Mapping[str, Any]) -> StepState:
+    progress = step.progress
+    if record.get("status") == "interrupted":
+        progress = {**progress, "interrupted_at": record.get("ts")}
     return replace(
         step,
+        progress=progress,
         status=str(record.get("status")),
         changed=step.changed or bool(record.get("changed")),
         completed=step.completed or record.get("status") == "done",

@@ -1,4 +1,4 @@
-"""The runbook as code: the eight steps, in order, each with its gate, action, check and undo.
+"""The runbook as code: the nine steps, in order, each with its gate, action, check and undo.
 
 This is the list ``migctl cutover plan`` prints and ``migctl cutover`` runs
 (docs/field-notes.md, "Cutover runbook"; docs/runbook.md). The functions
@@ -7,11 +7,21 @@ live in one module per step; this module only wires them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from migctl.cutover import freeze, marker, preflight, release, replication, sequences, validation
+from migctl.cutover import (
+    freeze,
+    marker,
+    preflight,
+    proof,
+    release,
+    replication,
+    sequences,
+    validation,
+)
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.model import Step
+from migctl.cutover.state import CutoverState
 
 STEPS: tuple[Step, ...] = (
     Step(
@@ -28,28 +38,31 @@ STEPS: tuple[Step, ...] = (
     Step(
         name="freeze_writes",
         title="Freeze writes",
-        gate_text="read-only: the source user may ALTER DATABASE and end sessions; no app role "
-        "overrides default_transaction_read_only. none: the operator said --yes",
-        action_text="ALTER DATABASE ... SET default_transaction_read_only = on; end the sessions "
-        "of [cutover] app_roles",
-        check_text="no app-role session from before the freeze, no open write transaction, new "
-        "sessions read-only",
-        undo_text="RESET default_transaction_read_only; end app sessions opened read-only",
+        gate_text="fence: the source user acts as the owner of every table and may create a "
+        "logical replication slot (and, when another role owns tables, the DDL guard: superuser "
+        "or rds_superuser); no other cutover's fence is up. none: the operator said --yes",
+        action_text="create the proof's slot (test_decoding); put the fence up: on every table a "
+        "trigger that refuses every write, enabled ALWAYS, and a guard refusing DDL; end the "
+        "[cutover] app_roles sessions that hold it back",
+        check_text="the fence is on every table and the proof's start mark is in the slot",
+        undo_text="drop the guard, the triggers, their functions and the slot; nothing else was "
+        "changed",
         prepare=freeze.prepare,
         gate=freeze.gate,
         action=freeze.freeze,
         check=freeze.check,
         undo=freeze.unfreeze,
         manual_undo=freeze.manual_unfreeze,
+        release=freeze.release,
     ),
     Step(
         name="marker",
         title="Marker row",
-        gate_text="migctl.cutover_marker exists on both sides (created when missing)",
+        gate_text="no write transaction open on the source but migctl's, no prepared transaction",
         action_text="insert a marker row (uuid, pg_current_wal_lsn()) on the source",
         check_text="the marker row is visible on the target: CDC has drained",
         undo_text=None,
-        gate=marker.ensure_table,
+        gate=marker.gate,
         action=marker.write_and_wait,
     ),
     Step(
@@ -86,6 +99,16 @@ STEPS: tuple[Step, ...] = (
         check=sequences.check,
     ),
     Step(
+        name="prove_freeze",
+        title="Prove the freeze",
+        gate_text="replication is stopped",
+        action_text="read the source's WAL through the freeze's slot, from the fence's start "
+        "mark to now",
+        check_text="no change to a fenced table (only migctl's marker and DMS's own tables)",
+        undo_text=None,
+        action=proof.prove,
+    ),
+    Step(
         name="rollout",
         title="Roll out",
         gate_text="you confirm (or --yes): the point of no return",
@@ -106,9 +129,10 @@ STEPS: tuple[Step, ...] = (
         gate_text="the new image is deployed",
         action_text="wait until: gate alarms OK, PRIMARY deployment COMPLETED, running >= "
         "desired, ALB healthy targets >= desired",
-        check_text="all of the above hold at once",
+        check_text="all of the above hold at once; the proof of the freeze still holds",
         undo_text=None,
         action=release.post_checks,
+        check=proof.prove,
     ),
 )
 
@@ -120,6 +144,48 @@ STATE_PROBES: Sequence[StateProbe] = (
     replication.task_state,
     freeze.source_state,
 )
+
+
+# Where the systems stand after a step, as the journal tells it (no system is asked):
+# per step, what holds when it is not started, under way (or interrupted), done, undone.
+_STANDING: Mapping[str, tuple[str, str, str, str]] = {
+    "freeze_writes": (
+        "the source takes writes (not frozen)",
+        "the source may be frozen: the freeze, or its undo, did not finish",
+        "the source is frozen: the fence is up",
+        "the source takes writes again: the fence is down",
+    ),
+    "stop_replication": (
+        "replication runs",
+        "replication may be stopped: its stop, or its resume, did not finish",
+        "replication is stopped",
+        "replication runs again",
+    ),
+    "rollout": (
+        "the application runs the old image, on the source",
+        "ECS may be mid-deployment: the rollout, or its undo, did not finish",
+        "the application runs the new image, on the target",
+        "the application is back on the old image",
+    ),
+}
+
+
+def standing(state: CutoverState) -> tuple[str, ...]:
+    """One line per system: the source's writes, replication, the application."""
+    lines = []
+    for name, (pending, partial, done, undone) in _STANDING.items():
+        if name not in state.step_names:
+            continue
+        status = state.step(name).status
+        if status == "pending" or (status == "failed" and not state.step(name).changed):
+            lines.append(pending)
+        elif status == "done":
+            lines.append(done)
+        elif status == "undone":
+            lines.append(undone)
+        else:  # running, interrupted, failed after a change, undoing, undo_failed
+            lines.append(partial)
+    return tuple(lines)
 
 
 def observe(ctx: CutoverContext, probes: Sequence[StateProbe] = STATE_PROBES) -> list[str]:

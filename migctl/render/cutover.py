@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from migctl.cutover.model import Step
-    from migctl.cutover.overview import CutoverPlan
+    from migctl.cutover.overview import CutoverOverview, CutoverPlan
     from migctl.cutover.result import CutoverResult
 
 _STYLES = {
@@ -26,6 +26,7 @@ _STYLES = {
     "undoing": "bold yellow",
     "failed": "bold red",
     "undo_failed": "bold red",
+    "interrupted": "bold yellow",
     "pending": "dim",
 }
 
@@ -240,3 +241,51 @@ def render_plan(out: Output, plan: CutoverPlan) -> None:
     console.print(f"Journal {plan.journal}: {where}", markup=False, highlight=False)
     if plan.lock_holder is not None:
         console.print(f"[yellow]Locked by {plan.lock_holder.describe()}[/]", highlight=False)
+
+
+def render_status(out: Output, overview: CutoverOverview) -> None:
+    if out.json:
+        out.emit(to_jsonable(overview))
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    console = out.out
+    latest = overview.latest
+    if latest is None:
+        console.print(f"No cutover yet in {overview.journal}", markup=False, highlight=False)
+        return
+    ended = f", its last run ended {latest.last_outcome}" if latest.last_outcome else ""
+    console.print(
+        f"Latest cutover {latest.cutover_id}: [bold]{latest.phase.replace('_', ' ')}[/]{ended}; "
+        f"image {latest.image or '-'}, started {latest.started_at}",
+        highlight=False,
+    )
+    steps = Table(title_justify="left")
+    for column in ("#", "step", "state"):
+        steps.add_column(column)
+    for number, (name, status) in enumerate(latest.steps.items(), start=1):
+        steps.add_row(str(number), name, Text(status, style=_style(status)))
+    console.print(steps)
+    if latest.write_freeze_seconds is not None:
+        still = " and counting: the source is still frozen" if latest.write_freeze_open else ""
+        console.print(
+            f"Write freeze: {_seconds(latest.write_freeze_seconds)}{still}", highlight=False
+        )
+    _numbered(console, "Next", latest.next_commands)
+    history = Table(title="every cutover in the journal", title_justify="left")
+    for column in ("cutover", "started", "image", "phase", "last run", "write freeze"):
+        history.add_column(column)
+    for item in reversed(overview.history):
+        history.add_row(
+            item.cutover_id,
+            item.started_at or "-",
+            item.image or "-",
+            item.phase.replace("_", " "),
+            item.last_outcome or "-",
+            _seconds(item.write_freeze_seconds),
+        )
+    console.print(history)
+    console.print(f"Journal: {overview.journal}", markup=False, highlight=False, style="dim")
+    if overview.lock_holder is not None:
+        console.print(f"[yellow]Locked by {overview.lock_holder.describe()}[/]", highlight=False)

@@ -31,6 +31,7 @@ from migctl.rollout.deployments import (
     deployments_of,
     describe_service,
     primary_for,
+    primary_of,
 )
 from migctl.rollout.plan import (
     RolloutOptions,
@@ -58,7 +59,15 @@ EXIT_CODES: Mapping[str, int] = {
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RolloutOptions", "RolloutPlan", "RolloutResult", "RolloutStep", "rollout", "undo"]
+__all__ = [
+    "RolloutOptions",
+    "RolloutPlan",
+    "RolloutResult",
+    "RolloutStep",
+    "finish",
+    "rollout",
+    "undo",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,6 +209,39 @@ def undo(
     if confirm is not None and not confirm(plan):
         return run.result("aborted", plan, reason="not confirmed; nothing was changed")
     return _deploy(run, plan, service)
+
+
+def finish(
+    ecs: ECSClient,
+    cloudwatch: CloudWatchClient,
+    options: RolloutOptions,
+    *,
+    bake_seconds: float,
+    on_step: OnStep | None = None,
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> FollowResult:
+    """Pick up a rollout that was interrupted: follow the service's PRIMARY deployment to its
+    end, then bake ``bake_seconds`` (what was left of the bake). No rollback: the caller's."""
+    run = _Run(ecs, cloudwatch, options, on_step, clock, sleep)
+    service = describe_service(ecs, options.cluster, options.service)
+    run.watcher.mark_seen(service)
+    primary = primary_of(service)
+    if primary is None:
+        return FollowResult(
+            ok=False, reason="the service has no PRIMARY deployment", deployment=None
+        )
+    outcome = run.watcher.follow(primary.id, timeout=options.timeout, interval=options.interval)
+    if outcome.ok and options.gate is not None and bake_seconds > 0:
+        outcome = run.watcher.bake(
+            cloudwatch,
+            options.gate,
+            primary.id,
+            seconds=bake_seconds,
+            interval=options.interval,
+            allow_insufficient_data=options.allow_insufficient_data,
+        )
+    return outcome
 
 
 def _preflight_gate(

@@ -20,7 +20,12 @@ if TYPE_CHECKING:
 
 # Logical replication on the source, and quick status messages from the
 # target, so that the lag the sandbox reports is the real one within a second.
-SOURCE_SETTINGS = {"wal_level": "logical", "max_replication_slots": "10", "max_wal_senders": "10"}
+SOURCE_SETTINGS = {
+    "wal_level": "logical",
+    "max_replication_slots": "10",
+    "max_wal_senders": "10",
+    "max_prepared_transactions": "10",  # an application with XA may prepare; the freeze sees it
+}
 TARGET_SETTINGS = {"wal_receiver_status_interval": "1s", "max_logical_replication_workers": "8"}
 
 

@@ -112,9 +112,9 @@ def test_until_validate_pauses_frozen_then_rolls_back(sandbox: Sandbox) -> None:
     assert paused.returncode == 0, paused.stderr
     result = result_of(paused)
     assert result["outcome"] == "paused"
-    assert list(statuses(result).values()) == ["done"] * 4 + ["pending"] * 4
+    assert list(statuses(result).values()) == ["done"] * 4 + ["pending"] * 5
     assert result["write_freeze_open"] is True and result["write_freeze_seconds"] > 0
-    assert not app_can_write(sandbox)  # frozen: new sessions are read-only
+    assert not app_can_write(sandbox)  # frozen: the fence refuses the write
     assert dms_status(sandbox) == "running"  # replication was not touched
 
     again = sandbox.cutover(journal, "--yes")
@@ -148,6 +148,7 @@ def test_a_validation_difference_stops_before_anything_irreversible(sandbox: San
         "validate": "failed",
         "stop_replication": "pending",
         "sync_sequences": "pending",
+        "prove_freeze": "pending",
         "rollout": "pending",
         "post_checks": "pending",
     }

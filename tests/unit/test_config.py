@@ -104,7 +104,7 @@ def test_lists_and_bools_and_floats(tmp_path: Path) -> None:
         ('[validate]\nschemas = "public"\n', r"\[validate\] schemas must be a list of strings"),
         (
             '[cutover]\nfreeze_strategy = "pause"\n',
-            r"freeze_strategy must be one of read-only \| none",
+            r"freeze_strategy must be one of fence \| none",
         ),
         ('project = "x"\n', r"\[project\] must be a table"),
     ],

@@ -45,6 +45,7 @@ def test_plan_lists_the_steps_and_where_the_journal_stands(cli: Cli, config: Pat
         "validate",
         "stop_replication",
         "sync_sequences",
+        "prove_freeze",
         "rollout",
         "post_checks",
     ]
@@ -105,3 +106,49 @@ def test_a_held_lock_is_exit_3_naming_the_holder(cli: Cli, config: Path) -> None
     assert "oncall@bastion-1 pid 4242" in result.stderr and "another host" in result.stderr
     planned = cli("--output", "json", "cutover", "plan").json()
     assert planned["lock_holder"]["user"] == "oncall"
+
+
+def test_status_without_a_cutover_and_with_an_unreadable_journal(cli: Cli, config: Path) -> None:
+    empty = cli("--output", "json", "cutover", "status")
+    assert empty.code == 0, empty.stderr
+    assert empty.json()["latest"] is None and empty.json()["history"] == []
+    assert "No cutover yet" in cli("cutover", "status").stdout
+    journal = config.parent / "journals" / "cutover.jsonl"
+    journal.parent.mkdir()
+    journal.write_bytes(b"\0" * 512)
+    for args in (("cutover", "status"), ("cutover", "rollback", "--yes"), ("cutover", "plan")):
+        result = cli(*args)
+        assert result.code == 3, (args, result.stderr)
+        assert "unreadable at line 1" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_status_shows_the_latest_cutover_and_what_to_run_next(cli: Cli, config: Path) -> None:
+    journal = config.parent / "journals" / "cutover.jsonl"
+    journal.parent.mkdir()
+    records = [
+        {"event": "cutover_started", "cutover_id": "c1", "image": "app:1"},
+        {"event": "run_started", "cutover_id": "c1", "mode": "run"},
+        {"event": "run_finished", "cutover_id": "c1", "outcome": "completed"},
+        {"event": "cutover_started", "cutover_id": "c2", "image": "app:2"},
+        {"event": "run_started", "cutover_id": "c2", "mode": "run"},
+        {"event": "step_started", "cutover_id": "c2", "step": "preflight"},
+        {"event": "step_finished", "cutover_id": "c2", "step": "preflight", "status": "done"},
+        {"event": "run_finished", "cutover_id": "c2", "outcome": "interrupted"},
+    ]
+    stamped = [{"ts": "2026-01-01T00:00:00+00:00", **r} for r in records]
+    journal.write_text("".join(json.dumps(r) + "\n" for r in stamped))
+    status = cli("--output", "json", "cutover", "status").json()
+    assert status["latest"]["cutover_id"] == "c2"
+    assert status["latest"]["phase"] == "in_progress"
+    assert status["latest"]["next_commands"] == [
+        "migctl cutover --resume",
+        "migctl cutover rollback --cutover c2",
+    ]
+    assert [(c["cutover_id"], c["last_outcome"]) for c in status["history"]] == [
+        ("c1", "completed"),
+        ("c2", "interrupted"),
+    ]
+    people = cli("cutover", "status").stdout
+    assert "c2" in people and "migctl cutover --resume" in people
+    refused = cli("cutover", "rollback", "--cutover", "c9", "--yes")
+    assert refused.code == 2 and "no cutover c9" in refused.stderr

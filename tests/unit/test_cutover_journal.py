@@ -17,7 +17,7 @@ from migctl.cutover.lock import LocalLock, S3Lock
 from migctl.cutover.state import replay
 from migctl.cutover.steps import STEP_NAMES
 from migctl.cutover.store import open_store, split_s3_uri
-from migctl.errors import ConfigError
+from migctl.errors import ConfigError, OperationalError
 
 
 def test_local_appends_are_synced_lines_and_read_back_in_order(
@@ -162,3 +162,22 @@ def test_the_write_freeze_ends_when_the_target_takes_writes_or_the_source_is_unf
     }
     assert replay([*base, rolled_out, undone], STEP_NAMES).write_freeze(now) == (90.0, False)
     assert replay([*base, undone], STEP_NAMES).write_freeze(now) == (300.0, False)
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        (b"\0" * 4096, "NUL bytes"),
+        (b"#!/bin/sh\nrm -rf /\n", "not a JSON record"),
+        (b'{"event": "cutover_started", "cutover_id": "c1"}\n[1, 2]\n', "not a journal record"),
+        (b'{"cutover_id": "c1"}\n', "not a journal record"),
+    ],
+)
+def test_a_journal_that_is_not_one_is_an_error_never_no_cutover_yet(
+    tmp_path: Path, content: bytes, what: str
+) -> None:
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(OperationalError, match=f"unreadable at line .*{what}") as caught:
+        LocalJournal(path).read()
+    assert caught.value.exit_code == 3

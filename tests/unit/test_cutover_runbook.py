@@ -27,9 +27,10 @@ from migctl.cutover.journal import LocalJournal
 from migctl.cutover.lock import LocalLock, LockHeld, me
 from migctl.cutover.model import Step, StepMemo
 from migctl.cutover.notify import Notifier
+from migctl.cutover.overview import cutover_overview
 from migctl.cutover.result import RunOptions
 from migctl.cutover.rollback import rollback_cutover
-from migctl.cutover.session import cutover_status
+from migctl.cutover.session import cutover_history, cutover_status
 from migctl.cutover.steps import STEP_NAMES
 from migctl.db import Database
 from migctl.errors import CheckFailed, OperationalError, UsageError
@@ -42,7 +43,7 @@ class World:
 
     def __init__(self) -> None:
         self.calls: list[str] = []
-        self.fail: dict[tuple[str, str], Exception] = {}
+        self.fail: dict[tuple[str, str], BaseException] = {}
         self.memos: dict[str, list[StepMemo]] = {}
 
     def fn(self, step: str, phase: str) -> Any:
@@ -265,7 +266,13 @@ def test_until_pauses_and_resume_goes_on_from_the_next_step(
     world.calls.clear()
     done = run(tmp_path, settings, world, resume=True)
     assert done.outcome == "completed"
-    assert world.of("action") == ["stop_replication", "sync_sequences", "rollout", "post_checks"]
+    assert world.of("action") == [
+        "stop_replication",
+        "sync_sequences",
+        "prove_freeze",
+        "rollout",
+        "post_checks",
+    ]
     with pytest.raises(UsageError, match="no cutover to resume"):
         run(tmp_path, settings, world, resume=True)
 
@@ -343,9 +350,6 @@ def test_configuration_that_cannot_freeze_is_refused(
         run(tmp_path, none, world)
     assert "--yes" in (refused.value.hint or "")
     assert run(tmp_path, none, world, yes=True).outcome == "completed"
-    nobody = dataclasses.replace(settings, cutover=CutoverSettings(image="x:1"))
-    with pytest.raises(UsageError, match="app_roles"):
-        run(tmp_path / "other", nobody, world)
     no_image = dataclasses.replace(settings, cutover=CutoverSettings(app_roles=("app",)))
     with pytest.raises(UsageError, match="no image"):
         run(tmp_path / "third", no_image, world)
@@ -401,7 +405,8 @@ def test_notices_at_start_success_failure_and_rollback(
     assert [s.rsplit(": ", 1)[1] for s in sns.subjects] == ["started", "completed"]
     sns.subjects.clear()
     world.fail[("marker", "action")] = CheckFailed("the marker never arrived")
-    run(tmp_path, settings, world, notifier=Notifier(sns, "arn:aws:sns:us-east-1:1:topic"))
+    notifier = Notifier(sns, "arn:aws:sns:us-east-1:1:topic")
+    run(tmp_path, settings, world, new=True, notifier=notifier)
     assert [s.rsplit(": ", 1)[1] for s in sns.subjects] == ["started", "FAILED", "rolled back"]
 
 
@@ -438,3 +443,94 @@ def test_an_image_given_on_resume_is_remembered_for_the_next_resume(
     run(tmp_path, no_image, world, resume=True, until="sync_sequences", image="repo/app:v3")
     assert cutover_status(journal_of(tmp_path)).image == "repo/app:v3"
     assert run(tmp_path, no_image, world, resume=True).outcome == "completed"
+
+
+def test_a_completed_cutover_is_not_lost_by_a_second_command(
+    tmp_path: Path, settings: Settings, world: World
+) -> None:
+    first = run(tmp_path, settings, world)
+    assert first.outcome == "completed" and first.cutover_id
+    world.calls.clear()
+    with pytest.raises(UsageError, match=f"cutover {first.cutover_id} completed") as refused:
+        run(tmp_path, settings, world)
+    assert refused.value.exit_code == 2
+    assert "migctl cutover rollback" in (refused.value.hint or "")
+    assert "--new" in (refused.value.hint or "")
+    assert world.calls == []  # refused before any step
+    assert cutover_status(journal_of(tmp_path)).cutover_id == first.cutover_id
+
+    second = run(tmp_path, settings, world, new=True)
+    assert second.outcome == "completed" and second.cutover_id != first.cutover_id
+    with pytest.raises(UsageError, match=f"{second.cutover_id} came after") as later:
+        rollback(tmp_path, settings, world, cutover_id=first.cutover_id)
+    assert f"--cutover {second.cutover_id}" in (later.value.hint or "")
+    with pytest.raises(UsageError, match="no cutover nosuch"):
+        rollback(tmp_path, settings, world, cutover_id="nosuch")
+
+    world.calls.clear()
+    assert rollback(tmp_path, settings, world).outcome == "rolled_back"  # the latest: the second
+    assert rollback(tmp_path, settings, world, cutover_id=first.cutover_id).exit_code == 4
+    assert world.of("undo") == ["rollout", "stop_replication", "freeze_writes"] * 2
+    history = cutover_history(journal_of(tmp_path))
+    assert [(c.cutover_id, c.phase) for c in history] == [
+        (first.cutover_id, "closed"),
+        (second.cutover_id, "closed"),
+    ]
+
+
+def test_status_lists_the_latest_cutover_and_the_history(
+    tmp_path: Path, settings: Settings, world: World
+) -> None:
+    assert cutover_overview(journal_of(tmp_path), lock_of(tmp_path)).latest is None
+    run(tmp_path, settings, world)
+    world.fail[("validate", "action")] = CheckFailed("3 tables differ")
+    failed = run(tmp_path, settings, world, new=True)
+    world.fail.clear()
+    paused = run(tmp_path, settings, world, new=True, until="marker")
+    overview = cutover_overview(journal_of(tmp_path), lock_of(tmp_path))
+    assert [c.last_outcome for c in overview.history] == ["completed", "rolled_back", "paused"]
+    assert overview.latest is not None and overview.latest.cutover_id == paused.cutover_id
+    assert overview.latest.write_freeze_open
+    assert overview.latest.steps["marker"] == "done" and overview.latest.steps["validate"] == (
+        "pending"
+    )
+    assert overview.latest.next_commands == (
+        "migctl cutover --resume",
+        f"migctl cutover rollback --cutover {paused.cutover_id}",
+    )
+    assert overview.history[1].cutover_id == failed.cutover_id
+    assert overview.history[1].next_commands == ()
+
+
+def test_ctrl_c_in_a_step_journals_it_interrupted_and_resume_reruns_it(
+    tmp_path: Path, settings: Settings, world: World
+) -> None:
+    world.fail[("validate", "action")] = KeyboardInterrupt()
+    stopped = run(tmp_path, settings, world)
+    assert (stopped.outcome, stopped.exit_code) == ("interrupted", 130)
+    assert {s.name: s.status for s in stopped.steps}["validate"] == "interrupted"
+    assert stopped.write_freeze_open
+    assert stopped.next_steps == (
+        "continue: migctl cutover --resume",
+        "or undo what was done: migctl cutover rollback",
+    )
+    assert events(tmp_path)[-2:] == [("step_finished", "validate"), ("run_finished", None)]
+    world.fail.clear()
+    world.calls.clear()
+    assert run(tmp_path, settings, world, resume=True).outcome == "completed"
+    assert world.of("action")[0] == "validate"
+
+
+def test_ctrl_c_in_a_rollback_leaves_it_to_finish_with_a_second_rollback(
+    tmp_path: Path, settings: Settings, world: World
+) -> None:
+    run(tmp_path, settings, world, until="validate")
+    world.fail[("freeze_writes", "undo")] = KeyboardInterrupt()
+    stopped = rollback(tmp_path, settings, world)
+    assert (stopped.outcome, stopped.exit_code) == ("interrupted", 130)
+    assert {s.name: s.status for s in stopped.steps}["freeze_writes"] == "undo_failed"
+    assert stopped.next_steps == ("finish the rollback: migctl cutover rollback",)
+    world.fail.clear()
+    world.calls.clear()
+    again = rollback(tmp_path, settings, world)
+    assert (again.outcome, world.of("undo")) == ("rolled_back", ["freeze_writes"])

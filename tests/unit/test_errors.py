@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import botocore.exceptions
 import psycopg
 import pytest
@@ -11,6 +14,10 @@ from migctl.errors import ExitCode
 
 
 def test_exit_code_table_matches_the_readme() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    documented = {int(code) for code in re.findall(r"^\| (\d+) \|", table, re.MULTILINE)}
+    assert documented == {c.value for c in ExitCode}
     assert {c.name: c.value for c in ExitCode} == {
         "OK": 0,
         "CHECK_FAILED": 1,
@@ -18,6 +25,7 @@ def test_exit_code_table_matches_the_readme() -> None:
         "OPERATIONAL": 3,
         "ROLLED_BACK": 4,
         "ROLLBACK_FAILED": 5,
+        "INTERRUPTED": 130,
     }
 
 
