@@ -41,12 +41,16 @@ expect 0 "$MIGCTL" cutover plan
 
 step "a bad night: the image is broken, ECS fails it, the cutover rolls everything back (exit 4)"
 expect 4 "$MIGCTL" cutover --yes --image payments-app:2.0.1-broken
-echo "(the source is writable again and replication resumed; the freeze ended the writer's session)"
+echo "(the fence is down, the source writable again and replication resumed; the fence refused the writer, which stopped)"
 "$MIGCTL" sandbox traffic start --dir "$DIR"
 sleep 3
 
-step "migctl cutover: preflight, freeze, marker, validate, stop DMS, sequences, rollout, post-checks"
+step "migctl cutover: preflight, fence, marker, validate, stop DMS, sequences, proof of the freeze, rollout, post-checks"
 expect 0 "$MIGCTL" cutover --yes
+
+step "a second 'migctl cutover' cannot lose the completed one (exit 2); 'cutover status' shows it"
+expect 2 "$MIGCTL" cutover --yes
+expect 0 "$MIGCTL" cutover status
 
 step "after the cutover: the target holds exactly the source's data, sequences ahead (exit 0)"
 expect 0 "$MIGCTL" validate --jobs 2

@@ -153,7 +153,8 @@ def rollback(
     cutover_id: Annotated[
         str | None,
         typer.Option(
-            "--cutover", help="The cutover to roll back (an id from 'cutover status'); the latest."
+            "--cutover",
+            help="The cutover to roll back (an id from 'cutover status'); default: the latest.",
         ),
     ] = None,
 ) -> None:

@@ -175,11 +175,11 @@ def _run_step(session: Session, step: Step) -> MigctlError | None:
     current = session.state.step(step.name)
     ctx.report = session.reporter(step.name)
     started = time.monotonic()
-    memo = StepMemo(before=current.before)
+    memo = StepMemo(before=current.before, progress=current.progress)  # earlier attempts'
     attempt = current.attempts + 1
     if not current.before:
         try:
-            memo = StepMemo(before=dict(step.prepare(ctx, memo)))
+            memo = StepMemo(before=dict(step.prepare(ctx, memo)), progress=current.progress)
         except Exception as exc:
             session.record("step_started", step=step.name, attempt=attempt, before={})
             return _step_failed(session, step, exc, started, changed=False)
@@ -189,8 +189,8 @@ def _run_step(session: Session, step: Step) -> MigctlError | None:
     try:
         facts = dict(step.gate(ctx, memo))
         changed = True
-        facts.update(step.action(ctx, StepMemo(memo.before, facts)))
-        facts.update(step.check(ctx, StepMemo(memo.before, facts)))
+        facts.update(step.action(ctx, StepMemo(memo.before, facts, memo.progress)))
+        facts.update(step.check(ctx, StepMemo(memo.before, facts, memo.progress)))
     except Exception as exc:
         return _step_failed(session, step, exc, started, changed=changed)
     _crash(session, step.name, "action")

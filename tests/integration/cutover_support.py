@@ -211,3 +211,70 @@ def notices(sandbox: Sandbox) -> list[str]:
         for message in messages:
             subjects.append(json.loads(message["Body"])["Subject"])
             sqs.delete_message(QueueUrl=sandbox.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+class SteadyWriter:
+    """The application as an adversary: ``rate`` writes a second as its role, each in a
+    ``BEGIN READ WRITE`` transaction, retrying after any refusal; every commit is counted.
+
+    Each write inserts an audit row with a unique tag, so afterwards every committed tag can
+    be looked for on the target."""
+
+    def __init__(self, sandbox: Sandbox, rate: float) -> None:
+        import threading
+
+        self.sandbox = sandbox
+        self.rate = rate
+        self.committed: list[str] = []
+        self.refused = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> SteadyWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        number = 0
+        while not self._stop.wait(1 / self.rate):
+            number += 1
+            tag = f"steady-{self.rate:g}-{number}"
+            try:
+                if conn is None or conn.closed:
+                    conn = self.sandbox.source(APP_ROLE)
+                conn.execute("BEGIN READ WRITE")
+                conn.execute("INSERT INTO audit_log (actor, action) VALUES ('steady', %s)", (tag,))
+                conn.execute("COMMIT")
+            except psycopg.Error:
+                self.refused += 1
+                if conn is not None and not conn.closed:
+                    conn.close()  # ended by the freeze, or refused: a new session next time
+                conn = None
+                continue
+            self.committed.append(tag)
+        if conn is not None:
+            conn.close()
+
+    def found_on(self, conn: psycopg.Connection[Any]) -> int:
+        row = conn.execute(
+            "SELECT count(*) FROM audit_log WHERE actor = 'steady' AND action = ANY(%s)",
+            (self.committed,),
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def fence_left(sandbox: Sandbox) -> tuple[int, int]:
+    """(fence triggers, migctl replication slots) on the source."""
+    with sandbox.source() as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'migctl\\_fence\\_%'),"
+            " (SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'migctl\\_fence\\_%')"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])

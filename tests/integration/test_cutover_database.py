@@ -405,6 +405,22 @@ def test_the_gate_refuses_what_the_fence_could_not_hold(source: Source) -> None:
     freeze.unfreeze(ctx, other)
 
 
+def test_a_read_only_freeze_of_an_earlier_version_is_still_undone(source: Source) -> None:
+    """A cutover an earlier migctl froze with default_transaction_read_only: its undo resets
+    the setting (this version never sets it)."""
+    ctx = context(source.pair, source.app)
+    db = source.pair.dbname
+    with source.admin() as conn:
+        conn.execute(f'ALTER DATABASE "{db}" SET default_transaction_read_only = on')  # type: ignore[arg-type]
+    memo = StepMemo({"strategy": "read-only", "database": db, "previous_setting": None}, {})
+    assert "RESET default_transaction_read_only" in freeze.manual_unfreeze(ctx, memo)
+    facts = freeze.unfreeze(ctx, memo)
+    assert facts["setting"] == "reset" and "restart the application's pools" in facts["warning"]
+    with source.connect(source.batch) as after:
+        assert refused(after, WRITES["BEGIN READ WRITE"]) == "accepted"
+        assert after.execute("SHOW default_transaction_read_only").fetchone() == ("off",)
+
+
 SEQUENCE_DDL = """
 CREATE TABLE orders (id bigserial PRIMARY KEY, note text);
 CREATE SEQUENCE refund_seq INCREMENT -1 START -1 MAXVALUE -1;

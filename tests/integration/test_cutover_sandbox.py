@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import Iterator
 
 import pytest
 from cutover_support import (
     Sandbox,
+    SteadyWriter,
     app_can_write,
     dms_status,
     down,
+    fence_left,
     notices,
     records,
     result_of,
@@ -214,12 +217,33 @@ def test_full_cutover_refuses_a_second_one_then_rolls_back(sandbox: Sandbox) -> 
     subjects = notices(sandbox)
     assert any(s.endswith(": started") for s in subjects)
     assert any(s.endswith(": completed") for s in subjects)
+    assert fence_left(sandbox)[0] > 0 and fence_left(sandbox)[1] == 0  # fenced; the slot freed
 
-    rolled = sandbox.cutover(journal, "rollback", "--yes")
+    cutover_id = result["cutover_id"]
+    rerun = sandbox.cutover(journal, "--yes")  # a second command must not lose the first
+    assert rerun.returncode == 2, rerun.stderr
+    assert f"cutover {cutover_id} completed" in rerun.stderr
+    assert "migctl cutover rollback" in rerun.stderr and "--new" in rerun.stderr
+    new = sandbox.cutover(journal, "--new", "--yes")  # deliberate: it stops, changing nothing
+    assert new.returncode in (1, 3), new.stderr
+    assert result_of(new)["outcome"] == "stopped"
+    status = json.loads(
+        run(sandbox.env_for(journal), "--output", "json", "cutover", "status").stdout
+    )
+    assert [c["last_outcome"] for c in status["history"]] == ["completed", "stopped"]
+    assert status["history"][0]["next_commands"] == [
+        f"migctl cutover rollback --cutover {cutover_id}"
+    ]
+    latest = sandbox.cutover(journal, "rollback", "--yes")
+    assert latest.returncode == 2 and f"--cutover {cutover_id}" in latest.stderr
+    assert service_image(sandbox) == NEW_IMAGE  # nothing was undone by the refusals
+
+    rolled = sandbox.cutover(journal, "rollback", "--cutover", cutover_id, "--yes")
     assert rolled.returncode == 4, rolled.stderr
     assert service_image(sandbox) == OLD_IMAGE
     assert dms_status(sandbox) == "running"
     assert app_can_write(sandbox)
+    assert fence_left(sandbox) == (0, 0)
 
 
 def test_kill_9_at_every_step_boundary_then_resume(sandbox: Sandbox) -> None:
@@ -266,7 +290,188 @@ def test_kill_9_at_every_step_boundary_then_resume(sandbox: Sandbox) -> None:
     assert rolled.returncode == 4, rolled.stderr
     assert service_image(sandbox) == OLD_IMAGE
     assert app_can_write(sandbox)
+    assert fence_left(sandbox) == (0, 0)
 
 
 def validate_ok(sandbox: Sandbox) -> bool:
     return run(sandbox.env, "validate").returncode == 0
+
+
+def test_a_superuser_write_during_the_freeze_is_proven_and_rolls_back_naming_the_table(
+    sandbox: Sandbox,
+) -> None:
+    """A superuser can lift the fence (drop its guard, disable its trigger): the proof reads
+    the change from the WAL and the cutover rolls back before the rollout."""
+    ready(sandbox)
+    image_before = service_image(sandbox)
+    journal = sandbox.journal("superuser")
+    paused = sandbox.cutover(journal, "--until", "validate", "--yes")
+    assert paused.returncode == 0, paused.stderr
+    with sandbox.source() as su:
+        guards = su.execute(
+            "SELECT evtname FROM pg_event_trigger WHERE evtname LIKE 'migctl_fence_%'"
+        ).fetchall()
+        trigger = su.execute(
+            "SELECT DISTINCT tgname FROM pg_trigger WHERE tgname LIKE 'migctl_fence_%'"
+        ).fetchone()
+        assert guards and trigger
+        for (guard,) in guards:
+            su.execute(f"DROP EVENT TRIGGER {guard}")  # type: ignore[arg-type]
+        su.execute(f"ALTER TABLE customers DISABLE TRIGGER {trigger[0]}")  # type: ignore[arg-type]
+        su.execute("UPDATE customers SET name = name || ' (by hand)' WHERE id IN (3, 4)")
+    resumed = sandbox.cutover(journal, "--resume", "--yes")
+    assert resumed.returncode == 4, resumed.stderr
+    result = result_of(resumed)
+    assert result["outcome"] == "rolled_back"
+    steps = statuses(result)
+    assert steps["prove_freeze"] == "failed" and steps["rollout"] == "pending"
+    proof = next(s for s in result["steps"] if s["name"] == "prove_freeze")
+    assert "2 change(s) reached the source" in proof["error"]
+    assert "public.customers: 2 UPDATE" in proof["error"]
+    checked = proof["details"]["proof"]
+    assert checked["from_lsn"] and checked["to_lsn"]
+    assert checked["breaches"] == [
+        {"schema": "public", "name": "customers", "changes": {"UPDATE": 2}}
+    ]
+    assert service_image(sandbox) == image_before
+    assert dms_status(sandbox) == "running"
+    assert app_can_write(sandbox)
+    assert fence_left(sandbox) == (0, 0)
+
+
+@pytest.mark.parametrize("rate", [2, 20])
+def test_a_steady_writer_never_loses_a_committed_write(sandbox: Sandbox, rate: int) -> None:
+    """The application keeps writing with BEGIN READ WRITE through a whole cutover: either it
+    completes and every write that committed on the source is on the target, or it rolls
+    back. Never exit 0 with a write missing."""
+    ready(sandbox)
+    journal = sandbox.journal(f"steady-{rate}")
+    with SteadyWriter(sandbox, rate) as writer:
+        proc = sandbox.cutover(journal, "--yes")
+    result = result_of(proc)
+    assert (result["outcome"], proc.returncode) in (("completed", 0), ("rolled_back", 4)), (
+        proc.stderr
+    )
+    assert writer.committed and writer.refused  # it wrote before the fence, and hit it
+    with sandbox.source() as src:
+        assert writer.found_on(src) == len(writer.committed)
+    if result["outcome"] == "completed":
+        with sandbox.target() as tgt:
+            assert writer.found_on(tgt) == len(writer.committed)
+        assert validate_ok(sandbox)
+        rolled = sandbox.cutover(journal, "rollback", "--yes")
+        assert rolled.returncode == 4, rolled.stderr
+    assert app_can_write(sandbox)
+    assert fence_left(sandbox) == (0, 0)
+
+
+def test_an_unreadable_journal_is_exit_3_and_nothing_is_frozen(sandbox: Sandbox) -> None:
+    ready(sandbox)
+    journal = sandbox.journal("garbage")
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.write_bytes(b"\0" * 4096)
+    for args in (("--yes",), ("rollback", "--yes"), ("status",)):
+        proc = sandbox.cutover(journal, *args)
+        assert proc.returncode == 3, (args, proc.stderr)
+        assert "unreadable at line 1" in proc.stderr and "Traceback" not in proc.stderr
+    assert app_can_write(sandbox)
+    assert fence_left(sandbox) == (0, 0)
+
+
+def test_ctrl_c_at_every_step_says_where_things_stand_then_resume_completes(
+    sandbox: Sandbox,
+) -> None:
+    ready(sandbox)
+    journal = sandbox.journal("ctrl-c")
+    resume: tuple[str, ...] = ()
+    for step in STEP_NAMES:
+        proc = sandbox.cutover(
+            journal,
+            *resume,
+            "--yes",
+            MIGCTL_CUTOVER_CRASH_AFTER=f"{step}:started",
+            MIGCTL_CUTOVER_CRASH_SIGNAL="INT",
+        )
+        assert proc.returncode == 130, (step, proc.stderr)
+        result = result_of(proc)  # the JSON stream still ends with its result line
+        assert result["outcome"] == "interrupted"
+        assert statuses(result)[step] == "interrupted"
+        assert len(result["state"]) == 3  # the source, replication, the application
+        assert result["next_steps"][0] == "continue: migctl cutover --resume"
+        resume = ("--resume",)
+    done = sandbox.cutover(journal, "--resume", "--yes")
+    assert done.returncode == 0, done.stderr
+    result = result_of(done)
+    assert result["outcome"] == "completed"
+    assert set(statuses(result).values()) == {"done"}
+    assert validate_ok(sandbox)
+    for sequence, (have, wanted) in sequences_at_margin(sandbox).items():
+        assert have == wanted, sequence
+    assert service_image(sandbox) == NEW_IMAGE
+    assert fence_left(sandbox)[1] == 0
+    rolled = sandbox.cutover(journal, "rollback", "--yes")
+    assert rolled.returncode == 4, rolled.stderr
+    assert app_can_write(sandbox) and fence_left(sandbox) == (0, 0)
+
+
+def test_ctrl_c_in_the_bake_then_resume_bakes_what_is_left_or_rollback_undoes_all(
+    sandbox: Sandbox,
+) -> None:
+    ready(sandbox)
+    journal = sandbox.journal("bake")
+    first = sandbox.popen(journal, "--yes", MIGCTL_ECS_BAKE_SECONDS="8")
+    try:
+        deadline = time.monotonic() + 120
+        while not any(
+            r["event"] == "note"
+            and "bake_started_at" in (r.get("details") or {}).get("progress", {})
+            for r in records(journal)
+        ):
+            assert time.monotonic() < deadline and first.poll() is None, "no bake started"
+            time.sleep(0.1)
+        time.sleep(3)
+        first.send_signal(signal.SIGINT)  # Ctrl-C from the operator's terminal
+        stdout, stderr = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 130, stderr
+    stopped = json.loads(stdout.splitlines()[-1])
+    assert stopped["outcome"] == "interrupted" and statuses(stopped)["rollout"] == "interrupted"
+    assert "ECS may be mid-deployment" in " ".join(stopped["state"])
+
+    resumed = sandbox.cutover(journal, "--resume", "--yes", MIGCTL_ECS_BAKE_SECONDS="8")
+    assert resumed.returncode == 0, resumed.stderr
+    rollout = next(s for s in result_of(resumed)["steps"] if s["name"] == "rollout")
+    assert rollout["details"]["already_deployed"] is True
+    assert 2 <= rollout["details"]["baked_seconds"] <= 6  # the rest of it, neither 0 nor all
+
+    rolled = sandbox.cutover(journal, "rollback", "--yes")
+    assert rolled.returncode == 4, rolled.stderr
+    assert service_image(sandbox) == OLD_IMAGE
+    assert app_can_write(sandbox) and fence_left(sandbox) == (0, 0)
+
+
+def test_ctrl_c_then_rollback_leaves_the_state_of_a_run_never_started(sandbox: Sandbox) -> None:
+    ready(sandbox)
+    image_before = service_image(sandbox)
+    journal = sandbox.journal("ctrl-c-rollback")
+    proc = sandbox.cutover(
+        journal,
+        "--yes",
+        MIGCTL_CUTOVER_CRASH_AFTER="rollout:started",
+        MIGCTL_CUTOVER_CRASH_SIGNAL="INT",
+    )
+    assert proc.returncode == 130, proc.stderr
+    assert result_of(proc)["state"] == [
+        "the source is frozen: the fence is up",
+        "replication is stopped",
+        "ECS may be mid-deployment: the rollout, or its undo, did not finish",
+    ]
+    rolled = sandbox.cutover(journal, "rollback", "--yes")
+    assert rolled.returncode == 4, rolled.stderr
+    steps = statuses(result_of(rolled))
+    assert steps["rollout"] == steps["stop_replication"] == steps["freeze_writes"] == "undone"
+    assert service_image(sandbox) == image_before
+    assert dms_status(sandbox) == "running"
+    assert app_can_write(sandbox) and fence_left(sandbox) == (0, 0)

@@ -45,11 +45,14 @@ class World:
         self.calls: list[str] = []
         self.fail: dict[tuple[str, str], BaseException] = {}
         self.memos: dict[str, list[StepMemo]] = {}
+        self.progress: dict[str, dict[str, Any]] = {}  # step -> progress its action notes
 
     def fn(self, step: str, phase: str) -> Any:
-        def call(_ctx: CutoverContext, memo: StepMemo) -> dict[str, Any]:
+        def call(ctx: CutoverContext, memo: StepMemo) -> dict[str, Any]:
             self.calls.append(f"{step}:{phase}")
             self.memos.setdefault(f"{step}:{phase}", []).append(memo)
+            if phase == "action" and step in self.progress:
+                ctx.report("progress", {"progress": self.progress[step]})
             failure = self.fail.get((step, phase))
             if failure is not None:
                 raise failure
@@ -506,6 +509,7 @@ def test_ctrl_c_in_a_step_journals_it_interrupted_and_resume_reruns_it(
     tmp_path: Path, settings: Settings, world: World
 ) -> None:
     world.fail[("validate", "action")] = KeyboardInterrupt()
+    world.progress["validate"] = {"tables_done": 3}
     stopped = run(tmp_path, settings, world)
     assert (stopped.outcome, stopped.exit_code) == ("interrupted", 130)
     assert {s.name: s.status for s in stopped.steps}["validate"] == "interrupted"
@@ -519,6 +523,8 @@ def test_ctrl_c_in_a_step_journals_it_interrupted_and_resume_reruns_it(
     world.calls.clear()
     assert run(tmp_path, settings, world, resume=True).outcome == "completed"
     assert world.of("action")[0] == "validate"
+    progress = world.memos["validate:action"][-1].progress  # what the first attempt noted
+    assert progress["tables_done"] == 3 and progress["interrupted_at"]
 
 
 def test_ctrl_c_in_a_rollback_leaves_it_to_finish_with_a_second_rollback(
