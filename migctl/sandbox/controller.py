@@ -6,7 +6,9 @@ reads and writes moto's backend objects directly:
 - **DMS.** Starting the task starts real logical replication from the source
   to the target cluster (:mod:`migctl.sandbox.replication`); resuming enables
   it again, reloading copies afresh, stopping disables it. The task's status,
-  stats and table statistics follow the replication, and ``CDCLatencySource``,
+  stats and table statistics follow the replication (a change the target
+  refuses, such as a duplicate key, puts its table in error and fails the
+  task, as DMS stops on a table error), and ``CDCLatencySource``,
   ``CDCLatencyTarget`` and ``CDCIncomingChanges`` are published to CloudWatch,
   with the dimensions AWS uses, from the real lag.
 - **ECS.** A deployment that ``update_service`` started moves to ``COMPLETED``
@@ -113,6 +115,9 @@ class Controller:
         snap = self._replication.snapshot()
         if not snap.exists:
             return
+        if snap.apply_errors:
+            self._fail_apply(task, snap)
+            return
         if snap.full_load_done and tracker.full_load_finished is None:
             tracker.full_load_finished = dt.datetime.now(dt.UTC)
         loading = sum(t.state == "Full load" for t in snap.tables)
@@ -132,6 +137,30 @@ class Controller:
         moto_dms.set_table_statistics(task.arn, [_table_row(t) for t in snap.tables])
         if tracker.full_load_finished is not None:
             self._publish_cdc_metrics(task, backend, snap)
+
+    def _fail_apply(self, task: Any, snap: ReplicationSnapshot) -> None:
+        """The target refused a change (a duplicate key, a missing table): as DMS does with
+        ``TableErrorPolicy = STOP_TASK``, the table is in error and the task fails, stopped."""
+        self._replication.stop()
+        error = snap.last_error
+        failing = error.table if error else None
+        rows = [
+            {**_table_row(t), "TableState": "Table error"}
+            if (t.schema, t.table) == failing
+            else _table_row(t)
+            for t in snap.tables
+        ]
+        where = f" on {failing[0]}.{failing[1]}" if failing else ""
+        message = error.message if error else "the target's apply failed"
+        moto_dms.set_table_statistics(task.arn, rows)
+        moto_dms.set_task(
+            task.arn,
+            status="failed",
+            stats={"TablesErrored": 1 if failing else 0},
+            stop_reason="Stop Reason FATAL_ERROR",
+            last_failure_message=f"apply failed{where} ({snap.apply_errors} time(s)): {message}",
+        )
+        log.warning("DMS task %s failed: apply failed%s: %s", task.arn, where, message)
 
     def _publish_cdc_metrics(self, task: Any, backend: Any, snap: ReplicationSnapshot) -> None:
         from moto.cloudwatch.models import cloudwatch_backends

@@ -12,6 +12,7 @@ copies again. The numbers DMS would report are read from the servers:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,14 @@ class TableProgress:
 
 
 @dataclass(frozen=True)
+class ApplyError:
+    """The latest apply failure the target's log shows: its message and, when named, the table."""
+
+    message: str
+    table: tuple[str, str] | None
+
+
+@dataclass(frozen=True)
 class ReplicationSnapshot:
     exists: bool
     enabled: bool
@@ -45,6 +54,8 @@ class ReplicationSnapshot:
     latency_seconds: float = 0.0
     source_latency_seconds: float = 0.0
     tables_total: int = 0
+    apply_errors: int = 0  # the target's apply or sync failures since the last start
+    last_error: ApplyError | None = None
 
     @property
     def tables_loaded(self) -> int:
@@ -71,6 +82,7 @@ class Replication:
     # migctl: the cutover's marker table (migctl.cutover_marker) is replicated too.
     schemas: tuple[str, ...] = ("public", "migctl")
     _baseline: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    _errors_at_start: int = 0
 
     def _source(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.source_dsn, autocommit=True, application_name="migctl-sandbox")
@@ -113,6 +125,7 @@ class Replication:
                 )
             elif not sub[0]:
                 tgt.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(NAME)))
+            self._errors_at_start = _error_count(tgt)
 
     def stop(self) -> None:
         with self._target() as tgt:
@@ -154,6 +167,8 @@ class Replication:
                 "WHERE r.srsubid = %s ORDER BY 1, 2",
                 (sub[0],),
             ).fetchall()
+            errors = max(0, _error_count(tgt) - self._errors_at_start)
+            last_error = _last_apply_error(tgt) if errors else None
         tables = tuple(self._progress(*row) for row in rels)
         lag_bytes, latency, source_latency = self._lag()
         return ReplicationSnapshot(
@@ -164,6 +179,8 @@ class Replication:
             latency_seconds=latency,
             source_latency_seconds=source_latency,
             tables_total=len(tables),
+            apply_errors=errors,
+            last_error=last_error,
         )
 
     def _progress(
@@ -203,3 +220,45 @@ def _user_tables(conn: psycopg.Connection[Any], schemas: tuple[str, ...]) -> lis
         (list(schemas),),
     ).fetchall()
     return [(str(s), str(t)) for s, t in rows]
+
+
+def _error_count(tgt: psycopg.Connection[Any]) -> int:
+    """The subscription's apply and sync failures so far (each failure restarts its worker)."""
+    row = tgt.execute(
+        "SELECT coalesce(sum(apply_error_count + sync_error_count), 0)::bigint "
+        "FROM pg_stat_subscription_stats WHERE subname = %s",
+        (NAME,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+_LOG_TAIL = 256 * 1024
+_RELATION = re.compile(r'replication target relation "([^"]+)\.([^"]+)"')
+
+
+def _last_apply_error(tgt: psycopg.Connection[Any]) -> ApplyError:
+    """The last apply failure in the target's server log (the sandbox's clusters log to
+    ``server.log`` in their data directory); a generic message when it cannot be read."""
+    try:
+        row = tgt.execute(
+            "SELECT pg_read_file('server.log', greatest(0, (pg_stat_file('server.log')).size - %s), "
+            "%s)",
+            (_LOG_TAIL, _LOG_TAIL),
+        ).fetchone()
+    except psycopg.Error:
+        return ApplyError("the target's apply failed (its log could not be read)", None)
+    lines = str(row[0] if row else "").splitlines()
+    for index in range(len(lines) - 1, -1, -1):
+        found = _RELATION.search(lines[index])
+        if found is None:
+            continue
+        message = next(
+            (
+                line.split("ERROR:", 1)[1].strip()
+                for line in reversed(lines[max(0, index - 5) : index + 1])
+                if "ERROR:" in line
+            ),
+            "the target's apply failed",
+        )
+        return ApplyError(message, (found.group(1), found.group(2)))
+    return ApplyError("the target's apply failed; see its server log", None)

@@ -202,6 +202,48 @@ def test_dms_stop_and_resume(sandbox: tuple[Path, dict[str, str], SandboxState])
     assert arrived == (1,)
 
 
+def test_a_change_the_target_refuses_fails_the_task_and_names_the_table(
+    sandbox: tuple[Path, dict[str, str], SandboxState],
+) -> None:
+    """A duplicate key on apply is never "healthy": the table is in error, the task failed,
+    and `dms status` exits 1 saying so. Fixed and resumed, it applies the change."""
+    _directory, env, state = sandbox
+    ensure_replicating(env)
+    with source_conn(state) as src, target_conn(state) as tgt:
+        (next_id,) = src.execute("SELECT max(id) + 1000 FROM customers").fetchone()  # type: ignore[misc]
+        planted = "INSERT INTO customers (id, external_id, name) VALUES (%s, gen_random_uuid(), %s)"
+        tgt.execute(planted, (next_id, "planted on the target"))
+        src.execute(planted, (next_id, "written on the source"))
+    deadline = time.monotonic() + 60
+    while True:
+        status = migctl(env, "--output", "json", "dms", "status")
+        if status.returncode != 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert status.returncode == 1, status.stdout
+    report = json.loads(status.stdout)
+    assert report["task"]["status"] == "failed"
+    failure = report["task"]["last_failure_message"]
+    assert "apply failed on public.customers" in failure and "duplicate key" in failure
+    errored = [t for t in report["tables"] if t["state"] == "Table error"]
+    assert [(t["schema"], t["table"]) for t in errored] == [("public", "customers")]
+    assert any("public.customers" in p for p in report["problems"])
+
+    with target_conn(state) as tgt:
+        tgt.execute("DELETE FROM customers WHERE id = %s", (next_id,))
+    assert migctl(env, "dms", "start", "--type", "resume", "--yes").returncode == 0
+    deadline = time.monotonic() + 60
+    with target_conn(state) as tgt:
+        while (
+            name := tgt.execute("SELECT name FROM customers WHERE id = %s", (next_id,)).fetchone()
+        ) is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+    assert name == ("written on the source",)
+    healthy = migctl(env, "--output", "json", "dms", "status")
+    assert healthy.returncode == 0, healthy.stdout
+    assert json.loads(healthy.stdout)["task"]["status"] == "running"
+
+
 def test_rollout_completes_and_a_broken_image_rolls_back(
     sandbox: tuple[Path, dict[str, str], SandboxState],
 ) -> None:
