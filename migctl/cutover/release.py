@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from migctl.alarms import ALARM, check_alarms
+from migctl.cutover import target_writes
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.model import Facts, StepFailed, StepMemo
 from migctl.infra.outputs import load_cached_outputs
@@ -40,10 +41,13 @@ if TYPE_CHECKING:
 def prepare(ctx: CutoverContext, _memo: StepMemo) -> Facts:
     options = ctx.rollout_options()
     service = describe_service(ctx.aws.client("ecs"), options.cluster, options.service)
+    with ctx.target_conn() as conn:
+        counters = target_writes.mark(conn)  # the source is frozen, replication stopped
     return {
         "cluster": options.cluster,
         "service": options.service,
         "previous_task_definition": service["taskDefinition"],
+        "target_writes_at_go_live": counters,
     }
 
 
@@ -139,21 +143,14 @@ def roll_back(ctx: CutoverContext, memo: StepMemo) -> Facts:
     options = ctx.rollout_options()
     ecs = ctx.aws.client("ecs")
     served = memo.details.get("outcome") == "completed"
-    warning = (
-        {
-            "warning": "the new image served from the target until this rollback: writes it "
-            "made there are not on the source (no reverse replication); reconcile them"
-        }
-        if served
-        else {}
-    )
     if describe_service(ecs, options.cluster, options.service)["taskDefinition"] == previous:
         ctx.wait_until(
             f"the service to settle on {previous}",
             lambda: _settled(ecs, options.cluster, options.service),
             timeout=options.timeout,
         )
-        return {"task_definition": previous, "note": "the service already ran it", **warning}
+        facts = {"task_definition": previous, "note": "the service already ran it"}
+        return {**facts, **(_written_on_target(ctx, memo) if served else {})}
     result = undo(
         ecs,
         ctx.aws.client("cloudwatch"),
@@ -168,7 +165,31 @@ def roll_back(ctx: CutoverContext, memo: StepMemo) -> Facts:
             f"putting the service back on {previous} ended {result.outcome}: {result.reason}",
             details={"manual_steps": list(result.manual_steps)},
         )
-    return {"task_definition": previous, **warning}
+    return {"task_definition": previous, **(_written_on_target(ctx, memo) if served else {})}
+
+
+def _written_on_target(ctx: CutoverContext, memo: StepMemo) -> Facts:
+    """Once ECS is back: what the new image wrote on the target since go-live, per table."""
+    before = memo.before.get("target_writes_at_go_live")
+    lost = "not on the source (no reverse replication): reconcile them before the source "
+    lost += "takes traffic again"
+    if before is None:  # a cutover an earlier version started
+        return {"warning": f"the new image served from the target: its writes there are {lost}"}
+    try:
+        with ctx.target_conn() as conn:
+            written = target_writes.since(conn, before)
+    except Exception as exc:  # the undo is done: say what is unknown, do not fail it
+        return {
+            "warning": f"the new image served from the target; what it wrote there could "
+            f"not be counted ({exc}); its writes are {lost}"
+        }
+    facts: dict[str, Any] = {"written_on_target_since_go_live": written.facts()}
+    if written.rows or written.unknown:
+        facts["warning"] = (
+            f"{written.rows} row(s) were written on the target since go-live and are {lost}: "
+            f"{written.describe()}"
+        )
+    return facts
 
 
 def manual_roll_back(ctx: CutoverContext, memo: StepMemo) -> str:

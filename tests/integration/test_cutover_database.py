@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from migctl.config import CutoverSettings, Settings
-from migctl.cutover import freeze, marker, proof, sequences
+from migctl.cutover import freeze, marker, proof, sequences, target_writes
 from migctl.cutover.context import CutoverContext, Timing
 from migctl.cutover.fence import FenceNames
 from migctl.cutover.model import StepFailed, StepMemo
@@ -419,6 +419,29 @@ def test_a_read_only_freeze_of_an_earlier_version_is_still_undone(source: Source
     with source.connect(source.batch) as after:
         assert refused(after, WRITES["BEGIN READ WRITE"]) == "accepted"
         assert after.execute("SHOW default_transaction_read_only").fetchone() == ("off",)
+
+
+def test_the_rows_written_on_the_target_since_a_mark_are_counted_per_table(pg_pair: Any) -> None:
+    pg_pair.execute_both("CREATE TABLE orders (id int PRIMARY KEY, note text)")
+    with pg_pair.target_conn() as tgt:
+        tgt.execute("INSERT INTO orders SELECT g, 'replicated' FROM generate_series(1, 10) g")
+    with pg_pair.target_conn() as tgt:
+        before = target_writes.mark(tgt)
+    with pg_pair.target_conn() as app:  # the new image, writing on the target after go-live
+        app.execute("INSERT INTO orders VALUES (11, 'new'), (12, 'new'), (13, 'new')")
+        app.execute("UPDATE orders SET note = 'changed' WHERE id = 1")
+        app.execute("DELETE FROM orders WHERE id = 2")
+    with pg_pair.target_conn() as tgt:
+        written = target_writes.since(tgt, before)
+        assert written.facts() == [
+            {"schema": "public", "name": "orders", "inserted": 3, "updated": 1, "deleted": 1}
+        ]
+        assert written.rows == 5
+        assert written.describe() == "public.orders 3 inserted, 1 updated, 1 deleted"
+        tgt.execute("SELECT pg_stat_reset()")
+        reset = target_writes.since(tgt, before)
+    assert reset.rows == 0 and reset.unknown == (("public", "orders"),)  # never "0 written"
+    assert "unknown for public.orders" in reset.describe()
 
 
 SEQUENCE_DDL = """

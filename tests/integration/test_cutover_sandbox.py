@@ -238,8 +238,21 @@ def test_full_cutover_refuses_a_second_one_then_rolls_back(sandbox: Sandbox) -> 
     assert latest.returncode == 2 and f"--cutover {cutover_id}" in latest.stderr
     assert service_image(sandbox) == NEW_IMAGE  # nothing was undone by the refusals
 
+    with sandbox.target() as app:  # the new image writes on the target after go-live
+        for n in range(3):
+            app.execute("INSERT INTO audit_log (actor, action) VALUES ('new-image', %s)", (str(n),))
     rolled = sandbox.cutover(journal, "rollback", "--cutover", cutover_id, "--yes")
     assert rolled.returncode == 4, rolled.stderr
+    undone = next(r for r in records(journal) if r["event"] == "undo_finished")
+    assert undone["step"] == "rollout"
+    assert undone["details"]["written_on_target_since_go_live"] == [
+        {"schema": "public", "name": "audit_log", "inserted": 3, "updated": 0, "deleted": 0}
+    ]
+    assert any(
+        "3 row(s) were written on the target since go-live" in w
+        and "public.audit_log 3 inserted" in w
+        for w in result_of(rolled)["warnings"]
+    )
     assert service_image(sandbox) == OLD_IMAGE
     assert dms_status(sandbox) == "running"
     assert app_can_write(sandbox)
