@@ -118,6 +118,7 @@ def up(name: str, rows: int) -> Sandbox:
 def down(sandbox: Sandbox) -> None:
     result = run(clean_env(), "sandbox", "down", "--dir", str(sandbox.dir))
     assert result.returncode == 0, result.stderr
+    sandbox.dir.parent.rmdir()  # fresh_dir's temporary parent: empty once the sandbox is down
 
 
 def result_of(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:

@@ -81,6 +81,7 @@ def sandbox() -> Iterator[tuple[Path, dict[str, str], SandboxState]]:
         assert down.returncode == 0, down.stderr
         assert not alive_pids(directory, state), "sandbox down left processes behind"
         assert not directory.exists()
+        directory.parent.rmdir()
 
 
 def source_conn(state: SandboxState) -> psycopg.Connection[Any]:
