@@ -149,13 +149,18 @@ def slots(conn: psycopg.Connection[Any]) -> list[Slot]:
     return [Slot(str(n), bool(a), str(p), int(b or 0)) for n, a, p, b in rows]
 
 
+def slot_of(conn: psycopg.Connection[Any], names: FenceNames) -> Slot | None:
+    """This cutover's slot, when it exists."""
+    return next((s for s in slots(conn) if s.name == names.trigger), None)
+
+
 def create_slot(conn: psycopg.Connection[Any], names: FenceNames) -> str | None:
     """Create the slot unless it exists; the LSN it starts at, None when it existed.
 
     PostgreSQL waits for every transaction running at that moment to end
     before the slot is ready: the caller sets ``statement_timeout``.
     """
-    if any(s.name == names.trigger for s in slots(conn)):
+    if slot_of(conn, names) is not None:
         return None
     row = conn.execute(
         "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, %s)",
@@ -188,7 +193,7 @@ def write_start(conn: psycopg.Connection[Any], names: FenceNames) -> str:
 
 def start_written(conn: psycopg.Connection[Any], names: FenceNames) -> bool:
     """Whether the start mark is in the slot (False without a slot)."""
-    if not any(s.name == names.trigger for s in slots(conn)):
+    if slot_of(conn, names) is None:
         return False
     return read(conn, names).from_lsn is not None
 

@@ -172,14 +172,15 @@ def freeze(ctx: CutoverContext, memo: StepMemo) -> Facts:
 
 def check(ctx: CutoverContext, memo: StepMemo) -> Facts:
     names = _names(ctx, memo)
+    fenced = _strategy(ctx, memo) == "fence"
     with ctx.source_conn() as conn:
         written = decoding.start_written(conn, names)
-        if _strategy(ctx, memo) == "fence":
+        if fenced:
             tables = {t.name for t in fence.scope(conn)}
             found = fence.state(conn)
     if not written:
         raise StepFailed(f"the proof's start mark is not in slot {names.trigger}")
-    if _strategy(ctx, memo) != "fence":
+    if not fenced:
         return {}
     unfenced = tables - set(found.tables(names))
     disabled = set(found.disabled(names))
@@ -245,7 +246,7 @@ def source_state(ctx: CutoverContext) -> str:
     names = _names(ctx)
     with ctx.source_conn() as conn:
         found = fence.state(conn)
-        held = [s for s in decoding.slots(conn) if s.name == names.trigger]
+        held = decoding.slot_of(conn, names)
     tables = found.tables(names)
     fenced = (
         f"the fence of cutover {names.cutover_id} is up on {len(tables)} table(s)"
@@ -253,7 +254,7 @@ def source_state(ctx: CutoverContext) -> str:
         if tables
         else "no fence of this cutover on the source"
     )
-    return f"source: {fenced}; " + (held[0].show() if held else "no proof slot")
+    return f"source: {fenced}; " + (held.show() if held else "no proof slot")
 
 
 def _create_slot(ctx: CutoverContext, names: FenceNames) -> str | None:

@@ -20,7 +20,7 @@ from migctl.cutover.model import Facts, StepFailed, StepMemo
 def prove(ctx: CutoverContext, _memo: StepMemo) -> Facts:
     names = FenceNames.of(ctx.cutover_id)
     with ctx.source_conn() as conn:
-        if not any(s.name == names.trigger for s in decoding.slots(conn)):
+        if decoding.slot_of(conn, names) is None:
             raise StepFailed(
                 f"the freeze's replication slot {names.trigger} is gone: nothing proves that "
                 "the source took no write since the fence went up"
