@@ -71,6 +71,13 @@ KEYS: tuple[Key, ...] = (
     Key("sourceDbName", "payments", "payments", "on-prem database name"),
     Key("sourceSecretArn", None, None, "secret with the source's host/port/user/password"),
     Key("sourceSecretKmsKeyArn", None, None, "CMK of the source secret, if any"),
+    Key(
+        "sourceReverseSecretArn",
+        None,
+        None,
+        "secret of the role the reverse task writes to the source as (default: sourceSecretArn)",
+    ),
+    Key("reverseSlotName", "migctl_reverse", "migctl_reverse", "Aurora slot of the reverse task"),
     Key("alarmEmail", None, None, "e-mail subscribed to the alarm topic"),
     Key("lambdaPackage", "dist/validation-lambda.zip", "dist/validation-lambda.zip", "zip path"),
     Key("cdcLatencyAlarmSeconds", 60, 30, "CDCLatencyTarget alarm threshold"),
@@ -89,6 +96,10 @@ class SourceDatabase:
     dbname: str
     secret_arn: str
     kms_key_arn: str | None
+    # The way back: the reverse task writes to the source with this secret's role (the one
+    # migctl's [cutover] reverse_role names), reading Aurora's slot reverse_slot.
+    reverse_secret_arn: str | None = None
+    reverse_slot: str = "migctl_reverse"
 
 
 @dataclass(frozen=True)
@@ -243,4 +254,6 @@ def _read_source(cfg: pulumi.Config, defaults: dict[str, Any]) -> SourceDatabase
         dbname=cfg.get("sourceDbName") or str(defaults["sourceDbName"]),
         secret_arn=secret_arn,
         kms_key_arn=cfg.get("sourceSecretKmsKeyArn"),
+        reverse_secret_arn=cfg.get("sourceReverseSecretArn"),
+        reverse_slot=cfg.get("reverseSlotName") or str(defaults["reverseSlotName"]),
     )

@@ -37,6 +37,7 @@ OUTPUT_NAMES = (
     "auroraSecretArn",
     "dmsReplicationInstanceArn",
     "dmsReplicationTaskArn",
+    "dmsReverseTaskArn",
     "validationFunctionName",
     "snsTopicArn",
     "alarmNames",
@@ -179,6 +180,8 @@ def pulumi_program() -> None:
     )
     if task_arn is not None:
         pulumi.export("dmsReplicationTaskArn", task_arn)
+    if migration.reverse_task is not None:
+        pulumi.export("dmsReverseTaskArn", migration.reverse_task.replication_task_arn)
     pulumi.export("validationFunctionName", migration.function_name)
     pulumi.export("snsTopicArn", monitoring.topic.arn)
     pulumi.export("alarmNames", monitoring.alarm_names)

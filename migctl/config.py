@@ -131,6 +131,12 @@ class CutoverSettings:
     # preflight window, sessions, DMS stop/resume, post-checks
     wait_timeout_seconds: float = bounded(600.0, at_least=0)
     marker_timeout_seconds: float = bounded(300.0, at_least=0)  # the marker row to the target
+    # The way back after go-live (docs/fallback.md): reverse replication, target -> source.
+    fallback: Literal["reverse-replication", "none"] = "reverse-replication"
+    reverse_task: str | None = None  # default: stack output dmsReverseTaskArn
+    reverse_slot: str = "migctl_reverse"  # the slot on the target the reverse task reads
+    reverse_plugin: Literal["test_decoding", "pgoutput", "pglogical"] = "test_decoding"
+    reverse_role: str = "migctl_reverse"  # the role the reverse task writes to the source as
 
 
 @dataclass(frozen=True)

@@ -106,8 +106,33 @@ def task_settings() -> str:
     return json.dumps(settings, sort_keys=True)
 
 
+def reverse_task_settings() -> str:
+    """The way back's CDC-only task: transactional apply in commit order (no batch apply,
+    which reorders and defeats loop prevention), tables already there, logging on."""
+    settings: dict[str, Any] = {
+        "TargetMetadata": {
+            "SupportLobs": True,
+            "FullLobMode": False,
+            "LimitedSizeLobMode": True,
+            "LobMaxSize": 32,
+            "BatchApplyEnabled": False,
+        },
+        "FullLoadSettings": {"TargetTablePrepMode": "DO_NOTHING"},
+        "ErrorBehavior": {"ApplyErrorFailOnTruncationDdl": True, "TableErrorPolicy": "STOP_TASK"},
+        "Logging": {
+            "EnableLogging": True,
+            "LogComponents": [
+                {"Id": component, "Severity": "LOGGER_SEVERITY_DEFAULT"}
+                for component in LOG_COMPONENTS
+            ],
+        },
+    }
+    return json.dumps(settings, sort_keys=True)
+
+
 class Migration(pulumi.ComponentResource):
-    """DMS subnet group, instance, endpoints and task; the validation Lambda."""
+    """DMS subnet group, instance, endpoints and tasks (forward, and the way back: Aurora to
+    the source, CDC only, never started here); the validation Lambda."""
 
     def __init__(
         self, name: str, args: MigrationArgs, opts: pulumi.ResourceOptions | None = None
@@ -147,14 +172,18 @@ class Migration(pulumi.ComponentResource):
             self.replication_instance.replication_instance_id
         )
         self.task: aws.dms.ReplicationTask | None = None
+        self.reverse_task: aws.dms.ReplicationTask | None = None
         if args.source is not None:
-            self.task = self._replication(args.source)
+            self.task, self.reverse_task = self._replication(args.source)
         self.function = self._validation_lambda()
         self.function_name: pulumi.Output[str] = self.function.name
         self.register_outputs(
             {
                 "replicationInstanceArn": self.replication_instance.replication_instance_arn,
                 "replicationTaskArn": None if self.task is None else self.task.replication_task_arn,
+                "reverseTaskArn": None
+                if self.reverse_task is None
+                else self.reverse_task.replication_task_arn,
                 "validationFunctionName": self.function_name,
             }
         )
@@ -183,7 +212,9 @@ class Migration(pulumi.ComponentResource):
             )
         return attachments
 
-    def _replication(self, source: SourceDatabase) -> aws.dms.ReplicationTask:
+    def _replication(
+        self, source: SourceDatabase
+    ) -> tuple[aws.dms.ReplicationTask, aws.dms.ReplicationTask]:
         args = self._args
         env = args.environment
         child = pulumi.ResourceOptions(parent=self)
@@ -219,6 +250,7 @@ class Migration(pulumi.ComponentResource):
             opts=child,
         )
         kms_keys = [args.kms_key_arn, *([source.kms_key_arn] if source.kms_key_arn else [])]
+        extra_secrets = [source.reverse_secret_arn] if source.reverse_secret_arn else []
         access_role = aws.iam.Role(
             f"{self._name}-secrets-role-{env}",
             name=f"migctl-dms-secrets-{env}",
@@ -229,7 +261,9 @@ class Migration(pulumi.ComponentResource):
         access_policy = aws.iam.RolePolicy(
             f"{self._name}-secrets-policy-{env}",
             role=access_role.id,
-            policy=_read_secrets_policy([source.secret_arn, target_secret.arn], kms_keys),
+            policy=_read_secrets_policy(
+                [source.secret_arn, target_secret.arn, *extra_secrets], kms_keys
+            ),
             opts=child,
         )
         endpoint_opts = pulumi.ResourceOptions(parent=self, depends_on=[access_policy])
@@ -257,7 +291,7 @@ class Migration(pulumi.ComponentResource):
             tags=args.tags,
             opts=endpoint_opts,
         )
-        return aws.dms.ReplicationTask(
+        forward = aws.dms.ReplicationTask(
             f"{self._name}-task-{env}",
             replication_task_id=f"migctl-cdc-{env}",
             migration_type="full-load-and-cdc",
@@ -270,6 +304,49 @@ class Migration(pulumi.ComponentResource):
             tags=args.tags,
             opts=child,
         )
+        # The way back: Aurora as a source (reading the slot the cutover creates during the
+        # freeze), the on-premises database as a target; migctl starts it after go-live.
+        aurora_source = aws.dms.Endpoint(
+            f"{self._name}-reverse-source-{env}",
+            endpoint_id=f"migctl-reverse-source-{env}",
+            endpoint_type="source",
+            engine_name="aurora-postgresql",
+            database_name=args.target_db_name,
+            ssl_mode="require",
+            secrets_manager_arn=target_secret.arn,
+            secrets_manager_access_role_arn=access_role.arn,
+            postgres_settings=aws.dms.EndpointPostgresSettingsArgs(
+                slot_name=source.reverse_slot, plugin_name="test-decoding"
+            ),
+            tags=args.tags,
+            opts=endpoint_opts,
+        )
+        onprem_target = aws.dms.Endpoint(
+            f"{self._name}-reverse-target-{env}",
+            endpoint_id=f"migctl-reverse-target-{env}",
+            endpoint_type="target",
+            engine_name="postgres",
+            database_name=source.dbname,
+            ssl_mode="require",
+            secrets_manager_arn=source.reverse_secret_arn or source.secret_arn,
+            secrets_manager_access_role_arn=access_role.arn,
+            tags=args.tags,
+            opts=endpoint_opts,
+        )
+        reverse = aws.dms.ReplicationTask(
+            f"{self._name}-reverse-task-{env}",
+            replication_task_id=f"migctl-reverse-{env}",
+            migration_type="cdc",
+            replication_instance_arn=self.replication_instance.replication_instance_arn,
+            source_endpoint_arn=aurora_source.endpoint_arn,
+            target_endpoint_arn=onprem_target.endpoint_arn,
+            table_mappings=table_mappings(args.schemas),
+            replication_task_settings=reverse_task_settings(),
+            start_replication_task=False,
+            tags=args.tags,
+            opts=child,
+        )
+        return forward, reverse
 
     def _validation_lambda(self) -> aws.lambda_.Function:
         """Python 3.12 in the private subnets; reads only the source and target secrets."""

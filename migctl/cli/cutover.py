@@ -1,4 +1,4 @@
-"""`migctl cutover`: run the cutover runbook; `cutover plan`; `cutover status`; `cutover rollback`."""
+"""`migctl cutover`: run the runbook; `plan`; `status`; `rollback`; `finalize`."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def cutover(
         ),
     ] = False,
 ) -> None:
-    """Run the cutover runbook: preflight, freeze, marker, validate, stop DMS, sequences, proof, rollout, post-checks.
+    """Run the cutover runbook: preflight, freeze, marker, validate, stop DMS, sequences, proof, way back, rollout, post-checks.
 
     Every step's start and end is journaled (.migctl/cutover-<env>.jsonl or
     [cutover] journal, s3:// too); one cutover per environment holds the lock.
@@ -158,7 +158,7 @@ def rollback(
         ),
     ] = None,
 ) -> None:
-    """Undo a cutover's steps in reverse: ECS back, replication resumed, the source's fence down.
+    """Undo a cutover's steps in reverse: writes carried back, ECS back, the source's fence down.
 
     The latest cutover, or --cutover ID (refused while a later one is open).
     Asks first unless --yes. Journaled like the run. Exit 4 when the rollback
@@ -180,6 +180,29 @@ def rollback(
             break_lock=break_lock,
             cutover_id=cutover_id,
             **_callbacks(app_state, view, yes=yes),
+        )
+    _finish(app_state, result)
+
+
+@cutover_app.command("finalize")
+def finalize(ctx: typer.Context, yes: YesOpt = False, break_lock: BreakLockOpt = False) -> None:
+    """End the way back after a completed cutover: stop the reverse replication, drop its slot.
+
+    The source stays fenced against every role, read-only for good; the
+    cutover is closed (rollback refuses it from then on). Asks first unless
+    --yes. Journaled. Exit 0 finalized, 2 when the latest cutover is not
+    completed, 3 when AWS or a database failed (run it again: each part is
+    idempotent). See docs/fallback.md.
+
+    Example: migctl cutover finalize --yes
+    """
+    from migctl.cutover.finalize import finalize_cutover
+
+    app_state = state(ctx)
+    cut, journal, lock = _open(app_state)
+    with _view(app_state) as view:
+        result = finalize_cutover(
+            cut, journal, lock, break_lock=break_lock, **_callbacks(app_state, view, yes=yes)
         )
     _finish(app_state, result)
 

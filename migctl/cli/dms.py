@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
@@ -54,6 +55,21 @@ def _resolve(ctx: typer.Context, task: str | None) -> tuple[AppState, TaskRef]:
         app_state.aws.client("dms"), value, instance_identifier=settings.dms.instance
     )
     return app_state, ref
+
+
+def _reverse(app_state: AppState) -> TaskRef | None:
+    """The way back's task, when one is defined ([cutover] reverse_task or the stack output
+    dmsReverseTaskArn) and the cutover uses it; None otherwise."""
+    from migctl.dms.task import resolve_task
+    from migctl.infra.outputs import load_cached_outputs
+
+    conf = app_state.settings.cutover
+    if conf.fallback != "reverse-replication":
+        return None
+    value = conf.reverse_task or load_cached_outputs(app_state.settings).get("dmsReverseTaskArn")
+    if not isinstance(value, str) or not value:
+        return None
+    return resolve_task(app_state.aws.client("dms"), value)
 
 
 def _confirmer(yes: bool) -> Callable[[ControlPlan], bool]:
@@ -136,8 +152,11 @@ def status(
 ) -> None:
     """Snapshot of the task, every table's statistics and the CDC metrics.
 
-    Exit 0 when healthy; 1 when the task failed, a table is in error, or
-    validation has failed or suspended records. Phases: not-running,
+    Without --task it shows the way back's reverse task too, when one is
+    defined ([cutover] reverse_task or the stack output dmsReverseTaskArn),
+    under the JSON key "reverse" (the same shape; null when none). Exit 0
+    when healthy; 1 when a task failed, a table is in error, or validation
+    has failed or suspended records, in either direction. Phases: not-running,
     starting, full-load, cdc, stopped, failed. A metric with no datapoints is
     reported as such (JSON null with "datapoints": 0), never as 0.
     JSON keys: healthy, problems[], task {arn, identifier, resource_id,
@@ -160,13 +179,13 @@ def status(
     from migctl.render.dms import render_status
 
     app_state, ref = _resolve(ctx, task)
-    report = task_status(
-        app_state.aws.client("dms"),
-        app_state.aws.client("cloudwatch"),
-        ref,
-        minutes=minutes,
-        period_seconds=app_state.settings.dms.metric_period_seconds,
-    )
+    dms, cloudwatch = app_state.aws.client("dms"), app_state.aws.client("cloudwatch")
+    period = app_state.settings.dms.metric_period_seconds
+    report = task_status(dms, cloudwatch, ref, minutes=minutes, period_seconds=period)
+    back = None if task else _reverse(app_state)
+    if back is not None and back.arn != ref.arn:
+        reverse = task_status(dms, cloudwatch, back, minutes=minutes, period_seconds=period)
+        report = dataclasses.replace(report, reverse=reverse)
     render_status(app_state.out, report)
     raise typer.Exit(0 if report.healthy else 1)
 

@@ -88,20 +88,37 @@ def down(
 
 
 @traffic_app.command("start")
-def traffic_start(ctx: typer.Context, directory: DirOption = DEFAULT_DIR) -> None:
-    """Start the payments writer on the source.
+def traffic_start(
+    ctx: typer.Context,
+    directory: DirOption = DEFAULT_DIR,
+    ecs: Annotated[
+        bool,
+        typer.Option(
+            "--ecs/--no-ecs",
+            help="Also play the application on ECS: while the service runs an image built for "
+            "Aurora, write to the database its task definition names.",
+        ),
+    ] = True,
+) -> None:
+    """Start the applications' writers: the on-premises one on the source, and the one on ECS.
+
+    The on-premises writer rides out the cutover's freeze (refused writes,
+    ended sessions) and writes again once the source is open. The writer on
+    ECS writes while the service runs an image built for Aurora (after the
+    cutover's rollout). Each records the payments it committed in
+    logs/traffic.keys and logs/ecs.keys.
 
     Example: migctl sandbox traffic start
     """
     from migctl.sandbox.environment import start_traffic
 
-    record = start_traffic(directory.resolve())
+    record = start_traffic(directory.resolve(), ecs=ecs)
     _say(ctx, {"traffic": "started", "pid": record.pid}, f"traffic started (pid {record.pid})")
 
 
 @traffic_app.command("stop")
 def traffic_stop(ctx: typer.Context, directory: DirOption = DEFAULT_DIR) -> None:
-    """Stop the payments writer.
+    """Stop the applications' writers (the one on ECS within a second).
 
     Example: migctl sandbox traffic stop
     """

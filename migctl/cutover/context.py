@@ -62,6 +62,8 @@ class CutoverContext:
     timing: Timing = field(default_factory=Timing)
     cutover_id: str = ""
     report: Report = _ignore  # a progress note from inside the current step
+    # During a rollback: what each step's undo found, by step name (this run's and earlier ones').
+    undone: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     _cache: dict[str, Any] = field(default_factory=dict)
 
     @contextmanager
@@ -99,6 +101,21 @@ class CutoverContext:
                 self.aws.client("dms"), name, instance_identifier=self.settings.dms.instance
             )
         ref: TaskRef = self._cache["task"]
+        return ref
+
+    def reverse_task_ref(self) -> TaskRef:
+        """The way back's DMS task: ``[cutover] reverse_task``, else the stack output
+        ``dmsReverseTaskArn``."""
+        if "reverse" not in self._cache:
+            name = resolve(
+                self.settings,
+                self.settings.cutover.reverse_task,
+                "dmsReverseTaskArn",
+                what="reverse DMS task (fallback = reverse-replication)",
+                flag="[cutover] reverse_task",
+            )
+            self._cache["reverse"] = resolve_task(self.aws.client("dms"), name)
+        ref: TaskRef = self._cache["reverse"]
         return ref
 
     def gate_alarms(self) -> AlarmSelector:

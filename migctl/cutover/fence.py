@@ -109,6 +109,9 @@ WHERE %s OR database = current_database() ORDER BY prepared
 # plpgsql bodies: run without parameters, so "%" is RAISE's own placeholder.
 _TRIGGER_BODY = """
 BEGIN
+  IF session_user = ANY({open_to}) THEN
+    RETURN NULL;
+  END IF;
   RAISE EXCEPTION 'migctl cutover %: writes to %.% are frozen', {cutover}, TG_TABLE_SCHEMA,
         TG_TABLE_NAME
     USING ERRCODE = '{code}',
@@ -119,6 +122,9 @@ _GUARD_BODY = """
 DECLARE
   r record;
 BEGIN
+  IF session_user = ANY({open_to}) THEN
+    RETURN;
+  END IF;
   IF TG_EVENT = 'sql_drop' THEN
     FOR r IN SELECT object_identity FROM pg_event_trigger_dropped_objects()
              WHERE NOT is_temporary LOOP
@@ -376,8 +382,42 @@ def _execute(
     conn.execute(query, [])  # with parameters: ident() doubled any "%" in a name
 
 
-def _function_sql(names: FenceNames, function: str, returns: str, body: str) -> str:
-    text = body.format(cutover=_literal(names.cutover_id), code=WRITE_REFUSED)
+def open_to(conn: psycopg.Connection[Any], names: FenceNames, roles: Sequence[str]) -> None:
+    """Let ``roles`` (the reverse replication's) through the fence and its guard; every other
+    role stays refused. ``()`` closes it again. One transaction: the guard is disabled for it
+    (it would refuse the functions' replacement) and enabled ALWAYS again before the commit."""
+    found = state(conn)
+    guards = [g for g in found.guards if g.removesuffix("_drop") == names.trigger]
+    with conn.transaction():
+        for guard in guards:
+            conn.execute(f"ALTER EVENT TRIGGER {_q(guard)} DISABLE")
+        conn.execute(_function_sql(names, names.function, "trigger", _TRIGGER_BODY, roles))
+        if guards:
+            conn.execute(
+                _function_sql(names, names.guard_function, "event_trigger", _GUARD_BODY, roles)
+            )
+        for guard in guards:
+            conn.execute(f"ALTER EVENT TRIGGER {_q(guard)} ENABLE ALWAYS")
+
+
+def opened_to(conn: psycopg.Connection[Any], names: FenceNames) -> list[str]:
+    """The roles this fence lets through (its trigger function's list); [] when none or gone."""
+    row = conn.execute(
+        "SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure(%s)",
+        (_qualified(names.function) + "()",),
+    ).fetchone()
+    found = (
+        re.search(r"session_user = ANY\(ARRAY\[(.*?)\]::text\[\]\)", str(row[0])) if row else None
+    )
+    quoted = re.findall(r"'((?:[^']|'')*)'", found.group(1)) if found else []
+    return [q.replace("''", "'") for q in quoted]
+
+
+def _function_sql(
+    names: FenceNames, function: str, returns: str, body: str, open_to: Sequence[str] = ()
+) -> str:
+    roles = "ARRAY[" + ", ".join(_literal(r) for r in open_to) + "]::text[]"
+    text = body.format(cutover=_literal(names.cutover_id), code=WRITE_REFUSED, open_to=roles)
     return (
         f"CREATE OR REPLACE FUNCTION {_qualified(function)}() RETURNS {returns} "
         f"LANGUAGE plpgsql AS {_literal(text)}"

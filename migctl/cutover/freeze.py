@@ -154,7 +154,7 @@ def freeze(ctx: CutoverContext, memo: StepMemo) -> Facts:
             on_batch=lambda n: ctx.report(f"fence up on {n} of {len(tables)} table(s)", {}),
         )
 
-    start = _until_locked(ctx, "the fence to go up", [t.oid for t in tables], attempt)
+    start = until_locked(ctx, "the fence to go up", [t.oid for t in tables], attempt)
     ctx.report(
         f"fence up on {len(tables)} table(s); the proof starts at LSN {start}"
         if start
@@ -205,10 +205,10 @@ def unfreeze(ctx: CutoverContext, memo: StepMemo) -> Facts:
         return _reset_read_only(ctx, memo)
     facts: dict[str, Any] = {}
     if strategy == "fence":
-        facts["removed"] = _until_locked(
+        facts["removed"] = until_locked(
             ctx,
             "the fence to come down",
-            _fenced_oids(ctx, names),
+            fenced_oids(ctx, names),
             lambda conn, ms: fence.remove(conn, names, lock_timeout_ms=ms),
         )
     with ctx.source_conn() as conn:
@@ -283,20 +283,23 @@ def _create_slot(ctx: CutoverContext, names: FenceNames) -> str | None:
     return created[-1] if created else None
 
 
-def _until_locked(
+def until_locked(
     ctx: CutoverContext,
     what: str,
     oids: list[int],
     attempt: Callable[[Any, int], Any],
+    *,
+    on_target: bool = False,
 ) -> Any:
-    """Run ``attempt(conn, lock_timeout_ms)`` until it gets its locks; end app-role blockers."""
+    """Run ``attempt(conn, lock_timeout_ms)`` on the source (or the target) until it gets its
+    locks; end app-role blockers."""
     done: list[Any] = []
     timeout = _attempt_ms(ctx)
 
     def probe() -> tuple[bool, str]:
         import psycopg
 
-        with ctx.source_conn() as conn:
+        with ctx.target_conn() if on_target else ctx.source_conn() as conn:
             try:
                 done.append(attempt(conn, timeout))
                 return True, "done"
@@ -332,8 +335,8 @@ def _wait(ctx: CutoverContext, what: str, probe: Callable[[], tuple[bool, str]])
         ) from None
 
 
-def _fenced_oids(ctx: CutoverContext, names: FenceNames) -> list[int]:
-    with ctx.source_conn() as conn:
+def fenced_oids(ctx: CutoverContext, names: FenceNames, *, on_target: bool = False) -> list[int]:
+    with ctx.target_conn() if on_target else ctx.source_conn() as conn:
         rows = conn.execute(
             "SELECT tgrelid::oid FROM pg_trigger WHERE tgname = %s", (names.trigger,)
         ).fetchall()

@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
 
 from migctl.cutover import fence
 from migctl.cutover.context import CutoverContext
@@ -38,6 +41,7 @@ CREATE TABLE IF NOT EXISTS migctl.cutover_marker (
     source_lsn  pg_lsn NOT NULL
 );
 """
+Connect = Callable[[], AbstractContextManager[Any]]
 _EXISTS_SQL = "SELECT to_regclass('migctl.cutover_marker') IS NOT NULL"
 
 
@@ -84,8 +88,33 @@ def quiet(ctx: CutoverContext, _memo: StepMemo) -> Facts:
 
 
 def write_and_wait(ctx: CutoverContext, _memo: StepMemo) -> Facts:
+    """A marker on the source, waited for on the target: forward replication has drained."""
+    return carry(ctx, ctx.source_conn, ctx.target_conn, ("source", "target"), hint=_FORWARD_HINT)
+
+
+_FORWARD_HINT = (
+    "is the migctl schema in the DMS task's table mappings, and is the task applying changes "
+    "(migctl dms status)?"
+)
+
+
+def carry(
+    ctx: CutoverContext,
+    write: Connect,
+    read: Connect,
+    sides: tuple[str, str],
+    *,
+    hint: str,
+    failed: Callable[[], str | None] = lambda: None,
+) -> Facts:
+    """Write a marker through ``write`` and wait until ``read`` sees it (``marker_timeout``).
+
+    ``failed`` is asked on every poll: a replication that has failed will never bring the
+    marker, so its reason fails the wait at once.
+    """
     marker_id = str(uuid.uuid4())
-    with ctx.source_conn() as conn:
+    written_on, read_on = sides
+    with write() as conn:
         row = conn.execute(
             "INSERT INTO migctl.cutover_marker (id, cutover_id, source_lsn) "
             "VALUES (%s, %s, pg_current_wal_lsn()) RETURNING source_lsn::text, written_at",
@@ -93,24 +122,31 @@ def write_and_wait(ctx: CutoverContext, _memo: StepMemo) -> Facts:
         ).fetchone()
     assert row is not None
     source_lsn, written_at = row
-    ctx.report(f"marker {marker_id} written on the source at LSN {source_lsn}", {})
+    ctx.report(f"marker {marker_id} written on the {written_on} at LSN {source_lsn}", {})
     started = ctx.timing.clock()
 
     def probe() -> tuple[bool, str]:
-        with ctx.target_conn() as conn:
+        with read() as conn:
             found = conn.execute(
                 "SELECT 1 FROM migctl.cutover_marker WHERE id = %s", (marker_id,)
             ).fetchone()
-        return (True, "the marker is on the target") if found else (False, "not on the target yet")
+        if found:
+            return True, f"the marker is on the {read_on}"
+        broken = failed()
+        if broken:
+            raise StepFailed(
+                f"the marker cannot reach the {read_on}: {broken}",
+                details={"marker_id": marker_id, "source_lsn": source_lsn},
+            )
+        return False, f"not on the {read_on} yet"
 
     try:
-        ctx.wait_until("the marker row on the target", probe, timeout=ctx.timing.marker_timeout)
+        ctx.wait_until(f"the marker row on the {read_on}", probe, timeout=ctx.timing.marker_timeout)
     except CheckFailed as exc:
+        if isinstance(exc, StepFailed):
+            raise
         raise StepFailed(
-            exc.message,
-            details={"marker_id": marker_id, "source_lsn": source_lsn},
-            hint="is the migctl schema in the DMS task's table mappings, and is the task "
-            "applying changes (migctl dms status)?",
+            exc.message, details={"marker_id": marker_id, "source_lsn": source_lsn}, hint=hint
         ) from None
     return {
         "marker_id": marker_id,

@@ -6,7 +6,9 @@ consecutive periods, alarms leaving INSUFFICIENT_DATA, a deployment finishing.
 It fails at once on what will not: a DMS task that is not running or has
 errored tables, a gate alarm in ALARM.
 
-It reports (a warning, not a failure) a replication slot that an earlier
+It checks the way back's prerequisites (``fallback.gate``: the reverse task,
+the target's slot) before anything is frozen. It reports (a warning, not a
+failure) a replication slot that an earlier
 cutover's freeze left on the source, with the WAL it holds back.
 
 The latency gate reads ``CDCLatencyTarget`` only. ``CDCIncomingChanges`` is
@@ -22,7 +24,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from migctl.alarms import ALARM, check_alarms
-from migctl.cutover import decoding
+from migctl.cutover import decoding, fallback
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.model import Facts, StepFailed, StepMemo
 from migctl.cutover.validation import validate_options
@@ -109,6 +111,8 @@ def preflight(ctx: CutoverContext, _memo: StepMemo) -> Facts:
     # selects nothing (a typo in [validate]) would otherwise fail the cutover mid-freeze.
 
     facts["validate_tables"] = len(selected_tables(ctx.source, ctx.target, validate_options(ctx)))
+    # The way back's prerequisites too: found missing after the freeze, they cost a rollback.
+    facts["way_back"] = dict(fallback.gate(ctx, StepMemo(before=fallback.prepare(ctx, StepMemo()))))
     facts["leftover_slots"] = _leftover_slots(ctx)
     facts["cdc"] = ctx.wait_until("the preflight gate", probe)
     return facts

@@ -169,22 +169,40 @@ def roll_back(ctx: CutoverContext, memo: StepMemo) -> Facts:
 
 
 def _written_on_target(ctx: CutoverContext, memo: StepMemo) -> Facts:
-    """Once ECS is back: what the new image wrote on the target since go-live, per table."""
-    before = memo.before.get("target_writes_at_go_live")
+    """Once ECS is back: what the new image wrote on the target since go-live, per table.
+
+    With the way back (``fallback.py``) those rows were carried to the source before ECS came
+    back: a count, no warning. Without it they are on the target only: the warning says so."""
+    carried = "drained" in ctx.undone.get("start_fallback", {})
     lost = "not on the source (no reverse replication): reconcile them before the source "
     lost += "takes traffic again"
+    before = memo.before.get("target_writes_at_go_live")
     if before is None:  # a cutover an earlier version started
-        return {"warning": f"the new image served from the target: its writes there are {lost}"}
+        if carried:
+            return {}
+        return {
+            "written_unknown": True,
+            "warning": f"the new image served from the target: its writes there are {lost}",
+        }
     try:
         with ctx.target_conn() as conn:
             written = target_writes.since(conn, before)
     except Exception as exc:  # the undo is done: say what is unknown, do not fail it
+        if carried:
+            return {"note": f"what the new image wrote on the target could not be counted ({exc})"}
         return {
+            "written_unknown": True,
             "warning": f"the new image served from the target; what it wrote there could "
-            f"not be counted ({exc}); its writes are {lost}"
+            f"not be counted ({exc}); its writes are {lost}",
         }
-    facts: dict[str, Any] = {"written_on_target_since_go_live": written.facts()}
-    if written.rows or written.unknown:
+    facts: dict[str, Any] = {
+        "written_on_target_since_go_live": written.facts(),
+        "written_rows": written.rows,
+        "written_unknown": bool(written.unknown),
+    }
+    if carried:
+        facts["note"] = "the reverse replication carried them to the source"
+    elif written.rows or written.unknown:
         facts["warning"] = (
             f"{written.rows} row(s) were written on the target since go-live and are {lost}: "
             f"{written.describe()}"

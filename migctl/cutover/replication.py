@@ -3,6 +3,10 @@
 Both directions reuse ``dms.control`` (its own polling, not the botocore
 waiter). Undo resumes the task from its checkpoint (``resume-processing``),
 never ``start-replication``, which would reload the target from scratch.
+After a rollback that carried writes back (``fallback.py``) it resumes from
+the position after them (``CdcStartPosition``); when the new image's writes
+are on the target only (fallback = none) it leaves the task stopped and says
+why: resumed, it would collide with them.
 """
 
 from __future__ import annotations
@@ -56,8 +60,44 @@ def check(ctx: CutoverContext, _memo: StepMemo) -> Facts:
     return {}
 
 
+LEFT_STOPPED = "left-stopped"
+
+
+def resume_point(ctx: CutoverContext) -> tuple[str | None, str | None]:
+    """Where forward replication may resume without a conflict: (CdcStartPosition, None) or
+    (None, None) for its checkpoint; (None, why) when it must stay stopped.
+
+    Read from what the rollback's later undos found (``ctx.undone``). Rows the reverse
+    replication carried to the source are in the source's WAL after the checkpoint and
+    already on the target: the task resumes from the position where the reverse task
+    stopped. Rows the new image wrote on the target without a way back (fallback = none)
+    took sequence values the source will hand out again: it stays stopped."""
+    carried = ctx.undone.get("start_fallback", {})
+    if "drained" in carried:
+        position = carried.get("forward_from")
+        if position:
+            return str(position), None
+        return None, "the reverse replication carried rows back and recorded no position after them"
+    written = ctx.undone.get("rollout", {})
+    if written.get("written_rows") or written.get("written_unknown"):
+        return None, (
+            "the new image wrote on the target since go-live and those rows are not on the "
+            "source: resumed, the task would collide with them"
+        )
+    return None, None
+
+
 def resume(ctx: CutoverContext, _memo: StepMemo) -> Facts:
 
+    position, why = resume_point(ctx)
+    if why is not None:
+        name = ctx.task_ref().identifier
+        return {
+            "outcome": LEFT_STOPPED,
+            "warning": f"forward replication left stopped: {why}. The target is behind the "
+            f"source from now on; before another cutover, reload it: migctl dms start --type "
+            f"reload --task {name} --yes",
+        }
     timing = ctx.timing
     say = ctx.reporter()
     dms, ref = ctx.aws.client("dms"), ctx.task_ref()
@@ -74,6 +114,7 @@ def resume(ctx: CutoverContext, _memo: StepMemo) -> Facts:
         ref,
         kind="resume",
         confirm=lambda _plan: True,
+        cdc_start_position=position,
         timeout=timing.wait_timeout,
         interval=timing.interval,
         on_poll=lambda task: say(f"DMS task {task.identifier}: {task.status}"),
@@ -82,7 +123,8 @@ def resume(ctx: CutoverContext, _memo: StepMemo) -> Facts:
     )
     if not result.ok:
         raise StepFailed(f"resuming the DMS task: {result.reason}")
-    return {"outcome": result.outcome, "status": result.task.status}
+    where = {"from_position": position} if position else {}
+    return {"outcome": result.outcome, "status": result.task.status, **where}
 
 
 def manual_resume(ctx: CutoverContext, _memo: StepMemo) -> str:

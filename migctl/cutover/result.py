@@ -4,7 +4,8 @@ Outcomes and exit codes: ``completed`` 0; ``paused`` 0 (``--until``);
 ``stopped`` 1, or the error's own code (2 usage, 3 operational): a gate not
 met before anything changed; ``aborted`` 1 (not confirmed; the state is left
 as it is, resumable); ``rolled_back`` 4; ``rollback_failed`` 5;
-``interrupted`` 130 (Ctrl-C: the state is left as it is, said, resumable).
+``interrupted`` 130 (Ctrl-C: the state is left as it is, said, resumable);
+``finalized`` 0 (``cutover finalize``: the way back is closed).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from migctl.errors import ExitCode
 
 EXIT_CODES: Mapping[str, int] = {
     "completed": ExitCode.OK,
+    "finalized": ExitCode.OK,
     "paused": ExitCode.OK,
     "aborted": ExitCode.CHECK_FAILED,
     "rolled_back": ExitCode.ROLLED_BACK,
@@ -63,6 +65,16 @@ class CutoverResult:
     manual_steps: tuple[str, ...] = ()
     state: tuple[str, ...] = ()  # each system as it is, after a failed rollback
     warnings: tuple[str, ...] = ()
+    # After a rollback after go-live: per table, the changes the reverse replication carried
+    # from the target to the source ({"schema.table": {"inserts", "updates", "deletes"}}).
+    carried_back: Mapping[str, Mapping[str, int]] | None = None
+
+
+def carried_back(cutover: CutoverState) -> Mapping[str, Mapping[str, int]] | None:
+    if "start_fallback" not in cutover.step_names:
+        return None
+    found = cutover.step("start_fallback").undo_details.get("carried_back")
+    return found if isinstance(found, Mapping) else None
 
 
 def summarize(
@@ -95,5 +107,6 @@ def summarize(
         ),
         write_freeze_seconds=write_freeze[0],
         write_freeze_open=write_freeze[1],
+        carried_back=carried_back(cutover),
         **fields,
     )

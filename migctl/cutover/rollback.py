@@ -56,6 +56,12 @@ def _rollback(session: Session) -> CutoverResult:
     state = session.state
     if state.cutover_id is None:
         raise UsageError("no cutover to roll back: the journal holds none")
+    if state.outcome == "finalized":
+        raise UsageError(
+            f"cutover {state.cutover_id} was finalized: its way back is closed and the source "
+            "stays fenced",
+            hint="to move back now, plan a cutover the other way",
+        )
     if state.phase in ("none", "closed"):
         last = f" (it ended {state.outcome})" if state.outcome else ""
         which = f"cutover {state.cutover_id}" if session.cutover_id else "the latest cutover"
@@ -104,12 +110,14 @@ def roll_back(session: Session, steps: Sequence[Step], reason: str) -> CutoverRe
     session.record("rollback_started", reason=reason, steps=[s.name for s in steps])
     failed: list[str] = []
     manual: list[str] = []
+    ctx.undone = {s.name: s.undo_details for s in session.state.steps if s.status == "undone"}
     for index, step in enumerate(steps):
         assert step.undo is not None
         memo = session.memo(step)
         ctx.report = session.reporter(step.name)
         started = time.monotonic()
         session.record("undo_started", step=step.name)
+        session.crash(f"undo:{step.name}", "started")
         try:
             facts = dict(step.undo(ctx, memo))
         except Exception as exc:
@@ -131,6 +139,7 @@ def roll_back(session: Session, steps: Sequence[Step], reason: str) -> CutoverRe
                     manual.extend(_manual(ctx, later, session.memo(later)))
                 break
             continue
+        ctx.undone[step.name] = facts
         if facts.get("warning"):
             session.warnings.append(str(facts["warning"]))
         session.record(
@@ -140,6 +149,7 @@ def roll_back(session: Session, steps: Sequence[Step], reason: str) -> CutoverRe
             details=facts,
             duration_seconds=round(time.monotonic() - started, 3),
         )
+        session.crash(f"undo:{step.name}", None)
     if failed:
         manual.append("Then run 'migctl cutover rollback' again: it retries what is not undone yet")
         why = f"{reason}; the rollback failed: {'; '.join(failed)}"

@@ -17,16 +17,16 @@ journaled as such and where the systems stand. Outcomes: ``result.py``.
 Test hook: ``MIGCTL_CUTOVER_CRASH_AFTER=STEP`` makes the process SIGKILL
 itself right after journaling STEP's end; ``STEP:action`` right after its
 action and check, before its end is journaled (the step reruns on resume);
-``STEP:started`` right after its start is journaled.
+``STEP:started`` right after its start is journaled; ``undo:STEP`` right after
+a rollback journals STEP's undo end, ``undo:STEP:started`` right after its
+undo's start. ``Session.crash`` is the one place that reads them.
 ``MIGCTL_CUTOVER_CRASH_SIGNAL=INT`` sends SIGINT (Ctrl-C) instead of SIGKILL.
-Only this module reads them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
 import time
 import uuid
 from typing import Any
@@ -39,9 +39,6 @@ from migctl.cutover.result import CutoverResult, RunOptions
 from migctl.cutover.rollback import roll_back, to_undo
 from migctl.cutover.session import Session, as_error
 from migctl.errors import MigctlError, UsageError
-
-CRASH_ENV = "MIGCTL_CUTOVER_CRASH_AFTER"
-CRASH_SIGNAL_ENV = "MIGCTL_CUTOVER_CRASH_SIGNAL"
 
 
 def run_cutover(
@@ -184,7 +181,7 @@ def _run_step(session: Session, step: Step) -> MigctlError | None:
             session.record("step_started", step=step.name, attempt=attempt, before={})
             return _step_failed(session, step, exc, started, changed=False)
     session.record("step_started", step=step.name, attempt=attempt, before=dict(memo.before))
-    _crash(session, step.name, "started")
+    session.crash(step.name, "started")
     changed = False
     try:
         facts = dict(step.gate(ctx, memo))
@@ -193,7 +190,7 @@ def _run_step(session: Session, step: Step) -> MigctlError | None:
         facts.update(step.check(ctx, StepMemo(memo.before, facts, memo.progress)))
     except Exception as exc:
         return _step_failed(session, step, exc, started, changed=changed)
-    _crash(session, step.name, "action")
+    session.crash(step.name, "action")
     session.record(
         "step_finished",
         step=step.name,
@@ -202,7 +199,7 @@ def _run_step(session: Session, step: Step) -> MigctlError | None:
         details=facts,
         duration_seconds=round(time.monotonic() - started, 3),
     )
-    _crash(session, step.name, None)
+    session.crash(step.name, None)
     return None
 
 
@@ -245,13 +242,6 @@ def _release(session: Session) -> None:
             session.record("note", step=step.name, message=message, details={"warning": True})
             continue
         session.record("note", step=step.name, message="released", details=facts)
-
-
-def _crash(session: Session, step: str, phase: str | None) -> None:
-    wanted = session.environ.get(CRASH_ENV)
-    if wanted and wanted == (step if phase is None else f"{step}:{phase}"):
-        how = session.environ.get(CRASH_SIGNAL_ENV, "KILL")
-        os.kill(os.getpid(), signal.SIGINT if how == "INT" else signal.SIGKILL)
 
 
 def _new_id(now: dt.datetime) -> str:

@@ -24,12 +24,19 @@ from migctl.validate.sequences import compare_sequences, select_sequences
 from migctl.validate.session import Side
 
 
-def compare(ctx: CutoverContext) -> list[tuple[SequenceInfo, SequenceResult]]:
-    """Every selected sequence with validate's verdict on it (match, ahead, behind, missing)."""
+def compare(
+    ctx: CutoverContext, *, reverse: bool = False
+) -> list[tuple[SequenceInfo, SequenceResult]]:
+    """Every selected sequence with validate's verdict on it (match, ahead, behind, missing).
+
+    ``reverse``: the target is the side to follow and the source the side to move (the
+    way back after go-live, ``fallback.py``)."""
 
     conf = ctx.settings.validate
     source = Side(ctx.source.dsn, "source")
     target = Side(ctx.target.dsn, "target")
+    if reverse:
+        source, target = Side(ctx.target.dsn, "target"), Side(ctx.source.dsn, "source")
     try:
         source_catalog = read_catalog(source.conn, conf.schemas)
         target_catalog = read_catalog(target.conn, conf.schemas)
@@ -60,18 +67,25 @@ def wanted_value(result: SequenceResult, margin: int) -> int:
 
 
 def sync(ctx: CutoverContext, _memo: StepMemo) -> Facts:
+    return move(ctx)
+
+
+def move(ctx: CutoverContext, *, reverse: bool = False) -> Facts:
+    """Move the followed side's sequences past the other's (the target's, or with ``reverse``
+    the source's), never back."""
     from psycopg import sql
 
     margin = ctx.settings.cutover.sequence_margin
-    pairs = compare(ctx)
+    pairs = compare(ctx, reverse=reverse)
+    moved = "source" if reverse else "target"
     missing = [r.sequence for _, r in pairs if r.target_last_value is None]
     if missing:
         raise StepFailed(
-            f"{len(missing)} sequence(s) missing on the target: {', '.join(missing[:10])}",
+            f"{len(missing)} sequence(s) missing on the {moved}: {', '.join(missing[:10])}",
             details={"missing": missing},
         )
     synced: list[dict[str, Any]] = []
-    with ctx.target_conn() as conn:
+    with ctx.source_conn() if reverse else ctx.target_conn() as conn:
         for info, result in pairs:
             assert result.target_last_value is not None
             sign = 1 if result.increment > 0 else -1
@@ -82,9 +96,10 @@ def sync(ctx: CutoverContext, _memo: StepMemo) -> Facts:
             name = sql.Identifier(info.schema, info.name).as_string(conn)
             conn.execute("SELECT setval(%s::regclass, %s, true)", (name, wanted))
             synced.append({"sequence": result.sequence, "from": have, "to": wanted})
-        conn.execute("ANALYZE")
+        if not reverse:  # DMS left the target without statistics
+            conn.execute("ANALYZE")
     if synced:
-        ctx.report(f"set {len(synced)} sequence(s) to their high-water mark + {margin}", {})
+        ctx.report(f"set {len(synced)} {moved} sequence(s) to their high-water mark + {margin}", {})
     return {"margin": margin, "sequences": len(pairs), "synced": synced}
 
 

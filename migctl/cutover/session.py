@@ -28,6 +28,8 @@ from migctl.cutover.steps import STEPS, standing
 from migctl.errors import MigctlError, OperationalError, UsageError, translate
 
 log = logging.getLogger(__name__)
+CRASH_ENV = "MIGCTL_CUTOVER_CRASH_AFTER"
+CRASH_SIGNAL_ENV = "MIGCTL_CUTOVER_CRASH_SIGNAL"
 Confirm = Callable[[str], bool]
 OnEvent = Callable[[Mapping[str, Any]], None]
 
@@ -126,6 +128,13 @@ class Session:
             yield
         finally:
             self.lock.release()
+
+    def crash(self, step: str, phase: str | None) -> None:
+        """Test hook (``runbook.py``): die here when ``MIGCTL_CUTOVER_CRASH_AFTER`` says so."""
+        wanted = self.environ.get(CRASH_ENV)
+        if wanted and wanted == (step if phase is None else f"{step}:{phase}"):
+            how = self.environ.get(CRASH_SIGNAL_ENV, "KILL")
+            os.kill(os.getpid(), signal.SIGINT if how == "INT" else signal.SIGKILL)
 
     def notify(self, what: str, message: str) -> None:
         if self.notifier is None:

@@ -70,7 +70,7 @@ class CutoverState:
             return "none"
         if self.rollback_started and self.outcome != "rolled_back":
             return "rolling_back"
-        if self.outcome in ("rolled_back", "stopped"):
+        if self.outcome in ("rolled_back", "stopped", "finalized"):
             return "closed"
         if self.outcome == "completed":
             return "completed"
@@ -147,7 +147,8 @@ def apply(state: CutoverState, record: Mapping[str, Any]) -> CutoverState:
         return replace(
             state,
             run_open=True,
-            outcome=None,
+            # finalize changes nothing the runbook did: until it ends, the cutover is completed
+            outcome=state.outcome if mode == "finalize" else None,
             run_mode=mode,
             image=record.get("image") or state.image,  # a resume may bring the image
             rollback_started=state.rollback_started or mode == "rollback",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from migctl.cutover import (
+    fallback,
     freeze,
     marker,
     preflight,
@@ -109,6 +110,23 @@ STEPS: tuple[Step, ...] = (
         action=proof.prove,
     ),
     Step(
+        name="prepare_fallback",
+        title="Prepare the way back",
+        gate_text="fallback = reverse-replication (else nothing to do): the reverse DMS task is "
+        "CDC only and not running, the target may create a logical slot, and no slot of that "
+        "name is left from an earlier cutover",
+        action_text="create the reverse task's slot on the target ([cutover] reverse_slot) and "
+        "record its position: where the target stands before the new image writes",
+        check_text="the slot is on the target",
+        undo_text="take the target's fence down (the rollback put it up) and drop the slot",
+        prepare=fallback.prepare,
+        gate=fallback.gate,
+        action=fallback.create_slot,
+        check=fallback.slot_check,
+        undo=fallback.drop_slot,
+        manual_undo=fallback.manual_drop_slot,
+    ),
+    Step(
         name="rollout",
         title="Roll out",
         gate_text="you confirm (or --yes): the point of no return",
@@ -134,6 +152,23 @@ STEPS: tuple[Step, ...] = (
         action=release.post_checks,
         check=proof.prove,
     ),
+    Step(
+        name="start_fallback",
+        title="Start the way back",
+        gate_text="fallback = reverse-replication (else nothing to do)",
+        action_text="open the source's fence to [cutover] reverse_role only; start the reverse "
+        "DMS task (target to source, CDC only) from the slot's recorded position",
+        check_text="the reverse task is running",
+        undo_text="carry everything back: fence the target, drain (a marker written on the "
+        "target reaches the source), count what was carried per table, move the source's "
+        "sequences past the target's, stop the reverse task",
+        prepare=fallback.prepare,
+        action=fallback.start,
+        check=fallback.running,
+        undo=fallback.carry_back,
+        manual_undo=fallback.manual_carry_back,
+        undo_failure_halts=True,
+    ),
 )
 
 STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STEPS)
@@ -142,6 +177,7 @@ StateProbe = Callable[[CutoverContext], str]
 STATE_PROBES: Sequence[StateProbe] = (
     release.service_state,
     replication.task_state,
+    fallback.reverse_state,
     freeze.source_state,
 )
 
@@ -167,6 +203,12 @@ _STANDING: Mapping[str, tuple[str, str, str, str]] = {
         "the application runs the new image, on the target",
         "the application is back on the old image",
     ),
+    "start_fallback": (
+        "no reverse replication runs",
+        "the reverse replication may run: its start, or the carrying back, did not finish",
+        "the reverse replication carries the target's writes to the source",
+        "the reverse replication carried everything back and is stopped",
+    ),
 }
 
 
@@ -182,7 +224,10 @@ def standing(state: CutoverState) -> tuple[str, ...]:
         elif status == "done":
             lines.append(done)
         elif status == "undone":
-            lines.append(undone)
+            left = state.step(name).undo_details.get("outcome") == replication.LEFT_STOPPED
+            lines.append(
+                "replication stays stopped (see the rollback's warning)" if left else undone
+            )
         else:  # running, interrupted, failed after a change, undoing, undo_failed
             lines.append(partial)
     return tuple(lines)

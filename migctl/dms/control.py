@@ -73,7 +73,13 @@ class ControlResult:
     elapsed_seconds: float
 
 
-def plan_start(task: TaskSnapshot, kind: str, cdc_stop_position: str | None = None) -> ControlPlan:
+def plan_start(
+    task: TaskSnapshot,
+    kind: str,
+    cdc_stop_position: str | None = None,
+    *,
+    from_position: bool = False,
+) -> ControlPlan:
     """Check the task may be started this way; else UsageError (exit 2) naming what to do."""
     if kind not in START_TYPES:
         raise UsageError(f"--type must be one of {', '.join(START_TYPES)}, not {kind!r}")
@@ -83,7 +89,8 @@ def plan_start(task: TaskSnapshot, kind: str, cdc_stop_position: str | None = No
         raise UsageError(
             f"DMS task {task.identifier} is {task.status}; wait until it is ready or stopped"
         )
-    if kind == "start" and task.has_run:
+    cdc_from_position = from_position and task.migration_type == "cdc"
+    if kind == "start" and task.has_run and not cdc_from_position:
         raise UsageError(
             f"DMS task {task.identifier} has run before (status {task.status}); "
             "start-replication would reload the target from scratch",
@@ -108,24 +115,29 @@ def start_task(
     timeout: float,
     interval: float,
     cdc_stop_position: str | None = None,
+    cdc_start_position: str | None = None,
     on_poll: Callable[[TaskSnapshot], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ControlResult:
-    """Check, ask, start, then poll until ``running`` (or a full-load-only task finished)."""
+    """Check, ask, start, then poll until ``running`` (or a full-load-only task finished).
+
+    ``cdc_start_position``: where a CDC-only task starts reading (a start from it never
+    reloads anything, so it is allowed for a task that ran before)."""
     before = describe_task(dms, ref.arn)
-    plan = plan_start(before, kind, cdc_stop_position)
+    plan = plan_start(before, kind, cdc_stop_position, from_position=bool(cdc_start_position))
     if not confirm(plan):
         return _declined(plan)
     start_type = START_TYPES[kind]  # plan_start checked it
-    if cdc_stop_position:
-        dms.start_replication_task(
-            ReplicationTaskArn=ref.arn,
-            StartReplicationTaskType=start_type,
-            CdcStopPosition=cdc_stop_position,
-        )
-    else:
-        dms.start_replication_task(ReplicationTaskArn=ref.arn, StartReplicationTaskType=start_type)
+    positions = {
+        "CdcStopPosition": cdc_stop_position,
+        "CdcStartPosition": cdc_start_position,
+    }
+    dms.start_replication_task(
+        ReplicationTaskArn=ref.arn,
+        StartReplicationTaskType=start_type,
+        **{k: v for k, v in positions.items() if v},
+    )
 
     seen_start = False
 

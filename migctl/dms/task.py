@@ -134,10 +134,13 @@ class StatusReport:
     tables_error: str | None
     cdc: CdcMetrics
     problems: tuple[str, ...]
+    reverse: StatusReport | None = None  # the way back's task (target to source), when defined
 
     @property
     def healthy(self) -> bool:
-        return not self.problems
+        """No problem here, nor in the reverse task: a replication whose apply fails is never
+        healthy, whichever way it runs."""
+        return not self.problems and (self.reverse is None or self.reverse.healthy)
 
 
 def task_resource_id(arn: str) -> str:

@@ -186,6 +186,16 @@ def render_result(out: Output, result: CutoverResult) -> None:
             f"[bold]{_seconds(result.write_freeze_seconds)}[/]{still}",
             highlight=False,
         )
+    if result.carried_back is not None:
+        total = sum(sum(c.values()) for c in result.carried_back.values())
+        console.print(
+            f"Carried back to the source by the reverse replication: [bold]{total}[/] row "
+            "change(s)" + (":" if total else ""),
+            highlight=False,
+        )
+        for name, counts in sorted(result.carried_back.items()):
+            parts = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+            console.print(f"  {name}: {parts}", markup=False, highlight=False)
     _numbered(console, "Warnings", result.warnings)
     _numbered(console, "State now", result.state)
     _numbered(console, "What a person must do", result.manual_steps)

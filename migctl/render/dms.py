@@ -87,6 +87,7 @@ def status_json(report: StatusReport) -> dict[str, Any]:
         "tables": tables_json(report.tables),
         "tables_error": report.tables_error,
         "cdc": cdc_json(report.cdc),
+        "reverse": status_json(report.reverse) if report.reverse is not None else None,
     }
 
 
@@ -190,6 +191,15 @@ def render_status(out: Output, report: StatusReport) -> None:
     if out.json:
         out.emit(status_json(report))
         return
+    _render_one(out, report)
+    if report.reverse is not None:
+        out.out.print("[bold]The way back: reverse replication, target to source[/]")
+        _render_one(out, report.reverse)
+    if report.healthy:
+        out.err.print("[green]healthy[/]")
+
+
+def _render_one(out: Output, report: StatusReport) -> None:
     out.out.print(_task_table(report.ref, report.task))
     if report.tables:
         out.out.print(_tables_table(report.tables))
@@ -200,8 +210,6 @@ def render_status(out: Output, report: StatusReport) -> None:
     out.out.print(_cdc_table(report.cdc))
     for problem in report.problems:
         out.err.print(f"[bold red]problem:[/] {problem}", highlight=False)
-    if report.healthy:
-        out.err.print("[green]healthy[/]")
 
 
 def _watch_state_json(ref: TaskRef, state: WatchState) -> dict[str, Any]:

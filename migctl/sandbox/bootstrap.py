@@ -14,6 +14,8 @@ from psycopg import sql
 from migctl.errors import OperationalError
 from migctl.sandbox import environment as env
 from migctl.sandbox import preload, schema
+from migctl.sandbox.replication import Replication
+from migctl.sandbox.writer import REVERSE_NAME, REVERSE_ROLE
 
 if TYPE_CHECKING:
     import boto3
@@ -25,8 +27,16 @@ SOURCE_SETTINGS = {
     "max_replication_slots": "10",
     "max_wal_senders": "10",
     "max_prepared_transactions": "10",  # an application with XA may prepare; the freeze sees it
+    "wal_receiver_status_interval": "1s",  # the reverse replication's subscriber
 }
-TARGET_SETTINGS = {"wal_receiver_status_interval": "1s", "max_logical_replication_workers": "8"}
+# The target is a publisher too: the way back (reverse replication) reads it from a slot.
+TARGET_SETTINGS = {
+    "wal_receiver_status_interval": "1s",
+    "max_logical_replication_workers": "8",
+    "wal_level": "logical",
+    "max_replication_slots": "10",
+    "max_wal_senders": "10",
+}
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,11 @@ def _databases(state: env.SandboxState, rows: int, progress: env.Progress) -> di
     with psycopg.connect(state.target_dsn()) as conn:
         schema.create_schema(conn)
         _grant_app(conn)
+    with psycopg.connect(state.source_dsn(), autocommit=True) as conn:
+        # The reverse task's apply runs as this role: a subscription's owner is a superuser.
+        conn.execute(sql.SQL("CREATE ROLE {} SUPERUSER LOGIN").format(sql.Identifier(REVERSE_ROLE)))
+    with psycopg.connect(state.target_dsn(), autocommit=True) as conn:
+        Replication(state.target_dsn(), state.source_dsn(), name=REVERSE_NAME).publish(conn)
     return counts
 
 
@@ -159,6 +174,10 @@ gate_alarms = [{alarms}]
 app_roles = ["{env.APP_ROLE}"]
 sns_topic_arn = "{loaded.sns_topic_arn}"
 image = "payments-app:2.0.0-aurora"
+reverse_task = "{loaded.reverse_task_arn}"
+reverse_slot = "{REVERSE_NAME}"
+reverse_plugin = "pgoutput"  # the sandbox's reverse task is native logical replication
+reverse_role = "{REVERSE_ROLE}"
 """
     )
     env_file = directory / "sandbox.env"

@@ -19,15 +19,21 @@ reads and writes moto's backend objects directly:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
 from migctl.sandbox import moto_dms
+from migctl.sandbox.environment import APP_ROLE
 from migctl.sandbox.moto_ecs import IN_PROGRESS, MotoEcsService
 from migctl.sandbox.replication import Replication, ReplicationSnapshot
+from migctl.sandbox.writer import ECS_KEYS, REVERSE_NAME, REVERSE_ROLE, EcsWriter
 
 log = logging.getLogger("migctl.sandbox")
 DEPLOY_SECONDS = 2.0
@@ -48,12 +54,34 @@ class Controller:
     target_dsn: str
     region: str = "us-east-1"
     interval: float = 0.5
+    sandbox_dir: str | None = None  # where sandbox.json says whether traffic is on
     _replication: Replication = field(init=False)
+    _reverse: Replication = field(init=False)
     _tasks: dict[str, _TaskTracker] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _writer: EcsWriter | None = None
 
     def __post_init__(self) -> None:
         self._replication = Replication(self.source_dsn, self.target_dsn)
+        # The reverse task: from the target's slot to the source, writing as REVERSE_ROLE.
+        self._reverse = Replication(
+            self.target_dsn,
+            make_conninfo(self.source_dsn, user=REVERSE_ROLE),
+            name=REVERSE_NAME,
+            slot=REVERSE_NAME,
+        )
+
+    def replication_of(self, task: Any) -> Replication:
+        """The reverse task reads the target: its source endpoint is the target's port."""
+        backend = moto_dms.backend(region=self.region)
+        endpoint = next(
+            (e for e in backend.endpoints.values() if e.endpoint_arn == task.source_endpoint_arn),
+            None,
+        )
+        target_port = conninfo_to_dict(self.target_dsn).get("port")
+        if endpoint is not None and str(getattr(endpoint, "port", "")) == str(target_port):
+            return self._reverse
+        return self._replication
 
     def run_forever(self) -> None:
         while not self._stop.is_set():
@@ -65,6 +93,8 @@ class Controller:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._writer is not None:
+            self._writer.stop()
 
     def tick(self) -> None:
         self._tick_dms()
@@ -81,22 +111,27 @@ class Controller:
                 moto_dms.set_task(task.arn, after_start=["starting"], after_stop=["stopping"])
             tracker = self._tasks.setdefault(task.arn, _TaskTracker())
             extras = task.migctl
+            replication = self.replication_of(task)
             for call in extras.start_calls[tracker.starts_seen :]:
-                self._start(task, tracker, call["StartReplicationTaskType"])
+                self._start(task, tracker, replication, call)
             tracker.starts_seen = len(extras.start_calls)
             if extras.stop_calls > tracker.stops_seen:
-                self._replication.stop()
+                replication.stop()
                 tracker.stops_seen = extras.stop_calls
-                lsn = self._replication.confirmed_lsn()
+                lsn = replication.confirmed_lsn()
                 checkpoint = f"checkpoint:V1#{tracker.stops_seen}#{lsn}#0#0#*#0#0" if lsn else None
                 moto_dms.set_task(task.arn, status="stopped", recovery_checkpoint=checkpoint)
             if task.status == "running":
-                self._follow(task, tracker, backend)
+                self._follow(task, tracker, backend, replication)
 
-    def _start(self, task: Any, tracker: _TaskTracker, start_type: str) -> None:
-
+    def _start(
+        self, task: Any, tracker: _TaskTracker, replication: Replication, call: dict[str, Any]
+    ) -> None:
+        start_type = call["StartReplicationTaskType"]
         try:
-            self._replication.start(reload=start_type == "reload-target")
+            replication.start(
+                reload=start_type == "reload-target", position=call.get("CdcStartPosition")
+            )
         except Exception as exc:
             moto_dms.set_task(
                 task.arn,
@@ -110,13 +145,15 @@ class Controller:
             tracker.full_load_finished = None
         moto_dms.set_task(task.arn, status="running")
 
-    def _follow(self, task: Any, tracker: _TaskTracker, backend: Any) -> None:
+    def _follow(
+        self, task: Any, tracker: _TaskTracker, backend: Any, replication: Replication
+    ) -> None:
 
-        snap = self._replication.snapshot()
+        snap = replication.snapshot()
         if not snap.exists:
             return
         if snap.apply_errors:
-            self._fail_apply(task, snap)
+            self._fail_apply(task, snap, replication)
             return
         if snap.full_load_done and tracker.full_load_finished is None:
             tracker.full_load_finished = dt.datetime.now(dt.UTC)
@@ -138,10 +175,10 @@ class Controller:
         if tracker.full_load_finished is not None:
             self._publish_cdc_metrics(task, backend, snap)
 
-    def _fail_apply(self, task: Any, snap: ReplicationSnapshot) -> None:
+    def _fail_apply(self, task: Any, snap: ReplicationSnapshot, replication: Replication) -> None:
         """The target refused a change (a duplicate key, a missing table): as DMS does with
         ``TableErrorPolicy = STOP_TASK``, the table is in error and the task fails, stopped."""
-        self._replication.stop()
+        replication.stop()
         error = snap.last_error
         failing = error.table if error else None
         rows = [
@@ -199,9 +236,11 @@ class Controller:
     def _tick_ecs(self) -> None:
         from moto.ecs.models import ecs_backends
 
+        wanted: str | None = None
         for account, regions in ecs_backends.items():
             backend = regions[self.region]
             for service in list(backend.services.values()):
+                wanted = wanted or self._writes_to(account, backend, service)
                 deployment: dict[str, Any]
                 for deployment in list(service.deployments):
                     if (
@@ -228,6 +267,42 @@ class Controller:
                     else:
                         driver.complete(deployment_id)
                     log.info("deployment %s -> %s", deployment_id, deployment.get("rolloutState"))
+        self._follow_writer(wanted)
+
+    def _writes_to(self, account: str, backend: Any, service: Any) -> str | None:
+        """The DSN the application on ECS writes to now, or None (no Aurora image serving,
+        or the sandbox's traffic is off)."""
+        if not self._traffic_on() or int(getattr(service, "running_count", 0) or 0) < 1:
+            return None
+        taskdef_arn = str(service.task_definition)
+        if any(
+            d.get("rolloutState") == IN_PROGRESS and d.get("status") == "PRIMARY"
+            for d in service.deployments
+        ):
+            return None  # tasks of the new revision are not serving yet
+        if "aurora" not in _image_of(backend, taskdef_arn).rsplit(":", 1)[-1]:
+            return None
+        return _database_of(account, self.region, backend, taskdef_arn)
+
+    def _follow_writer(self, dsn: str | None) -> None:
+        current = self._writer
+        if current is not None and (current.dsn != dsn or not current.alive):
+            current.stop()
+            log.info("the application on ECS stopped writing")
+            self._writer = None
+        if dsn is not None and self._writer is None and self.sandbox_dir is not None:
+            self._writer = EcsWriter(dsn, Path(self.sandbox_dir) / "logs" / ECS_KEYS)
+            self._writer.start()
+            log.info("the application on ECS writes to %s", conninfo_to_dict(dsn).get("port"))
+
+    def _traffic_on(self) -> bool:
+        if self.sandbox_dir is None:
+            return False
+        try:
+            state = json.loads((Path(self.sandbox_dir) / "sandbox.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return "traffic" in state.get("processes", {}) and bool(state.get("ecs_writer", True))
 
 
 def _table_row(t: Any) -> dict[str, Any]:
@@ -246,6 +321,32 @@ def _table_row(t: Any) -> dict[str, Any]:
 def _aware(value: Any) -> dt.datetime:
     assert isinstance(value, dt.datetime)
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _database_of(account: str, region: str, backend: Any, taskdef_arn: str) -> str | None:
+    """The database of the task definition's DB_SECRET, as the application role."""
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    try:
+        taskdef = backend.describe_task_definition(taskdef_arn)
+        arn = next(
+            s["valueFrom"]
+            for c in taskdef.container_definitions
+            for s in c.get("secrets", [])
+            if s.get("name") == "DB_SECRET"
+        )
+        secrets: Any = secretsmanager_backends[account][region]
+        secret = secrets.get_secret_value(arn, None, None)
+        value = json.loads(secret["SecretString"])
+    except (StopIteration, KeyError, ValueError, LookupError):
+        return None
+    return make_conninfo(
+        host=value["host"],
+        port=value["port"],
+        dbname=value["dbname"],
+        user=APP_ROLE,
+        sslmode="disable",
+    )
 
 
 def _image_of(backend: Any, taskdef_arn: str) -> str:

@@ -25,6 +25,7 @@ from migctl.aws import USER_AGENT
 from migctl.errors import UsageError
 from migctl.sandbox.motoserver import wait_for_port
 from migctl.sandbox.postgres import PgCluster, find_pg_bin, free_port
+from migctl.sandbox.writer import TRAFFIC_KEYS
 
 if TYPE_CHECKING:
     import boto3
@@ -58,6 +59,7 @@ class SandboxState:
     target_port: int = 0
     aws_url: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
+    ecs_writer: bool = True  # with traffic on, the controller plays the application on ECS
 
     @property
     def path(self) -> Path:
@@ -188,7 +190,7 @@ def down(directory: Path, *, keep: bool = False) -> DownReport:
     )
 
 
-def start_traffic(directory: Path, *, interval: float = 0.05) -> ProcessRecord:
+def start_traffic(directory: Path, *, interval: float = 0.05, ecs: bool = True) -> ProcessRecord:
     state = _require(directory)
     existing = state.processes.get("traffic")
     if existing and is_alive(existing):
@@ -202,6 +204,8 @@ def start_traffic(directory: Path, *, interval: float = 0.05) -> ProcessRecord:
             state.source_dsn(APP_ROLE),
             "--interval",
             str(interval),
+            "--keys",
+            str(directory / "logs" / TRAFFIC_KEYS),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -210,6 +214,7 @@ def start_traffic(directory: Path, *, interval: float = 0.05) -> ProcessRecord:
     log.close()
     record = ProcessRecord("traffic", proc.pid, "migctl.sandbox.traffic")
     state.processes["traffic"] = record
+    state.ecs_writer = ecs
     state.save()
     return record
 
@@ -298,6 +303,8 @@ def start_aws(state: SandboxState, progress: Progress) -> None:
             state.source_dsn(),
             "--target-dsn",
             state.target_dsn(),
+            "--dir",
+            state.dir,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

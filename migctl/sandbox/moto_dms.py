@@ -10,8 +10,8 @@ random resource id). :func:`install` patches moto's DMS classes so that:
 - a new task becomes ``ready`` on its first describe; ``start``/``stop`` pass
   through ``starting``/``stopping``, a step per describe (:func:`set_task`
   ``after_start``/``after_stop`` script them);
-- ``start_replication_task`` honours ``StartReplicationTaskType`` and
-  ``CdcStopPosition`` and records each call (``task_extras(arn).start_calls``);
+- ``start_replication_task`` honours ``StartReplicationTaskType``,
+  ``CdcStopPosition`` and ``CdcStartPosition`` and records each call (``task_extras(arn).start_calls``);
 - status, stats, stop reason, failure message and checkpoint are settable
   (:func:`set_task`); ``describe_table_statistics`` serves, paginated and
   filtered, the rows of :func:`set_table_statistics`;
@@ -165,6 +165,7 @@ def install() -> None:
         replication_task_arn: str,
         start_type: str = "start-replication",
         cdc_stop_position: str | None = None,
+        cdc_start_position: str | None = None,
     ) -> Any:
         task = self.replication_tasks.get(replication_task_arn)
         if task is None:
@@ -175,7 +176,11 @@ def install() -> None:
             )
         extras: TaskExtras = task.migctl
         extras.start_calls.append(
-            {"StartReplicationTaskType": start_type, "CdcStopPosition": cdc_stop_position}
+            {
+                "StartReplicationTaskType": start_type,
+                "CdcStopPosition": cdc_stop_position,
+                "CdcStartPosition": cdc_start_position,
+            }
         )
         now = _now()
         task.status, task.start_date, task.stop_date = "starting", now, None
@@ -257,6 +262,7 @@ def _start_response(self: Any) -> str:
         self._get_param("ReplicationTaskArn"),
         self._get_param("StartReplicationTaskType") or "start-replication",
         self._get_param("CdcStopPosition"),
+        self._get_param("CdcStartPosition"),
     )
     return json.dumps({"ReplicationTask": task.to_dict()})
 

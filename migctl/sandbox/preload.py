@@ -40,6 +40,7 @@ class Preloaded:
     target_secret_arn: str
     dms_instance_arn: str
     dms_task_arn: str
+    reverse_task_arn: str
     ecs_cluster: str
     ecs_service: str
     ecs_container: str
@@ -56,6 +57,7 @@ class Preloaded:
             "auroraSecretArn": self.target_secret_arn,
             "dmsReplicationInstanceArn": self.dms_instance_arn,
             "dmsReplicationTaskArn": self.dms_task_arn,
+            "dmsReverseTaskArn": self.reverse_task_arn,
             "ecsClusterName": self.ecs_cluster,
             "ecsServiceName": self.ecs_service,
             "ecsContainerName": self.ecs_container,
@@ -85,7 +87,7 @@ def preload(session: boto3.Session, source: Database, target: Database) -> Prelo
     sm = session.client("secretsmanager")
     source_arn = _secret(sm, f"payments-{ENV}/source-db", source)
     target_arn = _secret(sm, f"payments-{ENV}/aurora-master", target)
-    instance_arn, task_arn = _dms(session.client("dms"), source, target)
+    instance_arn, task_arn, reverse_arn = _dms(session.client("dms"), source, target)
     alb_suffix, tg_suffix = _load_balancer(session.client("ec2"), session.client("elbv2"))
     cluster, service, taskdef_arn = _ecs(session.client("ecs"), target_arn)
     topic_arn = str(session.client("sns").create_topic(Name=f"payments-{ENV}-alerts")["TopicArn"])
@@ -97,6 +99,7 @@ def preload(session: boto3.Session, source: Database, target: Database) -> Prelo
         target_secret_arn=target_arn,
         dms_instance_arn=instance_arn,
         dms_task_arn=task_arn,
+        reverse_task_arn=reverse_arn,
         ecs_cluster=cluster,
         ecs_service=service,
         ecs_container=CONTAINER,
@@ -110,7 +113,9 @@ def preload(session: boto3.Session, source: Database, target: Database) -> Prelo
 
 def _dms(
     dms: DatabaseMigrationServiceClient, source: Database, target: Database
-) -> tuple[str, str]:
+) -> tuple[str, str, str]:
+    """The instance, the forward task (full load and CDC) and the way back's task: CDC only,
+    from Aurora (the target) to the on-premises database, as infra_pulumi creates them."""
     instance = dms.create_replication_instance(
         ReplicationInstanceIdentifier=f"payments-{ENV}-dms",
         ReplicationInstanceClass="dms.t3.medium",
@@ -121,15 +126,20 @@ def _dms(
         ("source", source),
         ("target", target),
     )
-    for kind, db in sides:
-        endpoints[kind] = dms.create_endpoint(
-            EndpointIdentifier=f"payments-{ENV}-{kind}",
-            EndpointType=kind,
-            EngineName="postgres",
-            ServerName=db.host,
-            Port=db.port,
-            DatabaseName=db.dbname,
-        )["Endpoint"]["EndpointArn"]
+    reverse: tuple[tuple[Literal["source", "target"], Database], ...] = (
+        ("source", target),
+        ("target", source),
+    )
+    for prefix, pairs in (("", sides), ("reverse-", reverse)):
+        for kind, db in pairs:
+            endpoints[prefix + kind] = dms.create_endpoint(
+                EndpointIdentifier=f"payments-{ENV}-{prefix}{kind}",
+                EndpointType=kind,
+                EngineName="postgres",
+                ServerName=db.host,
+                Port=db.port,
+                DatabaseName=db.dbname,
+            )["Endpoint"]["EndpointArn"]
     mappings = {
         "rules": [
             {
@@ -156,7 +166,19 @@ def _dms(
         MigrationType="full-load-and-cdc",
         TableMappings=json.dumps(mappings),
     )["ReplicationTask"]
-    return str(instance["ReplicationInstanceArn"]), str(task["ReplicationTaskArn"])
+    back = dms.create_replication_task(
+        ReplicationTaskIdentifier=f"payments-{ENV}-reverse",
+        SourceEndpointArn=endpoints["reverse-source"],
+        TargetEndpointArn=endpoints["reverse-target"],
+        ReplicationInstanceArn=instance["ReplicationInstanceArn"],
+        MigrationType="cdc",
+        TableMappings=json.dumps(mappings),
+    )["ReplicationTask"]
+    return (
+        str(instance["ReplicationInstanceArn"]),
+        str(task["ReplicationTaskArn"]),
+        str(back["ReplicationTaskArn"]),
+    )
 
 
 def _load_balancer(ec2: EC2Client, elbv2: ElasticLoadBalancingv2Client) -> tuple[str, str]:

@@ -3,7 +3,15 @@
 Starting the sandbox's DMS task creates a publication on the source and a
 subscription on the target (a full copy, then changes); stopping it disables
 the subscription, resuming enables it, reloading truncates the target and
-copies again. The numbers DMS would report are read from the servers:
+copies again.
+
+The reverse task (target to source, CDC only) is the same pair the other way
+round, with ``slot`` set: the subscription reads the slot the cutover made on
+the target (from ``CdcStartPosition`` when that is further on), copies
+nothing, and is dropped when the task stops, the slot moved to exactly what
+was applied (the slot stays: the cutover owns it). Its publication is made with the sandbox, before any slot: pgoutput
+reads publications as of each change. The numbers DMS would report are read
+from the servers:
 
 - per table, the copy state from ``pg_subscription_rel`` and the rows applied
   from the target's ``pg_stat_user_tables``;
@@ -13,6 +21,7 @@ copies again. The numbers DMS would report are read from the servers:
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +90,8 @@ class Replication:
     target_dsn: str
     # migctl: the cutover's marker table (migctl.cutover_marker) is replicated too.
     schemas: tuple[str, ...] = ("public", "migctl")
+    name: str = NAME  # of the publication and the subscription
+    slot: str | None = None  # CDC only, from this existing slot on the source side
     _baseline: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     _errors_at_start: int = 0
 
@@ -90,8 +101,14 @@ class Replication:
     def _target(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.target_dsn, autocommit=True, application_name="migctl-sandbox")
 
-    def start(self, *, reload: bool = False) -> None:
-        """Create (or recreate, with ``reload``) the publication and the subscription."""
+    def start(self, *, reload: bool = False, position: str | None = None) -> None:
+        """Create (or recreate, with ``reload``) the publication and the subscription;
+        ``position``: a CDC-only start moves the slot there first when it is behind."""
+        if self.slot is not None:
+            self._start_from_slot(position)
+            return
+        if position and not reload:
+            self._advance(self.name, position)
         with self._source() as src, self._target() as tgt:
             if reload:
                 self._drop_subscription(tgt)
@@ -102,49 +119,120 @@ class Replication:
                             sql.SQL(", ").join(sql.Identifier(s, t) for s, t in tables)
                         )
                     )
-            exists = src.execute(
-                "SELECT 1 FROM pg_publication WHERE pubname = %s", (NAME,)
-            ).fetchone()
-            if not exists:
-                src.execute(
-                    sql.SQL("CREATE PUBLICATION {} FOR TABLES IN SCHEMA {}").format(
-                        sql.Identifier(NAME), sql.SQL(", ").join(map(sql.Identifier, self.schemas))
-                    )
-                )
+            self.publish(src)
             sub = tgt.execute(
-                "SELECT subenabled FROM pg_subscription WHERE subname = %s", (NAME,)
+                "SELECT subenabled FROM pg_subscription WHERE subname = %s", (self.name,)
             ).fetchone()
+            ident = sql.Identifier(self.name)
             if sub is None:
                 self._baseline = {}
                 tgt.execute(
                     sql.SQL(
                         "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true)"
-                    ).format(
-                        sql.Identifier(NAME), sql.Literal(self.source_dsn), sql.Identifier(NAME)
-                    )
+                    ).format(ident, sql.Literal(self.source_dsn), ident)
                 )
             elif not sub[0]:
-                tgt.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(NAME)))
-            self._errors_at_start = _error_count(tgt)
+                tgt.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(ident))
+            self._errors_at_start = _error_count(tgt, self.name)
+
+    def publish(self, src: psycopg.Connection[Any]) -> None:
+        """The publication of every table in ``schemas`` (those created later too)."""
+        if src.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (self.name,)).fetchone():
+            return
+        for schema in self.schemas:
+            src.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        src.execute(
+            sql.SQL("CREATE PUBLICATION {} FOR TABLES IN SCHEMA {}").format(
+                sql.Identifier(self.name), sql.SQL(", ").join(map(sql.Identifier, self.schemas))
+            )
+        )
+
+    def _start_from_slot(self, position: str | None) -> None:
+        assert self.slot is not None
+        with self._source() as src, self._target() as tgt:
+            found = src.execute(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
+                (self.slot,),
+            ).fetchone()
+            if found is None:
+                raise RuntimeError(f"replication slot {self.slot} does not exist")
+            self._drop_subscription(tgt)
+            if position:
+                self._advance(self.slot, position)
+            self._baseline = _counters(tgt, self.schemas)
+            ident = sql.Identifier(self.name)
+            tgt.execute(
+                sql.SQL(
+                    "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = false, "
+                    "create_slot = false, slot_name = {})"
+                ).format(ident, sql.Literal(self.source_dsn), ident, sql.Literal(self.slot))
+            )
+            self._errors_at_start = _error_count(tgt, self.name)
+
+    def _advance(self, slot: str, position: str) -> None:
+        """Move the slot to ``position`` (CdcStartPosition) when it is behind; it must be idle,
+        so wait a moment for a just-disabled subscription's sender to let go."""
+        for _ in range(100):
+            with self._source() as src:
+                row = src.execute(
+                    "SELECT active, confirmed_flush_lsn < %s::pg_lsn FROM pg_replication_slots "
+                    "WHERE slot_name = %s",
+                    (position, slot),
+                ).fetchone()
+                if row is None or not row[1]:
+                    return
+                if not row[0]:
+                    src.execute(
+                        "SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (slot, position)
+                    )
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"replication slot {slot} stayed active: it cannot be moved")
 
     def stop(self) -> None:
         with self._target() as tgt:
-            if tgt.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", (NAME,)).fetchone():
-                tgt.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(sql.Identifier(NAME)))
+            if self.slot is not None:
+                self._let_go(tgt)
+                return
+            if tgt.execute(
+                "SELECT 1 FROM pg_subscription WHERE subname = %s", (self.name,)
+            ).fetchone():
+                tgt.execute(
+                    sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(sql.Identifier(self.name))
+                )
 
     def confirmed_lsn(self) -> str | None:
         """The source LSN up to which the target has confirmed the changes (DMS's checkpoint)."""
         with self._source() as src:
             row = src.execute(
                 "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
-                (NAME,),
+                (self.slot or self.name,),
             ).fetchone()
         return str(row[0]) if row and row[0] else None
 
-    @staticmethod
-    def _drop_subscription(tgt: psycopg.Connection[Any]) -> None:
-        if tgt.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", (NAME,)).fetchone():
-            ident = sql.Identifier(NAME)
+    def _let_go(self, tgt: psycopg.Connection[Any]) -> None:
+        """Stop a CDC-only subscription and drop it, leaving the slot (the cutover owns it) at
+        exactly what was applied, as a DMS checkpoint would: the slot's confirmed position
+        lags the subscriber's, and a restart from it would apply some changes twice (a table
+        without a key would take duplicate rows)."""
+        assert self.slot is not None
+        found = tgt.execute(
+            "SELECT oid FROM pg_subscription WHERE subname = %s", (self.name,)
+        ).fetchone()
+        if found is None:
+            return
+        tgt.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(sql.Identifier(self.name)))
+        applied = tgt.execute(
+            "SELECT remote_lsn::text FROM pg_replication_origin_status WHERE external_id = %s",
+            (f"pg_{found[0]}",),
+        ).fetchone()
+        self._drop_subscription(tgt)
+        if applied and applied[0] and applied[0] != "0/0":
+            self._advance(self.slot, str(applied[0]))
+
+    def _drop_subscription(self, tgt: psycopg.Connection[Any]) -> None:
+        if tgt.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", (self.name,)).fetchone():
+            ident = sql.Identifier(self.name)
             tgt.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
             tgt.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
             tgt.execute(sql.SQL("DROP SUBSCRIPTION {}").format(ident))
@@ -153,7 +241,7 @@ class Replication:
         """What DMS would report: per-table state and rows, and the lag."""
         with self._target() as tgt:
             sub = tgt.execute(
-                "SELECT oid, subenabled FROM pg_subscription WHERE subname = %s", (NAME,)
+                "SELECT oid, subenabled FROM pg_subscription WHERE subname = %s", (self.name,)
             ).fetchone()
             if sub is None:
                 return ReplicationSnapshot(exists=False, enabled=False)
@@ -167,7 +255,7 @@ class Replication:
                 "WHERE r.srsubid = %s ORDER BY 1, 2",
                 (sub[0],),
             ).fetchall()
-            errors = max(0, _error_count(tgt) - self._errors_at_start)
+            errors = max(0, _error_count(tgt, self.name) - self._errors_at_start)
             last_error = _last_apply_error(tgt) if errors else None
         tables = tuple(self._progress(*row) for row in rels)
         lag_bytes, latency, source_latency = self._lag()
@@ -190,6 +278,9 @@ class Replication:
         if substate in ("i", "d"):
             state = "Before load" if substate == "i" else "Full load"
             return TableProgress(schema, table, state, 0, 0, 0, 0)
+        if self.slot is not None:  # CDC only: the counters at its start are the baseline
+            i0, u0, d0 = self._baseline.get(key, (0, 0, 0))
+            return TableProgress(schema, table, "Table completed", 0, ins - i0, upd - u0, dele - d0)
         # The first time a table is seen synced, its inserted rows are the full load.
         base = self._baseline.setdefault(key, (ins, upd, dele))
         return TableProgress(
@@ -204,7 +295,7 @@ class Replication:
                 "FROM pg_replication_slots s "
                 "LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid "
                 "WHERE s.slot_name = %s",
-                (NAME,),
+                (self.slot or self.name,),
             ).fetchone()
         if row is None or row[0] is None:
             return 0, 0.0, 0.0
@@ -222,14 +313,26 @@ def _user_tables(conn: psycopg.Connection[Any], schemas: tuple[str, ...]) -> lis
     return [(str(s), str(t)) for s, t in rows]
 
 
-def _error_count(tgt: psycopg.Connection[Any]) -> int:
+def _error_count(tgt: psycopg.Connection[Any], name: str) -> int:
     """The subscription's apply and sync failures so far (each failure restarts its worker)."""
     row = tgt.execute(
         "SELECT coalesce(sum(apply_error_count + sync_error_count), 0)::bigint "
         "FROM pg_stat_subscription_stats WHERE subname = %s",
-        (NAME,),
+        (name,),
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def _counters(
+    conn: psycopg.Connection[Any], schemas: tuple[str, ...]
+) -> dict[str, tuple[int, int, int]]:
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    rows = conn.execute(
+        "SELECT schemaname || '.' || relname, n_tup_ins, n_tup_upd, n_tup_del "
+        "FROM pg_stat_user_tables WHERE schemaname = ANY(%s)",
+        (list(schemas),),
+    ).fetchall()
+    return {str(k): (int(i), int(u), int(d)) for k, i, u, d in rows}
 
 
 _LOG_TAIL = 256 * 1024

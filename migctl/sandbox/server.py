@@ -22,12 +22,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--source-dsn", required=True)
     parser.add_argument("--target-dsn", required=True)
     parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--dir", help="the sandbox's folder (traffic on or off, writers' keys)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     moto_dms.install()
     moto_ecs.install()
-    controller = Controller(args.source_dsn, args.target_dsn, region=args.region)
+    controller = Controller(
+        args.source_dsn, args.target_dsn, region=args.region, sandbox_dir=args.dir
+    )
     threading.Thread(target=controller.run_forever, name="sandbox-controller", daemon=True).start()
 
     from moto.server import main as moto_main

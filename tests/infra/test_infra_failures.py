@@ -180,12 +180,13 @@ def test_failure_06_source_database_configuration_missing(
     """No source configured: no endpoints, no task, one clear warning, no placeholder host."""
     assert no_source_env.of_type(ENDPOINT) == [] and no_source_env.of_type(TASK) == []
     assert "dmsReplicationTaskArn" not in no_source_env.outputs
+    assert "dmsReverseTaskArn" not in no_source_env.outputs
     source_warnings = [w for w in no_source_env.warnings if "source database" in w]
     assert len(source_warnings) == 1 and "sourceDbHost" in source_warnings[0]
     for ev in (no_source_env, test_env):
         blob = json.dumps([dict(r.inputs) for r in ev.resources], default=str)
         assert "example.com" not in blob and "placeholder" not in blob.lower()
-    source = next(e for e in test_env.of_type(ENDPOINT) if e.inputs["endpointType"] == "source")
+    source = test_env.named("migration-source-test")
     assert source.inputs["secretsManagerArn"] == SOURCE_SECRET_ARN
     with pytest.raises(StackConfigError, match="sourceSecretArn"):
         run_program(drop=("sourceSecretArn",))

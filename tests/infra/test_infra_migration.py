@@ -28,7 +28,9 @@ def test_replication_instance_class_from_config_multi_az_in_production(
 
 def test_endpoints_use_secrets_manager_with_an_access_role(test_env: Evaluation) -> None:
     endpoints = {
-        e.inputs["endpointType"]: e.inputs for e in test_env.of_type("aws:dms/endpoint:Endpoint")
+        e.inputs["endpointType"]: e.inputs
+        for e in test_env.of_type("aws:dms/endpoint:Endpoint")
+        if "reverse" not in e.name
     }
     role_arn = "arn:aws:iam:us-east-1:123456789012:role/migctl-dms-secrets-test"
     assert endpoints["source"]["engineName"] == "postgres"
@@ -60,7 +62,7 @@ def test_the_target_secret_is_generated_write_only_and_secret(test_env: Evaluati
 def test_replication_task_is_full_load_and_cdc_validated_logged_and_not_started(
     test_env: Evaluation, run_program: Evaluate
 ) -> None:
-    task = test_env.one(TASK).inputs
+    task = test_env.named("migration-task-test").inputs
     assert task["migrationType"] == "full-load-and-cdc"
     assert task["startReplicationTask"] is False
     settings = json.loads(task["replicationTaskSettings"])
@@ -68,16 +70,52 @@ def test_replication_task_is_full_load_and_cdc_validated_logged_and_not_started(
     assert settings["Logging"]["EnableLogging"] is True
     rules = json.loads(task["tableMappings"])["rules"]
     assert [r["object-locator"]["schema-name"] for r in rules] == ["public", "migctl"]
-    two = run_program(migrationSchemas=["payments", "ledger"]).one(TASK).inputs
+    two = run_program(migrationSchemas=["payments", "ledger"]).named("migration-task-test").inputs
     locators = [r["object-locator"] for r in json.loads(two["tableMappings"])["rules"]]
     assert locators == [
         {"schema-name": "payments", "table-name": "%"},
         {"schema-name": "ledger", "table-name": "%"},
         {"schema-name": "migctl", "table-name": "cutover_marker"},
     ]
-    with_marker = run_program(migrationSchemas=["public", "migctl"]).one(TASK).inputs
+    with_marker = (
+        run_program(migrationSchemas=["public", "migctl"]).named("migration-task-test").inputs
+    )
     rules = json.loads(with_marker["tableMappings"])["rules"]
     assert [r["object-locator"]["schema-name"] for r in rules] == ["public", "migctl"]
+
+
+def test_the_way_back_is_a_cdc_only_task_from_auroras_slot_to_the_source_never_started(
+    test_env: Evaluation, run_program: Evaluate
+) -> None:
+    reverse = test_env.named("migration-reverse-task-test").inputs
+    assert reverse["migrationType"] == "cdc" and reverse["startReplicationTask"] is False
+    settings = json.loads(reverse["replicationTaskSettings"])
+    assert settings["TargetMetadata"]["BatchApplyEnabled"] is False  # commit order, no loops
+    assert settings["ErrorBehavior"]["TableErrorPolicy"] == "STOP_TASK"
+    assert json.loads(reverse["tableMappings"]) == json.loads(
+        test_env.named("migration-task-test").inputs["tableMappings"]
+    )  # the marker too: the rollback's drain reads it on the source
+    aurora = test_env.named("migration-reverse-source-test").inputs
+    assert (aurora["endpointType"], aurora["engineName"]) == ("source", "aurora-postgresql")
+    assert aurora["postgresSettings"] == {
+        "slotName": "migctl_reverse",
+        "pluginName": "test-decoding",
+    }
+    onprem = test_env.named("migration-reverse-target-test").inputs
+    assert (onprem["endpointType"], onprem["engineName"]) == ("target", "postgres")
+    assert onprem["secretsManagerArn"] == SOURCE_SECRET_ARN  # no reverse secret given
+    assert test_env.outputs["dmsReverseTaskArn"].startswith("arn:aws:dms:")
+    own = "arn:aws:secretsmanager:us-east-1:123456789012:secret:reverse-writer"
+    ev = run_program(sourceReverseSecretArn=own, reverseSlotName="way_back")
+    assert ev.named("migration-reverse-target-test").inputs["secretsManagerArn"] == own
+    slot = ev.named("migration-reverse-source-test").inputs["postgresSettings"]["slotName"]
+    assert slot == "way_back"
+    readable = policy(ev.named("migration-secrets-policy-test").inputs)["Statement"][0]["Resource"]  # type: ignore[index]
+    assert own in readable
+    aurora_params = test_env.one("aws:rds/clusterParameterGroup:ClusterParameterGroup").inputs
+    assert {"name": "rds.logical_replication", "value": "1", "applyMethod": "pending-reboot"} in (
+        aurora_params["parameters"]
+    )
 
 
 def test_task_always_replicates_the_cutover_marker_table() -> None:

@@ -43,7 +43,10 @@ def _resource_class(token: str) -> type:
 def test_outputs_are_the_documented_contract(all_envs: dict[str, Evaluation]) -> None:
     assert set(all_envs["test"].outputs) == set(OUTPUT_NAMES)
     assert set(all_envs["prod"].outputs) == set(OUTPUT_NAMES)
-    assert set(all_envs["staging"].outputs) == set(OUTPUT_NAMES) - {"dmsReplicationTaskArn"}
+    assert set(all_envs["staging"].outputs) == set(OUTPUT_NAMES) - {
+        "dmsReplicationTaskArn",
+        "dmsReverseTaskArn",
+    }
     test = all_envs["test"].outputs
     assert test["environment"] == "test"
     assert test["ecsClusterName"] == "migctl-test" and test["ecsServiceName"] == "migctl-app-test"
@@ -134,10 +137,8 @@ def test_source_port_name_and_thresholds_from_config(run_program: Evaluate) -> N
     ev = run_program(sourceDbPort="6432", sourceDbName="pay", p99LatencyAlarmSeconds="0.5")
     variables = ev.one("aws:lambda/function:Function").inputs["environment"]["variables"]
     assert (variables["SOURCE_PORT"], variables["SOURCE_DBNAME"]) == ("6432", "pay")
-    source = next(
-        e for e in ev.of_type("aws:dms/endpoint:Endpoint") if e.inputs["endpointType"] == "source"
-    )
-    assert source.inputs["databaseName"] == "pay"
+    assert ev.named("migration-source-test").inputs["databaseName"] == "pay"
+    assert ev.named("migration-reverse-target-test").inputs["databaseName"] == "pay"
     latency = next(
         a
         for a in ev.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
@@ -180,7 +181,8 @@ def test_pulumi_yaml_runs_the_same_program_through_main(lambda_zip: Path) -> Non
     finally:
         sys.path[:] = saved
     assert ev.outputs["environment"] == "cli" and set(ev.outputs) == set(OUTPUT_NAMES) - {
-        "dmsReplicationTaskArn"
+        "dmsReplicationTaskArn",
+        "dmsReverseTaskArn",
     }
 
 

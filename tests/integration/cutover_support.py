@@ -61,6 +61,7 @@ class Sandbox:
     queue_url: str = ""
     journals: list[Path] = field(default_factory=list)
     up_output: str = ""  # what `migctl -vv sandbox up` printed
+    ecs_keys_before: int = 0  # lines of logs/ecs.keys when the current go-live started
 
     def passwords(self) -> list[str]:
         """The passwords in the sandbox's Secrets Manager secrets (generated at `sandbox up`)."""
@@ -279,3 +280,42 @@ def fence_left(sandbox: Sandbox) -> tuple[int, int]:
         ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
+
+
+def way_back_left(sandbox: Sandbox) -> tuple[int, int, int]:
+    """(replication slots on the target, subscriptions on the source, fence triggers on the
+    target): what the way back holds."""
+    with sandbox.target() as tgt, sandbox.source() as src:
+        slots = tgt.execute("SELECT count(*) FROM pg_replication_slots").fetchone()
+        fenced = tgt.execute(
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'migctl\\_fence\\_%'"
+        ).fetchone()
+        subs = src.execute("SELECT count(*) FROM pg_subscription").fetchone()
+    assert slots is not None and subs is not None and fenced is not None
+    return int(slots[0]), int(subs[0]), int(fenced[0])
+
+
+def keys_now(sandbox: Sandbox, writer: str) -> list[str]:
+    """The lines of a writer's keys file (``ecs`` or ``traffic``): what it committed, in order."""
+    path = sandbox.dir / "logs" / f"{writer}.keys"
+    return path.read_text().split() if path.exists() else []
+
+
+def wait_for_keys(sandbox: Sandbox, writer: str, more_than: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while len(keys_now(sandbox, writer)) <= more_than:
+        assert time.monotonic() < deadline, f"the {writer} writer committed nothing new"
+        time.sleep(0.2)
+
+
+def tables_match_eventually(sandbox: Sandbox, timeout: float = 60) -> dict[str, str]:
+    """Poll `migctl validate` until every table matches (sequences aside: after a rollback the
+    source's are ahead); the last verdicts per table."""
+    deadline = time.monotonic() + timeout
+    while True:
+        proc = run(sandbox.env, "--output", "json", "validate")
+        report = json.loads(proc.stdout.splitlines()[-1])
+        verdicts = {t["table"]: t["status"] for t in report["tables"]}
+        if set(verdicts.values()) == {"match"} or time.monotonic() > deadline:
+            return verdicts
+        time.sleep(1)

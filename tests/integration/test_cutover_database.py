@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from migctl.config import CutoverSettings, Settings
-from migctl.cutover import freeze, marker, proof, sequences, target_writes
+from migctl.cutover import fence, freeze, marker, proof, sequences, target_writes
 from migctl.cutover.context import CutoverContext, Timing
 from migctl.cutover.fence import FenceNames
 from migctl.cutover.model import StepFailed, StepMemo
@@ -247,6 +247,40 @@ def test_no_session_setting_and_no_role_gets_a_write_past_the_fence(source: Sour
     freeze.unfreeze(ctx, memo)
     with source.connect(source.batch) as after:
         assert refused(after, WRITES["BEGIN READ WRITE"]) == "accepted"
+
+
+def test_the_fence_opened_to_the_reverse_role_lets_it_alone_through(source: Source) -> None:
+    """The way back writes to the fenced source as one role: that role passes the triggers and
+    the DDL guard; every other role, superuser included, stays refused; closing it refuses it
+    again. The roles are read back from the function itself, not assumed."""
+    ctx = context(source.pair, source.app)
+    memo = run_freeze(ctx)
+    names = FenceNames.of(ctx.cutover_id)
+    with source.admin() as conn:
+        fence.open_to(conn, names, (source.batch,))
+        assert fence.opened_to(conn, names) == [source.batch]
+        assert fence.state(conn).guarded(names)  # the guard is back on, ALWAYS
+    with source.connect(source.batch) as reverse:
+        assert refused(reverse, WRITES["BEGIN READ WRITE"]) == "accepted"
+        assert refused(reverse, WRITES["TRUNCATE"]) == "accepted"
+    others = {who: source.connect(who) for who in (source.app, source.owner)}
+    others["superuser"] = source.admin()
+    outcomes = {
+        who: refused(conn, WRITES["a table of its own" if who == source.owner else "UPDATE"])
+        for who, conn in others.items()
+    }
+    lift = refused(
+        others[source.owner], _in_transaction(LIFTS["DROP TRIGGER"].format(trigger=names.trigger))
+    )
+    for conn in others.values():
+        conn.close()
+    assert outcomes == dict.fromkeys(outcomes, "25006") and lift == "25006"
+    with source.admin() as conn:
+        fence.open_to(conn, names, ())
+        assert fence.opened_to(conn, names) == []
+    with source.connect(source.batch) as reverse:
+        assert refused(reverse, WRITES["BEGIN READ WRITE"]) == "25006"
+    freeze.unfreeze(ctx, memo)
 
 
 def test_a_superuser_who_lifts_the_fence_is_caught_by_the_proof_naming_each_table(

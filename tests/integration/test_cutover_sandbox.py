@@ -14,7 +14,10 @@ import json
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from cutover_support import (
     Sandbox,
@@ -23,6 +26,7 @@ from cutover_support import (
     dms_status,
     down,
     fence_left,
+    keys_now,
     notices,
     records,
     result_of,
@@ -31,12 +35,16 @@ from cutover_support import (
     service_image,
     statuses,
     subscribe_notices,
+    tables_match_eventually,
     up,
+    wait_for_keys,
     wait_for_record,
+    way_back_left,
 )
 
 from migctl.cutover.steps import STEP_NAMES
-from migctl.sandbox.environment import SandboxState, is_alive, start_traffic
+from migctl.sandbox.environment import SandboxState, is_alive, start_traffic, stop_traffic
+from migctl.sandbox.traffic import committed
 
 OLD_IMAGE = "payments-app:1.0.0"
 NEW_IMAGE = "payments-app:2.0.0-aurora"
@@ -56,14 +64,20 @@ def sandbox() -> Iterator[Sandbox]:
         down(sbx)
 
 
-def ready(sbx: Sandbox) -> None:
-    """Replicating, writer running; the source must already be writable (asserted, not fixed)."""
+def ready(sbx: Sandbox, *, ecs: bool = False) -> None:
+    """Replicating, writer running; the source must already be writable (asserted, not fixed).
+
+    ``ecs``: the application on ECS writes too once the new image serves (the way back's
+    tests); without it the target takes no write after go-live, so sequences stay exact."""
     assert app_can_write(sbx)
     state = SandboxState.load(sbx.dir)
     assert state is not None
     writer = state.processes.get("traffic")
+    if writer is not None and is_alive(writer) and state.ecs_writer != ecs:
+        stop_traffic(sbx.dir)
+        writer = None
     if writer is None or not is_alive(writer):
-        start_traffic(sbx.dir)
+        start_traffic(sbx.dir, ecs=ecs)
     if dms_status(sbx) != "running":
         resumed = run(sbx.env, "dms", "start", "--type", "resume", "--yes", "--interval", "1")
         assert resumed.returncode == 0, resumed.stderr
@@ -115,7 +129,7 @@ def test_until_validate_pauses_frozen_then_rolls_back(sandbox: Sandbox) -> None:
     assert paused.returncode == 0, paused.stderr
     result = result_of(paused)
     assert result["outcome"] == "paused"
-    assert list(statuses(result).values()) == ["done"] * 4 + ["pending"] * 5
+    assert list(statuses(result).values()) == ["done"] * 4 + ["pending"] * 7
     assert result["write_freeze_open"] is True and result["write_freeze_seconds"] > 0
     assert not app_can_write(sandbox)  # frozen: the fence refuses the write
     assert dms_status(sandbox) == "running"  # replication was not touched
@@ -152,8 +166,10 @@ def test_a_validation_difference_stops_before_anything_irreversible(sandbox: San
         "stop_replication": "pending",
         "sync_sequences": "pending",
         "prove_freeze": "pending",
+        "prepare_fallback": "pending",
         "rollout": "pending",
         "post_checks": "pending",
+        "start_fallback": "pending",
     }
     validate = next(s for s in result["steps"] if s["name"] == "validate")
     assert [d["table"] for d in validate["details"]["differences"]] == ["public.customers"]
@@ -180,22 +196,25 @@ def test_a_failed_rollout_rolls_back_and_the_source_is_writable_again(sandbox: S
     rollout = next(s for s in result["steps"] if s["name"] == "rollout")
     assert "circuit breaker" in rollout["error"]
     undone = [r["step"] for r in records(journal) if r["event"] == "undo_finished"]
-    assert undone == ["rollout", "stop_replication", "freeze_writes"]  # in reverse
+    assert undone == ["rollout", "prepare_fallback", "stop_replication", "freeze_writes"]  # reverse
     assert app_can_write(sandbox)
     assert dms_status(sandbox) == "running"
     assert service_image(sandbox) == image_before
 
 
 def test_full_cutover_refuses_a_second_one_then_rolls_back(sandbox: Sandbox) -> None:
+    """With fallback = none: the rows the new image wrote on the target are counted and said
+    lost, and forward replication stays stopped (resumed, it would collide with them)."""
     ready(sandbox)
     journal = sandbox.journal("full")
-    first = sandbox.popen(journal, "--yes", MIGCTL_ECS_BAKE_SECONDS="5")
+    none = {"MIGCTL_CUTOVER_FALLBACK": "none"}
+    first = sandbox.popen(journal, "--yes", MIGCTL_ECS_BAKE_SECONDS="5", **none)
     try:
         wait_for_record(journal, "step_started", "rollout")
         second = sandbox.cutover(journal, "--yes")
         assert second.returncode == 3
         assert "holds the lock" in second.stderr and f"pid {first.pid}" in second.stderr
-        breaking = sandbox.cutover(journal, "--resume", "--break-lock", "--yes")
+        breaking = sandbox.cutover(journal, "--resume", "--break-lock", "--yes", **none)
         assert breaking.returncode == 3 and "still running" in breaking.stderr
         stdout, stderr = first.communicate(timeout=180)
     finally:
@@ -241,10 +260,11 @@ def test_full_cutover_refuses_a_second_one_then_rolls_back(sandbox: Sandbox) -> 
     with sandbox.target() as app:  # the new image writes on the target after go-live
         for n in range(3):
             app.execute("INSERT INTO audit_log (actor, action) VALUES ('new-image', %s)", (str(n),))
-    rolled = sandbox.cutover(journal, "rollback", "--cutover", cutover_id, "--yes")
+    rolled = sandbox.cutover(journal, "rollback", "--cutover", cutover_id, "--yes", **none)
     assert rolled.returncode == 4, rolled.stderr
-    undone = next(r for r in records(journal) if r["event"] == "undo_finished")
-    assert undone["step"] == "rollout"
+    undone = next(
+        r for r in records(journal) if r["event"] == "undo_finished" and r["step"] == "rollout"
+    )
     assert undone["details"]["written_on_target_since_go_live"] == [
         {"schema": "public", "name": "audit_log", "inserted": 3, "updated": 0, "deleted": 0}
     ]
@@ -253,10 +273,11 @@ def test_full_cutover_refuses_a_second_one_then_rolls_back(sandbox: Sandbox) -> 
         and "public.audit_log 3 inserted" in w
         for w in result_of(rolled)["warnings"]
     )
+    assert any("forward replication left stopped" in w for w in result_of(rolled)["warnings"])
+    assert dms_status(sandbox) == "stopped"
     with sandbox.target() as tgt:  # reconciled, as the warning asks: the next tests validate
         tgt.execute("DELETE FROM audit_log WHERE actor = 'new-image'")
     assert service_image(sandbox) == OLD_IMAGE
-    assert dms_status(sandbox) == "running"
     assert app_can_write(sandbox)
     assert fence_left(sandbox) == (0, 0)
 
@@ -411,7 +432,7 @@ def test_ctrl_c_at_every_step_says_where_things_stand_then_resume_completes(
         result = result_of(proc)  # the JSON stream still ends with its result line
         assert result["outcome"] == "interrupted"
         assert statuses(result)[step] == "interrupted"
-        assert len(result["state"]) == 3  # the source, replication, the application
+        assert len(result["state"]) == 4  # the source, replication, the application, the way back
         assert result["next_steps"][0] == "continue: migctl cutover --resume"
         resume = ("--resume",)
     done = sandbox.cutover(journal, "--resume", "--yes")
@@ -482,6 +503,7 @@ def test_ctrl_c_then_rollback_leaves_the_state_of_a_run_never_started(sandbox: S
         "the source is frozen: the fence is up",
         "replication is stopped",
         "ECS may be mid-deployment: the rollout, or its undo, did not finish",
+        "no reverse replication runs",
     ]
     rolled = sandbox.cutover(journal, "rollback", "--yes")
     assert rolled.returncode == 4, rolled.stderr
@@ -490,3 +512,196 @@ def test_ctrl_c_then_rollback_leaves_the_state_of_a_run_never_started(sandbox: S
     assert service_image(sandbox) == image_before
     assert dms_status(sandbox) == "running"
     assert app_can_write(sandbox) and fence_left(sandbox) == (0, 0)
+
+
+def go_live_with_both_writers(sandbox: Sandbox, name: str) -> tuple[Path, dict[str, Any]]:
+    """A completed cutover, then the application on ECS writing on the target for a while."""
+    ready(sandbox, ecs=True)
+    journal = sandbox.journal(name)
+    before = len(keys_now(sandbox, "ecs"))
+    sandbox.ecs_keys_before = before
+    proc = sandbox.cutover(journal, "--yes")
+    assert proc.returncode == 0, proc.stderr
+    result = result_of(proc)
+    assert statuses(result)["start_fallback"] == "done"
+    wait_for_keys(sandbox, "ecs", before + 30)  # the new image writes on the target
+    assert not app_can_write(sandbox)  # the source stays fenced against the applications
+    return journal, result
+
+
+def assert_everything_came_back(
+    sandbox: Sandbox, rolled: dict[str, Any], inserted: int | None = None
+) -> None:
+    """After the rollback: every payment the application on ECS committed is on the source,
+    nothing writes on the target, the on-premises writer writes on the source again,
+    forward replication runs, and source and target hold the same rows."""
+    assert rolled["outcome"] == "rolled_back"
+    ecs_rows = committed(sandbox.dir / "logs" / "ecs.keys")
+    assert ecs_rows
+    with sandbox.source() as src:
+        found = src.execute(
+            "SELECT count(*) FROM payments WHERE id = ANY(%s)", (sorted(ecs_rows),)
+        ).fetchone()
+    assert found == (len(ecs_rows),)
+    carried = rolled["carried_back"]
+    assert carried["public.payments"]["inserts"] > 0 and carried["public.audit_log"]["inserts"] > 0
+    if inserted is not None:  # every payment the application on ECS inserted, counted once
+        assert carried["public.payments"]["inserts"] == inserted
+    assert service_image(sandbox) == OLD_IMAGE
+    ecs_then, onprem_then = len(keys_now(sandbox, "ecs")), len(keys_now(sandbox, "traffic"))
+    with sandbox.target() as tgt:
+        top = tgt.execute("SELECT max(id) FROM payments").fetchone()
+    wait_for_keys(sandbox, "traffic", onprem_then + 5, timeout=30)  # the source takes writes
+    assert len(keys_now(sandbox, "ecs")) == ecs_then  # the application on ECS stopped
+    assert dms_status(sandbox) == "running"  # forward replication resumed, past the carried rows
+    assert app_can_write(sandbox)
+    assert fence_left(sandbox) == (0, 0)
+    assert way_back_left(sandbox) == (0, 0, 0)
+    stop_traffic(sandbox.dir)
+    verdicts = tables_match_eventually(sandbox)
+    assert set(verdicts.values()) == {"match"}, verdicts
+    with sandbox.target() as tgt:  # only forward replication wrote there: on-prem rows
+        newer = tgt.execute(
+            "SELECT count(*) FROM payments WHERE id > %s AND memo = 'ecs'", (top[0] if top else 0,)
+        ).fetchone()
+    assert newer == (0,)
+
+
+def test_a_rollback_after_go_live_carries_every_write_of_the_new_image_back(
+    sandbox: Sandbox,
+) -> None:
+    journal, _ = go_live_with_both_writers(sandbox, "way-back")
+    rolled = sandbox.cutover(journal, "rollback", "--yes")
+    assert rolled.returncode == 4, rolled.stderr
+    result = result_of(rolled)
+    undone = [r["step"] for r in records(journal) if r["event"] == "undo_finished"]
+    assert undone == [
+        "start_fallback",
+        "rollout",
+        "prepare_fallback",
+        "stop_replication",
+        "freeze_writes",
+    ]
+    assert not result["warnings"], result["warnings"]  # nothing is lost: nothing to warn of
+    written = keys_now(sandbox, "ecs")[sandbox.ecs_keys_before :]
+    assert_everything_came_back(sandbox, result, sum(k.startswith("+") for k in written))
+
+
+def test_kill_9_at_each_step_of_the_rollback_then_rerun_reaches_the_same_end(
+    sandbox: Sandbox,
+) -> None:
+    journal, _ = go_live_with_both_writers(sandbox, "way-back-kill")
+    hooks = [
+        "undo:start_fallback:started",
+        "undo:start_fallback",
+        "undo:rollout:started",
+        "undo:rollout",
+        "undo:prepare_fallback",
+        "undo:stop_replication",
+    ]
+    breaking: tuple[str, ...] = ()
+    for hook in hooks:
+        proc = sandbox.cutover(
+            journal, "rollback", *breaking, "--yes", MIGCTL_CUTOVER_CRASH_AFTER=hook
+        )
+        assert proc.returncode == -signal.SIGKILL, (hook, proc.stderr)
+        breaking = ("--break-lock",)
+    rolled = sandbox.cutover(journal, "rollback", "--break-lock", "--yes")
+    assert rolled.returncode == 4, rolled.stderr
+    result = result_of(rolled)
+    carry = [
+        r
+        for r in records(journal)
+        if r["event"] == "undo_finished" and r["step"] == "start_fallback"
+    ]
+    assert len(carry) == 1  # carried back once; the reruns went on from the journal
+    assert_everything_came_back(sandbox, result)
+
+
+def reverse_status(sandbox: Sandbox) -> tuple[int, dict[str, Any]]:
+    proc = run(sandbox.env, "--output", "json", "dms", "status")
+    return proc.returncode, json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_a_change_the_source_refuses_fails_the_reverse_task_and_the_rollback_never_hides_it(
+    sandbox: Sandbox,
+) -> None:
+    """A row on the source holds keys the new image then writes on the target: the reverse
+    apply fails on it. `dms status` says so (exit 1), the rollback refuses to call anything
+    carried back (exit 5, ECS stays on the new image, the source stays fenced); once the row
+    is gone and the task resumed, the rerun carries everything back."""
+    journal, _ = go_live_with_both_writers(sandbox, "way-back-conflict")
+    with sandbox.target() as tgt:
+        top = tgt.execute("SELECT last_value FROM payments_id_seq").fetchone()
+    assert top is not None
+    reverse_dsn = sandbox.state.source_dsn("migctl_reverse")  # the one role the fence lets in
+    with psycopg.connect(reverse_dsn, autocommit=True) as src:
+        src.execute(
+            "INSERT INTO payments (id, account_id, payment_ref, amount, currency, status, memo, "
+            "metadata, signature) SELECT g, p.account_id, gen_random_uuid(), p.amount, "
+            "p.currency, 'pending', 'conflict', p.metadata, p.signature "
+            "FROM generate_series(%s::bigint + 1, %s::bigint + 400) g, "
+            "(SELECT * FROM payments ORDER BY id LIMIT 1) p",
+            (top[0], top[0]),
+        )
+    deadline = time.monotonic() + 60
+    code, status = reverse_status(sandbox)
+    while code == 0:
+        assert time.monotonic() < deadline, "the reverse task never failed"
+        time.sleep(1)
+        code, status = reverse_status(sandbox)
+    assert status["healthy"] is False and status["reverse"]["task"]["status"] == "failed"
+    assert "public.payments" in " ".join(status["reverse"]["problems"])
+
+    failed = sandbox.cutover(journal, "rollback", "--yes")
+    assert failed.returncode == 5, failed.stderr
+    result = result_of(failed)
+    assert result["outcome"] == "rollback_failed"
+    assert statuses(result)["start_fallback"] == "undo_failed"
+    assert statuses(result)["rollout"] == "done"  # nothing after it was undone
+    assert "reverse DMS task" in result["reason"] and "failed" in result["reason"]
+    assert service_image(sandbox) == NEW_IMAGE and not app_can_write(sandbox)
+
+    with psycopg.connect(reverse_dsn, autocommit=True) as src:
+        src.execute("DELETE FROM payments WHERE memo = 'conflict'")
+    resumed = run(
+        sandbox.env,
+        "dms",
+        "start",
+        "--type",
+        "resume",
+        "--task",
+        "payments-sandbox-reverse",
+        "--yes",
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    rolled = sandbox.cutover(journal, "rollback", "--yes")
+    assert rolled.returncode == 4, rolled.stderr
+    assert_everything_came_back(sandbox, result_of(rolled))
+
+
+def test_finalize_closes_the_way_back_and_leaves_nothing_behind(sandbox: Sandbox) -> None:
+    """Last in this module: it leaves the source fenced for good, as finalize means to."""
+    journal, result = go_live_with_both_writers(sandbox, "finalize")
+    cutover_id = result["cutover_id"]
+    with sandbox.target() as tgt:  # the way back holds a slot while it is open
+        assert tgt.execute("SELECT count(*) FROM pg_replication_slots").fetchone() == (1,)
+    done = sandbox.cutover(journal, "finalize", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert result_of(done)["outcome"] == "finalized"
+    assert way_back_left(sandbox) == (0, 0, 0)
+    assert not app_can_write(sandbox) and fence_left(sandbox)[0] > 0  # read-only for good
+    with psycopg.connect(sandbox.state.source_dsn("migctl_reverse")) as reverse_role:
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):  # closed to it again too
+            reverse_role.execute("INSERT INTO audit_log (actor, action) VALUES ('late', 'x')")
+    reverse = json.loads(
+        run(
+            sandbox.env, "--output", "json", "dms", "status", "--task", "payments-sandbox-reverse"
+        ).stdout.splitlines()[-1]
+    )
+    assert reverse["task"]["status"] == "stopped"
+    again = sandbox.cutover(journal, "finalize", "--yes")
+    assert again.returncode == 2 and "finalized" in again.stderr
+    rolled = sandbox.cutover(journal, "rollback", "--yes")
+    assert rolled.returncode == 2 and f"cutover {cutover_id}" in rolled.stderr
+    assert service_image(sandbox) == NEW_IMAGE

@@ -46,8 +46,10 @@ def test_plan_lists_the_steps_and_where_the_journal_stands(cli: Cli, config: Pat
         "stop_replication",
         "sync_sequences",
         "prove_freeze",
+        "prepare_fallback",
         "rollout",
         "post_checks",
+        "start_fallback",
     ]
     assert [s["name"] for s in plan["steps"] if s["point_of_no_return"]] == ["rollout"]
     assert plan["phase"] == "none" and plan["lock_holder"] is None

@@ -21,7 +21,7 @@ from migctl.config import (
     ProjectSettings,
     Settings,
 )
-from migctl.cutover import runbook
+from migctl.cutover import runbook, session
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.journal import LocalJournal
 from migctl.cutover.lock import LocalLock, LockHeld, me
@@ -273,8 +273,10 @@ def test_until_pauses_and_resume_goes_on_from_the_next_step(
         "stop_replication",
         "sync_sequences",
         "prove_freeze",
+        "prepare_fallback",
         "rollout",
         "post_checks",
+        "start_fallback",
     ]
     with pytest.raises(UsageError, match="no cutover to resume"):
         run(tmp_path, settings, world, resume=True)
@@ -299,10 +301,10 @@ def test_a_kill_then_resume_reruns_only_the_unfinished_step_with_its_first_befor
         raise Killed
 
     monkeypatch.setattr(runbook.os, "kill", kill)
-    monkeypatch.setenv(runbook.CRASH_ENV, hook)
+    monkeypatch.setenv(session.CRASH_ENV, hook)
     with pytest.raises(Killed):
         run(tmp_path, settings, world)
-    monkeypatch.delenv(runbook.CRASH_ENV)
+    monkeypatch.delenv(session.CRASH_ENV)
     journaled_end = hook == "marker"
     assert (events(tmp_path)[-1] == ("step_finished", "marker")) is journaled_end
     world.calls.clear()
@@ -434,7 +436,7 @@ def test_until_a_step_already_done_pauses_and_until_the_last_step_completes(
     again = run(tmp_path, settings, world, resume=True, until="marker")
     assert (again.outcome, again.exit_code) == ("paused", 0)
     assert world.of("action") == []
-    done = run(tmp_path, settings, world, resume=True, until="post_checks")
+    done = run(tmp_path, settings, world, resume=True, until="start_fallback")
     assert done.outcome == "completed"
 
 
@@ -540,3 +542,26 @@ def test_ctrl_c_in_a_rollback_leaves_it_to_finish_with_a_second_rollback(
     world.calls.clear()
     again = rollback(tmp_path, settings, world)
     assert (again.outcome, world.of("undo")) == ("rolled_back", ["freeze_writes"])
+
+
+@pytest.mark.parametrize(
+    ("undone", "expected"),
+    [
+        ({}, (None, None)),  # nothing went live: from the checkpoint
+        ({"rollout": {"written_rows": 0, "written_unknown": False}}, (None, None)),
+        ({"start_fallback": {"drained": {}, "forward_from": "0/5A"}}, ("0/5A", None)),
+        ({"start_fallback": {"drained": {}}}, (None, "recorded no position")),
+        ({"rollout": {"written_rows": 3}}, (None, "not on the source")),
+        ({"rollout": {"written_unknown": True}}, (None, "not on the source")),
+    ],
+)
+def test_forward_replication_resumes_only_where_it_cannot_collide(
+    settings: Settings, undone: dict[str, Any], expected: tuple[str | None, str | None]
+) -> None:
+    from migctl.cutover.replication import resume_point
+
+    ctx = CutoverContext(settings, NoAws(), Database("host=nowhere"), Database("host=nowhere"))
+    ctx.undone = undone
+    position, why = resume_point(ctx)
+    assert position == expected[0]
+    assert (why is None) == (expected[1] is None) and (expected[1] or "") in (why or "")

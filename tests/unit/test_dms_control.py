@@ -8,6 +8,7 @@ import pytest
 from dms_support import DmsWorld, make_task, start_running
 
 from migctl.dms.control import ControlPlan, start_task, stop_task
+from migctl.errors import UsageError
 from migctl.sandbox import moto_dms
 from tests.cli_support import Cli
 
@@ -84,6 +85,7 @@ def test_start_yes_waits_until_running(cli: Cli) -> None:
         {
             "StartReplicationTaskType": "start-replication",
             "CdcStopPosition": "server_time:2030-05-01T12:00:00",
+            "CdcStartPosition": None,
         }
     ]
 
@@ -245,3 +247,40 @@ def test_throttled_polls_slow_the_wait_instead_of_failing_it() -> None:
     )  # fmt: skip
     assert (result.outcome, result.polls) == ("stopped", 1)
     assert sleeps == [10.0, 20.0]
+
+
+def test_a_cdc_only_task_starts_again_from_a_position_a_full_load_task_does_not() -> None:
+    """The way back starts its CDC-only task afresh at every cutover, from the slot's position
+    (nothing is reloaded); a full-load task that ran before is still refused a fresh start."""
+    reverse = make_task("payments-reverse", migration_type="cdc")
+    ran_before(reverse)
+    ticks = Ticks(on_sleep=lambda: moto_dms.set_task(reverse.task_arn, status="running"))
+    result = start_task(
+        reverse.dms,
+        reverse.ref(),
+        kind="start",
+        confirm=lambda _plan: True,
+        cdc_start_position="0/1A2B3C4",
+        timeout=30,
+        interval=1,
+        clock=ticks.clock,
+        sleep=ticks.sleep,
+    )
+    assert result.ok, result.reason
+    assert moto_dms.task_extras(reverse.task_arn).start_calls[-1] == {
+        "StartReplicationTaskType": "start-replication",
+        "CdcStopPosition": None,
+        "CdcStartPosition": "0/1A2B3C4",
+    }
+    forward = make_task("payments-forward")
+    ran_before(forward)
+    with pytest.raises(UsageError, match="has run before"):
+        start_task(
+            forward.dms,
+            forward.ref(),
+            kind="start",
+            confirm=lambda _plan: True,
+            cdc_start_position="0/1A2B3C4",
+            timeout=30,
+            interval=1,
+        )

@@ -64,6 +64,7 @@ def test_lifecycle_passes_through_starting_and_stopping_and_records_calls() -> N
         {
             "StartReplicationTaskType": "start-replication",
             "CdcStopPosition": "server_time:2030-01-01T00:00:00",
+            "CdcStartPosition": None,
         }
     ]
     assert extras.stop_calls == 1

@@ -73,7 +73,8 @@ def test_full_load_progress_is_reported(cli: Cli) -> None:
     result = cli("--output", "json", "dms", "status", "--task", world.task_name)
     assert result.code == 0, result.stderr
     doc = result.json()
-    assert set(doc) == {"healthy", "problems", "task", "tables", "tables_error", "cdc"}
+    assert set(doc) == {"healthy", "problems", "task", "tables", "tables_error", "cdc", "reverse"}
+    assert doc["reverse"] is None  # --task names one task: no reverse task beside it
     task = doc["task"]
     assert set(task) == TASK_KEYS
     assert (task["status"], task["phase"], task["full_load_percent"]) == (
