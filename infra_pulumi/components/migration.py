@@ -267,84 +267,79 @@ class Migration(pulumi.ComponentResource):
             opts=child,
         )
         endpoint_opts = pulumi.ResourceOptions(parent=self, depends_on=[access_policy])
-        source_endpoint = aws.dms.Endpoint(
-            f"{self._name}-source-{env}",
-            endpoint_id=f"migctl-source-{env}",
-            endpoint_type="source",
-            engine_name="postgres",
-            database_name=source.dbname,
-            ssl_mode="require",
-            secrets_manager_arn=source.secret_arn,
-            secrets_manager_access_role_arn=access_role.arn,
-            tags=args.tags,
-            opts=endpoint_opts,
-        )
-        target_endpoint = aws.dms.Endpoint(
-            f"{self._name}-target-{env}",
-            endpoint_id=f"migctl-target-{env}",
-            endpoint_type="target",
-            engine_name="aurora-postgresql",
-            database_name=args.target_db_name,
-            ssl_mode="require",
-            secrets_manager_arn=target_secret.arn,
-            secrets_manager_access_role_arn=access_role.arn,
-            tags=args.tags,
-            opts=endpoint_opts,
-        )
-        forward = aws.dms.ReplicationTask(
-            f"{self._name}-task-{env}",
-            replication_task_id=f"migctl-cdc-{env}",
-            migration_type="full-load-and-cdc",
-            replication_instance_arn=self.replication_instance.replication_instance_arn,
-            source_endpoint_arn=source_endpoint.endpoint_arn,
-            target_endpoint_arn=target_endpoint.endpoint_arn,
-            table_mappings=table_mappings(args.schemas),
-            replication_task_settings=task_settings(),
-            start_replication_task=False,
-            tags=args.tags,
-            opts=child,
+
+        def endpoint(
+            key: str, kind: str, engine: str, dbname: str, secret: Any, **extra: Any
+        ) -> aws.dms.Endpoint:
+            return aws.dms.Endpoint(
+                f"{self._name}-{key}-{env}",
+                endpoint_id=f"migctl-{key}-{env}",
+                endpoint_type=kind,
+                engine_name=engine,
+                database_name=dbname,
+                ssl_mode="require",
+                secrets_manager_arn=secret,
+                secrets_manager_access_role_arn=access_role.arn,
+                tags=args.tags,
+                opts=endpoint_opts,
+                **extra,
+            )
+
+        def task(
+            key: str, task_id: str, kind: str, ends: tuple[aws.dms.Endpoint, ...], settings: str
+        ) -> aws.dms.ReplicationTask:
+            return aws.dms.ReplicationTask(
+                f"{self._name}-{key}-{env}",
+                replication_task_id=f"migctl-{task_id}-{env}",
+                migration_type=kind,
+                replication_instance_arn=self.replication_instance.replication_instance_arn,
+                source_endpoint_arn=ends[0].endpoint_arn,
+                target_endpoint_arn=ends[1].endpoint_arn,
+                table_mappings=table_mappings(args.schemas),
+                replication_task_settings=settings,
+                start_replication_task=False,
+                tags=args.tags,
+                opts=child,
+            )
+
+        forward = task(
+            "task",
+            "cdc",
+            "full-load-and-cdc",
+            (
+                endpoint("source", "source", "postgres", source.dbname, source.secret_arn),
+                endpoint(
+                    "target", "target", "aurora-postgresql", args.target_db_name, target_secret.arn
+                ),
+            ),
+            task_settings(),
         )
         # The way back: Aurora as a source (reading the slot the cutover creates during the
         # freeze), the on-premises database as a target; migctl starts it after go-live.
-        aurora_source = aws.dms.Endpoint(
-            f"{self._name}-reverse-source-{env}",
-            endpoint_id=f"migctl-reverse-source-{env}",
-            endpoint_type="source",
-            engine_name="aurora-postgresql",
-            database_name=args.target_db_name,
-            ssl_mode="require",
-            secrets_manager_arn=target_secret.arn,
-            secrets_manager_access_role_arn=access_role.arn,
-            postgres_settings=aws.dms.EndpointPostgresSettingsArgs(
-                slot_name=source.reverse_slot, plugin_name="test-decoding"
+        reverse = task(
+            "reverse-task",
+            "reverse",
+            "cdc",
+            (
+                endpoint(
+                    "reverse-source",
+                    "source",
+                    "aurora-postgresql",
+                    args.target_db_name,
+                    target_secret.arn,
+                    postgres_settings=aws.dms.EndpointPostgresSettingsArgs(
+                        slot_name=source.reverse_slot, plugin_name="test-decoding"
+                    ),
+                ),
+                endpoint(
+                    "reverse-target",
+                    "target",
+                    "postgres",
+                    source.dbname,
+                    source.reverse_secret_arn or source.secret_arn,
+                ),
             ),
-            tags=args.tags,
-            opts=endpoint_opts,
-        )
-        onprem_target = aws.dms.Endpoint(
-            f"{self._name}-reverse-target-{env}",
-            endpoint_id=f"migctl-reverse-target-{env}",
-            endpoint_type="target",
-            engine_name="postgres",
-            database_name=source.dbname,
-            ssl_mode="require",
-            secrets_manager_arn=source.reverse_secret_arn or source.secret_arn,
-            secrets_manager_access_role_arn=access_role.arn,
-            tags=args.tags,
-            opts=endpoint_opts,
-        )
-        reverse = aws.dms.ReplicationTask(
-            f"{self._name}-reverse-task-{env}",
-            replication_task_id=f"migctl-reverse-{env}",
-            migration_type="cdc",
-            replication_instance_arn=self.replication_instance.replication_instance_arn,
-            source_endpoint_arn=aurora_source.endpoint_arn,
-            target_endpoint_arn=onprem_target.endpoint_arn,
-            table_mappings=table_mappings(args.schemas),
-            replication_task_settings=reverse_task_settings(),
-            start_replication_task=False,
-            tags=args.tags,
-            opts=child,
+            reverse_task_settings(),
         )
         return forward, reverse
 

@@ -190,9 +190,10 @@ def finalize(ctx: typer.Context, yes: YesOpt = False, break_lock: BreakLockOpt =
 
     The source stays fenced against every role, read-only for good; the
     cutover is closed (rollback refuses it from then on). Asks first unless
-    --yes. Journaled. Exit 0 finalized, 2 when the latest cutover is not
-    completed, 3 when AWS or a database failed (run it again: each part is
-    idempotent). See docs/fallback.md.
+    --yes. Journaled. Exit 0 finalized, 1 when the reverse task does not
+    stop, 2 when the latest cutover is not completed, 3 when AWS or a
+    database failed (run it again: each part is idempotent). See
+    docs/fallback.md.
 
     Example: migctl cutover finalize --yes
     """

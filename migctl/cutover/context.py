@@ -89,33 +89,32 @@ class CutoverContext:
 
     def task_ref(self) -> TaskRef:
         """The DMS task: ``[dms] task``, else the stack output ``dmsReplicationTaskArn``."""
-        if "task" not in self._cache:
-            name = resolve(
-                self.settings,
-                self.settings.dms.task,
-                "dmsReplicationTaskArn",
-                what="DMS replication task",
-                flag="[dms] task",
-            )
-            self._cache["task"] = resolve_task(
-                self.aws.client("dms"), name, instance_identifier=self.settings.dms.instance
-            )
-        ref: TaskRef = self._cache["task"]
-        return ref
+        dms = self.settings.dms
+        return self._task(
+            "task", dms.task, "dmsReplicationTaskArn", "DMS replication task", "[dms] task",
+            instance=dms.instance,
+        )  # fmt: skip
 
     def reverse_task_ref(self) -> TaskRef:
         """The way back's DMS task: ``[cutover] reverse_task``, else the stack output
         ``dmsReverseTaskArn``."""
-        if "reverse" not in self._cache:
-            name = resolve(
-                self.settings,
-                self.settings.cutover.reverse_task,
-                "dmsReverseTaskArn",
-                what="reverse DMS task (fallback = reverse-replication)",
-                flag="[cutover] reverse_task",
+        return self._task(
+            "reverse",
+            self.settings.cutover.reverse_task,
+            "dmsReverseTaskArn",
+            "reverse DMS task (fallback = reverse-replication)",
+            "[cutover] reverse_task",
+        )
+
+    def _task(
+        self, key: str, value: str | None, output: str, what: str, flag: str, **where: Any
+    ) -> TaskRef:
+        if key not in self._cache:
+            name = resolve(self.settings, value, output, what=what, flag=flag)
+            self._cache[key] = resolve_task(
+                self.aws.client("dms"), name, instance_identifier=where.get("instance")
             )
-            self._cache["reverse"] = resolve_task(self.aws.client("dms"), name)
-        ref: TaskRef = self._cache["reverse"]
+        ref: TaskRef = self._cache[key]
         return ref
 
     def gate_alarms(self) -> AlarmSelector:

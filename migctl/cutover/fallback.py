@@ -295,7 +295,7 @@ def carry_back(ctx: CutoverContext, memo: StepMemo) -> Facts:
     if "sequences" not in done:
         done["sequences"] = sequences.move(ctx, reverse=True)
         ctx.report("source sequences moved past the target's", {"progress": done})
-    facts["reverse_task"] = _stop(ctx)
+    facts["reverse_task"] = stop_reverse(ctx)
     with ctx.source_conn() as conn:  # nothing but the reverse task wrote to the fenced source
         row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
     assert row is not None
@@ -393,7 +393,12 @@ def _rows(carried: dict[str, dict[str, int]]) -> int:
     return sum(sum(counts.values()) for counts in carried.values())
 
 
-def _stop(ctx: CutoverContext) -> str:
+def stop_reverse(ctx: CutoverContext) -> str:
+    """Stop the reverse task and wait for ``stopped``; one that is not running (stopped, never
+    started, failed) is left as it is. Returns its status."""
+    status = describe_task(ctx.aws.client("dms"), ctx.reverse_task_ref().arn).status
+    if status in ("stopped", "ready", "failed"):
+        return status
     result = stop_task(
         ctx.aws.client("dms"),
         ctx.reverse_task_ref(),

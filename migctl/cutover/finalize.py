@@ -25,9 +25,7 @@ from migctl.cutover.journal import Journal
 from migctl.cutover.lock import Lock
 from migctl.cutover.result import CutoverResult
 from migctl.cutover.session import Session
-from migctl.dms.control import stop_task
-from migctl.dms.task import describe_task
-from migctl.errors import OperationalError, UsageError
+from migctl.errors import UsageError
 
 
 def finalize_cutover(
@@ -66,19 +64,7 @@ def finalize_cutover(
 
 
 def _close(ctx: CutoverContext, slot: str) -> dict[str, Any]:
-    dms, ref = ctx.aws.client("dms"), ctx.reverse_task_ref()
-    if describe_task(dms, ref.arn).status not in ("stopped", "ready", "failed"):
-        result = stop_task(
-            dms,
-            ref,
-            confirm=lambda _plan: True,
-            timeout=ctx.timing.wait_timeout,
-            interval=ctx.timing.interval,
-            clock=ctx.timing.clock,
-            sleep=ctx.timing.sleep,
-        )
-        if not result.ok:
-            raise OperationalError(f"stopping the reverse DMS task: {result.reason}")
+    stopped = fallback.stop_reverse(ctx)
     dropped = fallback.drop_reverse_slot(ctx, slot)
     names = FenceNames.of(ctx.cutover_id)
     with ctx.source_conn() as conn:
@@ -86,8 +72,8 @@ def _close(ctx: CutoverContext, slot: str) -> dict[str, Any]:
         if fenced:
             fence.open_to(conn, names, ())
     return {
-        "reverse_task": ref.identifier,
-        "reverse_task_status": "stopped",
+        "reverse_task": ctx.reverse_task_ref().identifier,
+        "reverse_task_status": stopped,
         **dropped,
         "source_fenced_tables": fenced,
     }
