@@ -79,6 +79,8 @@ def fetch_alarms(cloudwatch: CloudWatchClient, selector: AlarmSelector) -> list[
     if selector.prefix:
         for alarm in _describe(cloudwatch, AlarmNamePrefix=selector.prefix):
             found[alarm.name] = alarm
+        if not found:  # every part of a selection must match: a typo must not shrink the gate
+            raise UsageError(f"no CloudWatch alarm matches --prefix {selector.prefix!r}")
     names = sorted(set(selector.names) - set(found))
     for start in range(0, len(names), _NAMES_PER_CALL):
         for alarm in _describe(cloudwatch, AlarmNames=names[start : start + _NAMES_PER_CALL]):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -158,6 +159,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     command = typer.main.get_command(app)
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = sum(a in ("-v", "--verbose") for a in args) + 2 * sum(a == "-vv" for a in args)
+    # SIGTERM (a runbook's timeout, kill, systemd) is handled as Ctrl-C: every command that
+    # says where things stand when interrupted says it then too, instead of dying silently.
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:  # not the main thread (an embedding caller): leave signals alone
+        previous = None
     try:
         command.main(args=args, prog_name="migctl", standalone_mode=True)
     except SystemExit as exc:
@@ -167,7 +174,14 @@ def run(argv: Sequence[str] | None = None) -> int:
         return ExitCode.INTERRUPTED
     except Exception as exc:
         return _report(exc, verbose)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return ExitCode.OK
+
+
+def _terminated(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt("SIGTERM")
 
 
 def _exit_code(code: Any) -> int:

@@ -39,7 +39,8 @@ def alarms(
     """Show CloudWatch metric and composite alarms and whether they are all OK.
 
     Exit 0 when all are OK, 1 when any is in ALARM or INSUFFICIENT_DATA (or
-    the wait timed out), 2 when no alarm matches the filter.
+    the wait timed out), 2 when any part of the filter matches nothing (a
+    --prefix with no alarm is exit 2 even beside names that match).
 
     Example: migctl alarms --prefix payments-prod- --wait-ok --timeout 300
     """

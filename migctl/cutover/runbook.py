@@ -20,7 +20,8 @@ action and check, before its end is journaled (the step reruns on resume);
 ``STEP:started`` right after its start is journaled; ``undo:STEP`` right after
 a rollback journals STEP's undo end, ``undo:STEP:started`` right after its
 undo's start. ``Session.crash`` is the one place that reads them.
-``MIGCTL_CUTOVER_CRASH_SIGNAL=INT`` sends SIGINT (Ctrl-C) instead of SIGKILL.
+``MIGCTL_CUTOVER_CRASH_SIGNAL=INT`` sends SIGINT (Ctrl-C) instead of SIGKILL, ``TERM``
+SIGTERM (handled as Ctrl-C).
 """
 
 from __future__ import annotations

@@ -134,7 +134,8 @@ class Session:
         wanted = self.environ.get(CRASH_ENV)
         if wanted and wanted == (step if phase is None else f"{step}:{phase}"):
             how = self.environ.get(CRASH_SIGNAL_ENV, "KILL")
-            os.kill(os.getpid(), signal.SIGINT if how == "INT" else signal.SIGKILL)
+            sent = {"INT": signal.SIGINT, "TERM": signal.SIGTERM}.get(how, signal.SIGKILL)
+            os.kill(os.getpid(), sent)
 
     def notify(self, what: str, message: str) -> None:
         if self.notifier is None:
@@ -191,9 +192,10 @@ class Session:
         )
 
     def interrupted(self) -> CutoverResult:
-        """Ctrl-C: journal the step it stopped, say where the systems stand and what to run
-        next. A second Ctrl-C while this is written is ignored: it takes a moment."""
+        """Ctrl-C (or SIGTERM): journal the step it stopped, say where the systems stand and
+        what to run next. A second one while this is written is ignored: it takes a moment."""
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        terminate = signal.signal(signal.SIGTERM, signal.SIG_IGN)  # handled as Ctrl-C too
         try:
             for current in self.state.steps:
                 if current.status == "running":
@@ -215,6 +217,7 @@ class Session:
                 "interrupted", reason="interrupted (Ctrl-C)", state=standing(self.state)
             )
         finally:
+            signal.signal(signal.SIGTERM, terminate)
             signal.signal(signal.SIGINT, previous)
 
 

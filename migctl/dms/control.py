@@ -183,7 +183,8 @@ def stop_task(
             action="stop",
             outcome="already-stopped",
             ok=True,
-            reason="task was already stopped",
+            reason="task was already stopped"
+            + (f", on an error: {before.failure}" if before.stopped_on_error else ""),
             task=before,
             previous_status="stopped",
             start_type=None,

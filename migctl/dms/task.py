@@ -31,6 +31,25 @@ STOPPED: Final = "stopped"
 FAILED: Final = "failed"
 # Statuses that prove the task has run at least once.
 _HAS_RUN_STATUSES = frozenset({"starting", "running", "stopping", "stopped", "failed"})
+# Stop reasons of a task that stopped because it was asked to or was done: anything else
+# (FATAL_ERROR, RECOVERABLE_ERROR, STOPPED_DUE_TO_LOW_DISK, ..., or a reason this list does
+# not know) is a task that stopped on a problem.
+CLEAN_STOPS: Final = frozenset(
+    {
+        "NORMAL",
+        "FULL_LOAD_ONLY_FINISHED",
+        "STOPPED_AFTER_FULL_LOAD",
+        "STOPPED_AFTER_CACHED_EVENTS",
+        "STOPPED_AFTER_DDL_APPLY",
+        "STOPPED_AT_SERVER_TIME",
+        "STOPPED_AT_COMMIT_TIME",
+    }
+)
+# Table states of a table that is, or will be, replicated; any other ("Table error", "Table
+# cancelled", "Table does not exist", or one this list does not know) is a problem.
+GOOD_TABLE_STATES: Final = frozenset(
+    {"Before load", "Full load", "Table completed", "Table is being reloaded"}
+)
 
 
 @dataclass(frozen=True)
@@ -94,6 +113,13 @@ class TaskSnapshot:
             bool(self.started_at or s.start_date or s.fresh_start_date)
             or self.status in _HAS_RUN_STATUSES
         )
+
+    @property
+    def stopped_on_error(self) -> bool:
+        """Stopped, with a stop reason that is not a clean stop (``CLEAN_STOPS``)."""
+        if self.status != "stopped" or not self.stop_reason:
+            return False
+        return self.stop_reason.removeprefix("Stop Reason ").strip() not in CLEAN_STOPS
 
     @property
     def failure(self) -> str:
@@ -326,14 +352,24 @@ def table_statistics_or_reason(
 
 
 def find_problems(task: TaskSnapshot, tables: tuple[TableStats, ...] | None) -> tuple[str, ...]:
-    """Why ``status`` exits 1: a failed task, an errored table, failed or suspended validation."""
+    """Why ``status`` exits 1 and ``watch`` fails: a failed task or one stopped on an error, a
+    table in error or in any state but a good one, failed or suspended validation."""
     problems: list[str] = []
     if task.phase == FAILED:
         problems.append(f"task {task.identifier} is {task.status}: {task.failure}")
+    elif task.stopped_on_error:
+        problems.append(f"task {task.identifier} stopped on an error: {task.failure}")
     errored = [f"{t.schema}.{t.table}" for t in tables or () if t.errored]
+    unwell = [
+        f"{t.schema}.{t.table} ({t.state})"
+        for t in tables or ()
+        if not t.errored and t.state not in GOOD_TABLE_STATES
+    ]
     if errored:
         problems.append(f"{len(errored)} table(s) in error: {', '.join(errored[:10])}")
-    elif task.stats.tables_errored:
+    if unwell:
+        problems.append(f"{len(unwell)} table(s) not replicating: {', '.join(unwell[:10])}")
+    if not errored and task.stats.tables_errored:
         problems.append(f"{task.stats.tables_errored} table(s) errored (task stats)")
     for t in tables or ():
         if t.validation_failed_records or t.validation_suspended_records:

@@ -3,17 +3,23 @@
 Each poll makes one describe_replication_tasks call and one get_metric_data
 call. Table statistics (paginated, so possibly many calls) are read on the
 first poll, every ``table_stats_every`` polls, and whenever the task's table
-counts change. Throttling (after botocore's own retries) doubles the delay
-between polls instead of failing the watch; a good poll restores it.
+counts change, and always again before the watch says "reached". Throttling
+(after botocore's own retries) doubles the delay between polls instead of
+failing the watch; a good poll restores it.
 
-``cdc-ready`` means: phase ``cdc``, no errored table, and for ``stable_for``
-consecutive periods (the newest no older than 5 periods) CDCLatencyTarget <=
-``max_latency_seconds`` and CDCIncomingChanges == 0. CDCLatencySource is not
-part of it: it reads 0 whenever the source is idle.
+Whatever ``dms status`` calls a problem fails the watch at once: a table in
+error or in a bad state (whatever the task's ``TablesErrored`` counter says),
+failed or suspended validation, a task stopped on an error.
+
+``cdc-ready`` means: phase ``cdc``, no such problem, and for ``stable_for``
+consecutive periods (the newest starting no more than 3 periods ago)
+CDCLatencyTarget <= ``max_latency_seconds`` and CDCIncomingChanges == 0.
+CDCLatencySource is not part of it: it reads 0 whenever the source is idle.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable, Hashable
@@ -29,6 +35,7 @@ from migctl.dms.task import (
     TaskRef,
     TaskSnapshot,
     describe_task,
+    find_problems,
     table_statistics_or_reason,
 )
 from migctl.errors import UsageError, is_throttling
@@ -41,7 +48,9 @@ if TYPE_CHECKING:
 UNTIL_FULL_LOAD = "full-load"
 UNTIL_CDC_READY = "cdc-ready"
 UNTIL = (UNTIL_FULL_LOAD, UNTIL_CDC_READY)
-STALE_AFTER_PERIODS = 5
+# The newest datapoint's period must have started within this many periods of now: a period
+# or two, plus CloudWatch's publishing delay. Older, the metrics prove nothing about now.
+STALE_AFTER_PERIODS = 3
 
 
 @dataclass(frozen=True)
@@ -132,11 +141,21 @@ def _num(value: float | None) -> str:
 
 
 def verdict(
-    until: str, task: TaskSnapshot, readiness: Readiness
+    until: str,
+    task: TaskSnapshot,
+    readiness: Readiness,
+    tables: tuple[TableStats, ...] | None = None,
 ) -> tuple[Literal["reached", "failed"], str] | None:
-    """("reached" | "failed", reason) when the watch is over, else None."""
+    """("reached" | "failed", reason) when the watch is over, else None.
+
+    Whatever ``dms status`` calls a problem (``find_problems``: a table in error or in a bad
+    state, failed validation, a task stopped on an error) fails the watch, whatever the
+    task's own counters say."""
     if task.phase == FAILED:
         return "failed", f"task failed: {task.failure}"
+    problems = find_problems(task, tables)
+    if problems:
+        return "failed", "; ".join(problems)
     if until == UNTIL_FULL_LOAD:
         stats = task.stats
         if stats.full_load_finished:
@@ -262,7 +281,13 @@ def watch_task(
         if on_update:
             on_update(WatchUpdate("state", fingerprint != last_fingerprint, state))
         last_fingerprint = fingerprint
-        ended = verdict(until, task, readiness)
+        ended = verdict(until, task, readiness, tables)
+        if ended is not None and ended[0] == "reached" and tables_read_at_poll != polls:
+            # Never "reached" on table statistics from an earlier poll: read them now.
+            tables = table_statistics_or_reason(dms, ref.arn)[0]
+            tables_read_at_poll = polls
+            state = dataclasses.replace(state, tables=tables)
+            ended = verdict(until, task, readiness, tables)
         if ended is not None:
             return Done(WatchResult(until=until, outcome=ended[0], reason=ended[1], state=state))
         return Pending(state, throttled)

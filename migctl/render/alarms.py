@@ -36,6 +36,7 @@ def render_alarm_report(out: Output, report: AlarmReport) -> None:
     if out.json:
         out.emit(alarm_report_json(report))
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="CloudWatch alarms", title_justify="left")
@@ -44,13 +45,13 @@ def render_alarm_report(out: Output, report: AlarmReport) -> None:
     for a in report.alarms:
         metric = f"{a.namespace}/{a.metric}" if a.namespace else (a.metric or a.kind)
         dims = ", ".join(f"{k}={v}" for k, v in sorted(a.dimensions.items()))
-        table.add_row(
-            a.name,
-            f"[{state_style(a.state)}]{a.state}[/]",
+        table.add_row(  # names and reasons come from AWS: never read as rich markup
+            escape(a.name),
+            f"[{state_style(a.state)}]{escape(a.state)}[/]",
             fmt_time(a.updated_at),
-            metric,
-            dims or "-",
-            a.reason,
+            escape(metric),
+            escape(dims or "-"),
+            escape(a.reason or ""),
         )
     out.out.print(table)
     bad = report.not_ok

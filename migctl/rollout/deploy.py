@@ -42,6 +42,7 @@ from migctl.rollout.plan import (
     plan_rollout,
     plan_undo,
 )
+from migctl.rollout.taskdef import OUTCOME_TAG
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -159,12 +160,18 @@ def rollout(
     service = describe_service(ecs, options.cluster, options.service)
     check_deployment_controller(service)
     check_steady(service)
+    if int(service.get("desiredCount", 0)) < 1:
+        raise CheckFailed(
+            f"service {options.service} has desiredCount 0: no task would run "
+            f"{options.image}, so nothing could prove it works. Nothing was changed",
+            hint="scale the service up first (aws ecs update-service --desired-count N)",
+        )
     plan, new_copy = plan_rollout(ecs, service, options)
     if plan.gate is not None:
-        plan = replace(
-            plan, gate_states=_preflight_gate(cloudwatch, options, refuse=not options.dry_run)
-        )
+        plan = replace(plan, gate_states=_preflight_gate(cloudwatch, options, refuse=False))
     run.emit(RolloutStep("plan", plan.summary(), plan.details()))
+    if plan.gate is not None:  # after the plan, so that a dry run still shows it
+        _preflight_gate(cloudwatch, options, refuse=True)
     if options.dry_run:
         return run.result("dry_run", plan)
     if confirm is not None and not confirm(plan):
@@ -299,6 +306,8 @@ def _deploy(run: _Run, plan: RolloutPlan, service_before: Mapping[str, Any]) -> 
             ok=False, reason=f"lost track of {what}: {_describe_error(exc)}", deployment=None
         )
     if outcome.ok:
+        if plan.action == "rollout":
+            _mark(run, target, "baked")
         run.emit(RolloutStep("completed", f"{target} is deployed", {"task_definition": target}))
         return run.result("completed", plan, deployment_id=deployment_id)
     reason = outcome.reason or "unknown failure"
@@ -312,7 +321,50 @@ def _deploy(run: _Run, plan: RolloutPlan, service_before: Mapping[str, Any]) -> 
             final_deployments=_final_state(run),
             manual_steps=manual_steps(options, plan, rollback_attempted=False),
         )
+    other = _someone_elses(run, plan, deployment_id)
+    if other is not None:
+        return _not_over(run, plan, deployment_id, reason, other)
     return _roll_back(run, plan, deployment_id, reason)
+
+
+def _someone_elses(run: _Run, plan: RolloutPlan, deployment_id: str | None) -> Deployment | None:
+    """The service's PRIMARY deployment when another actor started it (not ours, not the
+    revision we would go back to): a rollback would silently replace their deployment."""
+    try:
+        service = describe_service(run.ecs, run.options.cluster, run.options.service)
+    except Exception:
+        return None  # the rollback's own calls will say what AWS answers
+    primary = primary_of(service)
+    if primary is None or primary.id == deployment_id:
+        return None
+    if primary.task_definition in (plan.task_definition, plan.previous_task_definition):
+        return None  # ECS's circuit breaker, or our own revision: ours to handle
+    return primary
+
+
+def _not_over(
+    run: _Run, plan: RolloutPlan, deployment_id: str | None, reason: str, other: Deployment
+) -> RolloutResult:
+    full = (
+        f"{reason}; deployment {other.id} of {other.task_definition}, which migctl did not "
+        f"start, is now the service's PRIMARY: migctl does not roll back over it"
+    )
+    run.emit(RolloutStep("rollback_failed", full, {"reason": full}))
+    c, s = run.options.cluster, run.options.service
+    return run.result(
+        "rollback_failed",
+        plan,
+        reason=full,
+        deployment_id=deployment_id,
+        final_deployments=_final_state(run),
+        manual_steps=(
+            f"Find out who deployed {other.task_definition} (deployment {other.id}) and "
+            f"whether it should stay: migctl rollout status --cluster {c} --service {s}",
+            f"To keep it, do nothing: {plan.task_definition} is no longer deployed. To go back "
+            f"to the revision before this rollout instead: migctl rollout undo --cluster {c} "
+            f"--service {s} --to {plan.previous_task_definition} --yes",
+        ),
+    )
 
 
 def _update(run: _Run, target: str, previous: str) -> Deployment:
@@ -347,6 +399,8 @@ def _roll_back(
 ) -> RolloutResult:
     options = run.options
     previous = plan.previous_task_definition
+    if plan.action == "rollout" and plan.task_definition:
+        _mark(run, plan.task_definition, "rolled-back")  # an undo must never go back to it
     run.emit(RolloutStep("rollback", f"rolling back to {previous}", {"task_definition": previous}))
     rollback_id: str | None = None
     try:
@@ -382,8 +436,26 @@ def _roll_back(
     )
 
 
+def _mark(run: _Run, task_definition: str, outcome: str) -> None:
+    """Tag the revision with what became of it (``OUTCOME_TAG``), for ``undo`` to read.
+    Best effort: a refused tag is said, and the rollout's own outcome stands."""
+    try:
+        run.ecs.tag_resource(
+            resourceArn=task_definition, tags=[{"key": OUTCOME_TAG, "value": outcome}]
+        )
+    except Exception as exc:
+        run.emit(
+            RolloutStep(
+                "warning",
+                f"could not tag {task_definition} {OUTCOME_TAG}={outcome} ({_describe_error(exc)})"
+                ": 'rollout undo' may not know what became of it",
+                {"task_definition": task_definition},
+            )
+        )
+
+
 def _interrupted(run: _Run, plan: RolloutPlan) -> None:
-    steps = manual_steps(run.options, plan, rollback_attempted=False)
+    steps = manual_steps(run.options, plan, rollback_attempted=False, why_left="interrupted")
     run.emit(
         RolloutStep(
             "interrupted",

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from migctl.alarms import ALARM, AlarmSelector, check_alarms
+from migctl.alarms import ALARM, OK, AlarmSelector, check_alarms, fetch_alarms
 from migctl.errors import OperationalError, UsageError, aws_error_code
 from migctl.poll import Clock, Done, Pending, Round, poll
 
@@ -246,12 +246,19 @@ class ServiceWatcher:
         interval: float,
         allow_insufficient_data: bool = False,
     ) -> FollowResult:
-        """Watch the gate alarms (and that our deployment stays PRIMARY) for ``seconds``.
+        """Watch the gate alarms and our deployment's health for ``seconds``.
 
-        Any ALARM fails at once. INSUFFICIENT_DATA is tolerated during the bake but
-        fails it if still there at the end ("not proven OK"), unless allowed.
+        The gate is the set of alarms the selector matches when the bake starts: an
+        alarm deleted during the bake fails it (a prefix would silently shrink). Any
+        ALARM fails at once. INSUFFICIENT_DATA is tolerated during the bake but fails
+        it if still there at the end ("not proven OK"), unless allowed. Our deployment
+        must stay PRIMARY with running >= desired and no new failed task: a bake does
+        not pass while the tasks die under quiet alarms.
         """
         states: dict[str, str] = {}
+        gate: list[AlarmSelector] = []  # fixed at the first poll (a throttled one retries)
+        ok_since: dict[str, Any] = {}  # alarm -> its state's timestamp while it is seen OK
+        failed_before: list[int] = []
         self.emit(
             RolloutStep(
                 "bake", f"baking {seconds:g}s on {selector.describe()}", {"seconds": seconds}
@@ -259,10 +266,29 @@ class ServiceWatcher:
         )
 
         def probe(_: Round) -> Done[FollowResult] | Pending[FollowResult]:
+            if not gate:
+                matched = tuple(a.name for a in fetch_alarms(cloudwatch, selector))
+                gate.append(AlarmSelector(names=matched))
             report = check_alarms(
-                cloudwatch, selector, allow_insufficient_data=allow_insufficient_data
+                cloudwatch, gate[0], allow_insufficient_data=allow_insufficient_data
             )
             for alarm in report.alarms:
+                seen = (
+                    ok_since.setdefault(alarm.name, alarm.updated_at) if alarm.state == OK else None
+                )
+                if alarm.state == OK and seen != alarm.updated_at:
+                    # OK when last seen and OK now, yet its state changed in between: an
+                    # excursion between two polls (CloudWatch stamps every state change).
+                    return Done(
+                        FollowResult(
+                            ok=False,
+                            reason=f"gate alarm {alarm.name} left OK during the bake and came "
+                            f"back between two polls (state changed at {alarm.updated_at})",
+                            deployment=None,
+                        )
+                    )
+                if alarm.state != OK:
+                    ok_since.pop(alarm.name, None)
                 if states.get(alarm.name) != alarm.state:
                     states[alarm.name] = alarm.state
                     self.emit(
@@ -291,6 +317,17 @@ class ServiceWatcher:
                         ok=False,
                         reason=f"deployment {deployment_id} stopped being PRIMARY during the bake"
                         f" ({state})",
+                        deployment=mine,
+                    )
+                )
+            failed_before[:] = failed_before or [mine.failed_tasks]
+            if mine.running_count < mine.desired_count or mine.failed_tasks > failed_before[0]:
+                return Done(
+                    FollowResult(
+                        ok=False,
+                        reason=f"deployment {deployment_id} lost tasks during the bake: running "
+                        f"{mine.running_count}/{mine.desired_count}, failed tasks "
+                        f"{mine.failed_tasks} (was {failed_before[0]})",
                         deployment=mine,
                     )
                 )

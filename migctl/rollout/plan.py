@@ -202,7 +202,11 @@ def plan_undo(
 
 
 def manual_steps(
-    options: RolloutOptions, plan: RolloutPlan, *, rollback_attempted: bool
+    options: RolloutOptions,
+    plan: RolloutPlan,
+    *,
+    rollback_attempted: bool,
+    why_left: str = "--no-rollback",
 ) -> tuple[str, ...]:
     """What a person does when migctl could not put the service back on its own."""
     c, s = options.cluster, options.service
@@ -217,7 +221,7 @@ def manual_steps(
         alternative = ""
     else:
         first = (
-            f"The service was left on {short_name(bad)} (--no-rollback). See what ECS is doing: "
+            f"The service was left on {short_name(bad)} ({why_left}). See what ECS is doing: "
             f"migctl rollout status --cluster {c} --service {s}"
         )
         alternative = f" (or: migctl rollout undo --cluster {c} --service {s} --to {good})"

@@ -16,7 +16,7 @@ from migctl.rollout.deployments import (
     deployments_of,
     describe_service,
 )
-from migctl.rollout.taskdef import container_images, revision_of
+from migctl.rollout.taskdef import OUTCOME_TAG, container_images, revision_of, short_name
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -83,7 +83,9 @@ def undo_target(ecs: ECSClient, service: Mapping[str, Any]) -> str:
 
     The task definition of the most recent non-PRIMARY deployment (an older
     one still draining) that did not fail and runs something else; else the
-    highest ACTIVE revision of the family below the current one.
+    highest ACTIVE revision of the family below the current one that migctl did
+    not roll back (its ``OUTCOME_TAG``): ECS forgets finished deployments, and
+    "the revision below" may be one a bake rejected.
     """
     current: str = service["taskDefinition"]
     older = [
@@ -97,12 +99,25 @@ def undo_target(ecs: ECSClient, service: Mapping[str, Any]) -> str:
         return older[0].task_definition
     family = current.rsplit("/", 1)[-1].rsplit(":", 1)[0]
     current_revision = revision_of(current) or 0
+    skipped = []
     for arn in family_revisions(ecs, family):
-        if (revision_of(arn) or 0) < current_revision:
-            return arn
+        if (revision_of(arn) or 0) >= current_revision:
+            continue
+        if outcome_of(ecs, arn) == "rolled-back":
+            skipped.append(short_name(arn))
+            continue
+        return arn
+    rejected = f" (migctl rolled back {', '.join(skipped)})" if skipped else ""
     raise UsageError(
-        f"no earlier ACTIVE revision of {family} to go back to", hint="name one with --to"
+        f"no earlier ACTIVE revision of {family} to go back to{rejected}",
+        hint="name one with --to",
     )
+
+
+def outcome_of(ecs: ECSClient, task_definition: str) -> str | None:
+    """What became of a revision migctl rolled out (``OUTCOME_TAG``), when it says."""
+    tags = ecs.list_tags_for_resource(resourceArn=task_definition).get("tags", [])
+    return next((t.get("value") for t in tags if t.get("key") == OUTCOME_TAG), None)
 
 
 def service_status(

@@ -33,6 +33,9 @@ READ_ONLY_FIELDS = frozenset(
 )
 # ECS refuses user tags whose key starts with "aws:" (CloudFormation adds some).
 RESERVED_TAG_PREFIX = "aws:"
+# What became of a revision migctl rolled out: "baked" (it completed its bake) or
+# "rolled-back" (migctl took it off the service). A copy never inherits it.
+OUTCOME_TAG = "migctl:rollout-outcome"
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ def with_image(
     kept_tags = tuple(
         {"key": t["key"], "value": t.get("value", "")}
         for t in tags
-        if not t["key"].startswith(RESERVED_TAG_PREFIX)
+        if not t["key"].startswith(RESERVED_TAG_PREFIX) and t["key"] != OUTCOME_TAG
     )
     return TaskDefinitionCopy(
         family=params["family"],

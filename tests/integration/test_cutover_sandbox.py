@@ -488,15 +488,19 @@ def test_ctrl_c_in_the_bake_then_resume_bakes_what_is_left_or_rollback_undoes_al
     assert app_can_write(sandbox) and fence_left(sandbox) == (0, 0)
 
 
-def test_ctrl_c_then_rollback_leaves_the_state_of_a_run_never_started(sandbox: Sandbox) -> None:
+@pytest.mark.parametrize("sent", ["INT", "TERM"])
+def test_ctrl_c_then_rollback_leaves_the_state_of_a_run_never_started(
+    sandbox: Sandbox, sent: str
+) -> None:
+    """SIGTERM (a runbook's timeout, a kill) is handled as Ctrl-C: the same result line."""
     ready(sandbox)
     image_before = service_image(sandbox)
-    journal = sandbox.journal("ctrl-c-rollback")
+    journal = sandbox.journal(f"ctrl-c-rollback-{sent}")
     proc = sandbox.cutover(
         journal,
         "--yes",
         MIGCTL_CUTOVER_CRASH_AFTER="rollout:started",
-        MIGCTL_CUTOVER_CRASH_SIGNAL="INT",
+        MIGCTL_CUTOVER_CRASH_SIGNAL=sent,
     )
     assert proc.returncode == 130, proc.stderr
     assert result_of(proc)["state"] == [

@@ -164,6 +164,26 @@ def test_a_missing_named_alarm_exits_2(cli: Cli) -> None:
     assert result.code == 2 and "'ghost'" in result.stderr
 
 
+def test_a_prefix_that_matches_nothing_is_exit_2_even_beside_a_matching_name(cli: Cli) -> None:
+    """A typo in the prefix must not shrink the gate to the named alarms (here in ALARM)."""
+    put_alarm("payments-prod-db", state="ALARM")
+    result = cli("alarms", "--prefix", "payment-prod-", "--name", "payments-prod-db")
+    assert result.code == 2 and "'payment-prod-'" in result.stderr
+
+
+def test_names_and_reasons_with_brackets_are_printed_as_they_are(cli: Cli) -> None:
+    """Text from AWS is never read as rich markup: no MarkupError, nothing swallowed."""
+    put_alarm("payments-[prod]-5xx", state="ALARM")
+    cloudwatch().set_alarm_state(
+        AlarmName="payments-[prod]-5xx", StateValue="ALARM", StateReason="[/bold] over [2]"
+    )
+    result = cli("alarms", "--prefix", "payments-[prod]")
+    assert result.code == 1, result.stderr
+    flat = " ".join(result.stdout.split())
+    assert "payments-[prod]-5xx" in flat.replace(" ", "")  # the table may fold a long cell
+    assert "[/bold]over[2]" in flat.replace(" ", "")
+
+
 def test_no_filter_at_all_exits_2(cli: Cli) -> None:
     result = cli("alarms")
     assert result.code == 2 and "--prefix" in result.stderr

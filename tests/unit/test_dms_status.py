@@ -118,6 +118,42 @@ def test_running_then_failed_with_stop_reason_exits_1(cli: Cli) -> None:
     assert "failed" in table.stdout and "FATAL_ERROR" in table.stdout and "problem:" in table.stderr
 
 
+@pytest.mark.parametrize(
+    ("reason", "healthy"),
+    [
+        ("Stop Reason FATAL_ERROR", False),
+        ("Stop Reason RECOVERABLE_ERROR", False),
+        ("Stop Reason STOPPED_DUE_TO_LOW_DISK", False),
+        ("Stop Reason SOMETHING_NEW", False),  # a reason we do not know is not a clean stop
+        ("Stop Reason NORMAL", True),
+        ("Stop Reason STOPPED_AT_SERVER_TIME", True),
+        (None, True),
+    ],
+)
+def test_a_task_stopped_on_an_error_is_unhealthy_and_dms_stop_says_why(
+    cli: Cli, reason: str | None, healthy: bool
+) -> None:
+    world = make_task()
+    start_running(world)
+    moto_dms.set_task(
+        world.task_arn,
+        status="stopped",
+        stop_reason=reason,
+        last_failure_message="Last Error Disk full." if not healthy else None,
+    )
+    result = cli("--output", "json", "dms", "status", "--task", world.task_name)
+    assert (result.code, result.json()["healthy"]) == ((0, True) if healthy else (1, False))
+    if not healthy:
+        assert (
+            "stopped on an error" in result.json()["problems"][0]
+            and reason in (result.json()["problems"][0])
+        )
+    stop = cli("--output", "json", "dms", "stop", "--task", world.task_name, "--yes")
+    assert stop.code == 0, stop.stderr
+    said = json.dumps(stop.json())
+    assert ("on an error" in said and "Disk full" in said) is (not healthy)
+
+
 def test_table_statistics_errors_and_validation_failures_exit_1(cli: Cli) -> None:
     world = make_task()
     in_cdc(world)

@@ -21,8 +21,9 @@ from rollout_support import (
 
 from migctl.alarms import AlarmSelector
 from migctl.errors import CheckFailed, OperationalError
-from migctl.rollout.deploy import RolloutOptions, RolloutResult, rollout
+from migctl.rollout.deploy import RolloutOptions, RolloutResult, rollout, undo
 from migctl.rollout.deployments import RolloutStep
+from migctl.sandbox import moto_ecs
 
 NEW_IMAGE = "registry.example/app:v2"
 
@@ -82,7 +83,8 @@ def test_completed_registers_a_copy_with_the_new_image_and_its_tags(
         == old["containerDefinitions"][0]["environment"]
     )
     tags = world.ecs.list_tags_for_resource(resourceArn=second_revision())["tags"]
-    assert sorted(tags, key=lambda t: t["key"]) == sorted(TAGS, key=lambda t: t["key"])
+    baked = [*TAGS, {"key": "migctl:rollout-outcome", "value": "baked"}]  # and what became of it
+    assert sorted(tags, key=lambda t: t["key"]) == sorted(baked, key=lambda t: t["key"])
     (register,) = calls.params("RegisterTaskDefinition")
     assert (
         "revision" not in register
@@ -173,6 +175,103 @@ def test_alarm_during_the_bake_rolls_back(world: World, calls: Calls) -> None:
     assert calls.count("DeregisterTaskDefinition") == 0
 
 
+def test_a_bake_does_not_pass_while_every_task_dies_under_quiet_alarms(world: World) -> None:
+    """The PRIMARY deployment stays COMPLETED, the alarms stay OK, but running falls to 0/2
+    with failed tasks during the bake: rolled back, never completed."""
+    scheduler = world.scheduler("complete", "complete")
+
+    def tasks_die(tick: int) -> None:
+        deployment = world.control.deployment()
+        if tick == 4 and deployment["rolloutState"] == "COMPLETED":
+            world.control.set_deployment(deployment["id"], running=0, failed_tasks=2)
+            world.control.add_event(f"(service {SERVICE}) has stopped 2 running tasks.")
+
+    scheduler.hooks.append(tasks_die)
+    result = run(world, scheduler)
+    assert result.outcome == "rolled_back" and result.exit_code == 4, result.reason
+    assert "lost tasks during the bake: running 0/2, failed tasks 2 (was 0)" in (
+        result.reason or ""
+    )
+
+
+def test_a_gate_alarm_deleted_during_the_bake_fails_it_even_when_selected_by_prefix(
+    world: World,
+) -> None:
+    scheduler = world.scheduler("complete", "complete")
+    scheduler.hooks.append(
+        lambda tick: world.cloudwatch.delete_alarms(AlarmNames=[ALARMS[1]]) if tick == 4 else None
+    )
+    result = run(world, scheduler, gate=AlarmSelector(prefix="payments-test-"))
+    assert result.outcome == "rolled_back", result.reason
+    assert ALARMS[1] in (result.reason or "")
+
+
+def test_a_hotfix_someone_else_deploys_during_the_bake_is_never_rolled_back_over(
+    world: World, calls: Calls
+) -> None:
+    """Another actor deploys revision :3 during the bake: migctl stops, names both revisions
+    and exits 5 with the manual steps, and the service stays on the hotfix."""
+    scheduler = world.scheduler("complete", "complete")
+    first = world.task_definition(world.first_revision)
+    hotfix: list[str] = []
+
+    def deploy_hotfix(tick: int) -> None:
+        if tick == 4 and not hotfix:
+            containers = [
+                {**c, "image": "registry.example/app:hotfix"} for c in first["containerDefinitions"]
+            ]
+            arn = world.ecs.register_task_definition(
+                family=FAMILY, containerDefinitions=containers
+            )["taskDefinition"]["taskDefinitionArn"]
+            hotfix.append(arn)
+            moto_ecs.start_deployment(world.control.service, arn)
+
+    scheduler.hooks.append(deploy_hotfix)
+    result = run(world, scheduler)
+    assert (result.outcome, result.exit_code) == ("rollback_failed", 5), result.reason
+    assert (
+        hotfix and hotfix[0] in (result.reason or "") and "did not start" in (result.reason or "")
+    )
+    assert world.service()["taskDefinition"] == hotfix[0]  # not replaced by a rollback
+    assert any("rollout undo" in step for step in result.manual_steps)
+
+
+def test_undo_never_goes_back_to_a_revision_migctl_rolled_back(world: World) -> None:
+    """v2-bad fails its bake (rolled back), v3 completes, then `rollout undo`: ECS has
+    forgotten the old deployments, and "the revision below" is v2-bad. The undo goes to v1,
+    the last one that was not rejected, and a copy of v3 does not inherit v3's outcome."""
+    scheduler = world.scheduler("complete", "complete")
+    scheduler.hooks.append(lambda tick: world.set_alarm(ALARMS[0], "ALARM") if tick == 4 else None)
+    bad = run(world, scheduler, image="registry.example/app:v2-bad")
+    assert bad.outcome == "rolled_back"
+    world.set_alarm(ALARMS[0], "OK")
+    good = run(world, world.scheduler("complete"), image="registry.example/app:v3")
+    assert good.outcome == "completed", good.reason
+    options = RolloutOptions(
+        cluster=CLUSTER, service=SERVICE, image=None, timeout=300, interval=10, gate=None
+    )
+    fake = FakeTime(world.scheduler("complete"))
+    back = undo(world.ecs, world.cloudwatch, options, clock=fake.monotonic, sleep=fake.sleep)
+    assert back.outcome == "completed", back.reason
+    assert back.task_definition == world.first_revision  # not v2-bad
+    image = world.task_definition(world.service()["taskDefinition"])["containerDefinitions"][0]
+    assert image["image"] == "registry.example/app:v1"
+
+
+def test_an_alarm_that_fires_and_clears_between_two_polls_fails_the_bake(world: World) -> None:
+    scheduler = world.scheduler("complete", "complete")
+
+    def blip(tick: int) -> None:
+        if tick == 4:  # ALARM for a moment, OK again before the next poll
+            world.set_alarm(ALARMS[0], "ALARM")
+            world.set_alarm(ALARMS[0], "OK")
+
+    scheduler.hooks.append(blip)
+    result = run(world, scheduler)
+    assert result.outcome == "rolled_back", result.reason
+    assert f"{ALARMS[0]} left OK during the bake" in (result.reason or "")
+
+
 def test_insufficient_data_at_the_end_of_the_bake_is_not_ok(world: World) -> None:
     world.set_alarm(ALARMS[1], "INSUFFICIENT_DATA")
     result = run(world, world.scheduler("complete", "complete"))
@@ -243,7 +342,20 @@ def test_gate_alarm_already_firing_refuses_before_any_change(world: World, calls
     world.set_alarm(ALARMS[0], "ALARM")
     with pytest.raises(CheckFailed, match="already in ALARM"):
         run(world, world.scheduler())
+    steps: list[RolloutStep] = []
+    with pytest.raises(CheckFailed, match="already in ALARM"):  # the dry run says it too
+        run(world, world.scheduler(), dry_run=True, steps=steps)
+    assert [s.event for s in steps] == ["plan"]  # after showing what it would do
     assert calls.count("RegisterTaskDefinition") == 0 and calls.count("UpdateService") == 0
+
+
+def test_a_service_with_no_task_is_refused_a_rollout(world: World, calls: Calls) -> None:
+    """With desiredCount 0, no task would ever run the image: nothing could prove it works."""
+    world.ecs.update_service(cluster=CLUSTER, service=SERVICE, desiredCount=0)
+    world.control.complete()
+    with pytest.raises(CheckFailed, match="desiredCount 0"):
+        run(world, world.scheduler())
+    assert calls.count("RegisterTaskDefinition") == 0
 
 
 def test_service_mid_deployment_is_refused(world: World, calls: Calls) -> None:
