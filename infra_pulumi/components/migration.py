@@ -79,16 +79,20 @@ def table_mappings(schemas: Sequence[str]) -> str:
     return json.dumps({"rules": rules}, sort_keys=True)
 
 
-def task_settings() -> str:
-    """Validation and logging on; tables are pre-created on the target (DO_NOTHING)."""
-    settings: dict[str, Any] = {
-        "TargetMetadata": {
-            "SupportLobs": True,
-            "FullLobMode": False,
-            "LimitedSizeLobMode": True,
-            "LobMaxSize": 32,
-        },
-        "FullLoadSettings": {"TargetTablePrepMode": "DO_NOTHING", "MaxFullLoadSubTasks": 8},
+def _common_settings(*, batch_apply: bool | None = None) -> dict[str, Any]:
+    """What both directions share: limited LOB mode, tables pre-created on the target
+    (DO_NOTHING), logging on."""
+    metadata: dict[str, Any] = {
+        "SupportLobs": True,
+        "FullLobMode": False,
+        "LimitedSizeLobMode": True,
+        "LobMaxSize": 32,
+    }
+    if batch_apply is not None:
+        metadata["BatchApplyEnabled"] = batch_apply
+    return {
+        "TargetMetadata": metadata,
+        "FullLoadSettings": {"TargetTablePrepMode": "DO_NOTHING"},
         "Logging": {
             "EnableLogging": True,
             "LogComponents": [
@@ -96,36 +100,29 @@ def task_settings() -> str:
                 for component in LOG_COMPONENTS
             ],
         },
-        "ValidationSettings": {
-            "EnableValidation": True,
-            "ValidationMode": "ROW_LEVEL",
-            "ThreadCount": 5,
-            "FailureMaxCount": 10000,
-        },
+    }
+
+
+def task_settings() -> str:
+    """Validation and logging on; tables are pre-created on the target (DO_NOTHING)."""
+    settings = _common_settings()
+    settings["FullLoadSettings"]["MaxFullLoadSubTasks"] = 8
+    settings["ValidationSettings"] = {
+        "EnableValidation": True,
+        "ValidationMode": "ROW_LEVEL",
+        "ThreadCount": 5,
+        "FailureMaxCount": 10000,
     }
     return json.dumps(settings, sort_keys=True)
 
 
 def reverse_task_settings() -> str:
     """The way back's CDC-only task: transactional apply in commit order (no batch apply,
-    which reorders and defeats loop prevention), tables already there, logging on."""
-    settings: dict[str, Any] = {
-        "TargetMetadata": {
-            "SupportLobs": True,
-            "FullLobMode": False,
-            "LimitedSizeLobMode": True,
-            "LobMaxSize": 32,
-            "BatchApplyEnabled": False,
-        },
-        "FullLoadSettings": {"TargetTablePrepMode": "DO_NOTHING"},
-        "ErrorBehavior": {"ApplyErrorFailOnTruncationDdl": True, "TableErrorPolicy": "STOP_TASK"},
-        "Logging": {
-            "EnableLogging": True,
-            "LogComponents": [
-                {"Id": component, "Severity": "LOGGER_SEVERITY_DEFAULT"}
-                for component in LOG_COMPONENTS
-            ],
-        },
+    which reorders and defeats loop prevention), a table error stops the task."""
+    settings = _common_settings(batch_apply=False)
+    settings["ErrorBehavior"] = {
+        "ApplyErrorFailOnTruncationDdl": True,
+        "TableErrorPolicy": "STOP_TASK",
     }
     return json.dumps(settings, sort_keys=True)
 
