@@ -45,7 +45,9 @@ class PollResult(Generic[T]):
 
     ``done`` is False when the deadline passed first; ``value`` is then the last
     poll's (None if every poll was throttled). ``polls`` counts the polls that
-    produced a value, ``throttled`` those AWS throttled.
+    produced a value, ``throttled`` those AWS throttled; ``ended_throttled`` says
+    that the last one before the deadline was throttled: what happened since the
+    last value was not seen.
     """
 
     done: bool
@@ -53,6 +55,7 @@ class PollResult(Generic[T]):
     polls: int
     throttled: int
     elapsed: float
+    ended_throttled: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,5 +139,6 @@ def poll(
                 polls=polls,
                 throttled=throttled,
                 elapsed=clock.now() - started,
+                ended_throttled=what is not None,
             )
         clock.sleep(min(delay, remaining))

@@ -117,6 +117,14 @@ class Output:
         self.err.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
 
 
+def plain(text: str | None) -> str:
+    """Text from AWS or a database, made safe for a rich markup string: ``[...]`` in it is
+    printed as it is, never read as markup (a MarkupError, or words swallowed)."""
+    from rich.markup import escape
+
+    return escape(text or "")
+
+
 def state_style(state: str) -> str:
     """Colour a state word the same way in every table."""
     good = {"OK", "ok", "match", "completed", "COMPLETED", "running", "ahead", "done", "passed"}

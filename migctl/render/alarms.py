@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from migctl.alarms import AlarmReport
-from migctl.render import Output, fmt_time, state_style
+from migctl.render import Output, fmt_time, plain, state_style
 
 
 def alarm_report_json(report: AlarmReport) -> dict[str, Any]:
@@ -36,7 +36,6 @@ def render_alarm_report(out: Output, report: AlarmReport) -> None:
     if out.json:
         out.emit(alarm_report_json(report))
         return
-    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="CloudWatch alarms", title_justify="left")
@@ -46,12 +45,12 @@ def render_alarm_report(out: Output, report: AlarmReport) -> None:
         metric = f"{a.namespace}/{a.metric}" if a.namespace else (a.metric or a.kind)
         dims = ", ".join(f"{k}={v}" for k, v in sorted(a.dimensions.items()))
         table.add_row(  # names and reasons come from AWS: never read as rich markup
-            escape(a.name),
-            f"[{state_style(a.state)}]{escape(a.state)}[/]",
+            plain(a.name),
+            f"[{state_style(a.state)}]{plain(a.state)}[/]",
             fmt_time(a.updated_at),
-            escape(metric),
-            escape(dims or "-"),
-            escape(a.reason or ""),
+            plain(metric),
+            plain(dims or "-"),
+            plain(a.reason or ""),
         )
     out.out.print(table)
     bad = report.not_ok

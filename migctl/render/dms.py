@@ -14,7 +14,7 @@ from migctl.dms.control import ControlResult
 from migctl.dms.metrics import CdcMetrics, MetricSeries
 from migctl.dms.task import StatusReport, TableStats, TaskRef, TaskSnapshot
 from migctl.dms.watch import WatchResult, WatchState, WatchUpdate
-from migctl.render import Output, fmt_time, state_style
+from migctl.render import Output, fmt_time, plain, state_style
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -113,12 +113,12 @@ def _task_table(ref: TaskRef, task: TaskSnapshot) -> Any:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
-    grid.add_row("task", f"{task.identifier} ({task.migration_type})")
+    grid.add_row("task", plain(f"{task.identifier} ({task.migration_type})"))
     grid.add_row(
         "status", f"[{state_style(task.status)}]{task.status}[/]  phase [bold]{task.phase}[/]"
     )
     if task.stop_reason or task.last_failure_message:
-        grid.add_row("stopped because", task.failure)
+        grid.add_row("stopped because", plain(task.failure))
     percent = "-" if s.full_load_percent is None else f"{s.full_load_percent}%"
     grid.add_row("full load", f"{percent}  finished {fmt_time(s.full_load_finish_date)}")
     grid.add_row(
@@ -173,13 +173,13 @@ def _tables_table(tables: tuple[TableStats, ...]) -> Any:
     for t in tables:
         bad = t.validation_failed_records or t.validation_suspended_records
         table.add_row(
-            f"{t.schema}.{t.table}",
-            f"[{'bold red' if t.errored else 'green'}]{t.state}[/]",
+            plain(f"{t.schema}.{t.table}"),
+            f"[{'bold red' if t.errored else 'green'}]{plain(t.state)}[/]",
             str(t.full_load_rows),
             str(t.inserts),
             str(t.updates),
             str(t.deletes),
-            t.validation_state or "-",
+            plain(t.validation_state or "-"),
             f"[{'bold red' if bad else 'default'}]{t.validation_failed_records}[/]",
             str(t.validation_pending_records),
             str(t.validation_suspended_records),
@@ -209,7 +209,7 @@ def _render_one(out: Output, report: StatusReport) -> None:
         out.out.print("no table statistics reported")
     out.out.print(_cdc_table(report.cdc))
     for problem in report.problems:
-        out.err.print(f"[bold red]problem:[/] {problem}", highlight=False)
+        out.err.print(f"[bold red]problem:[/] {plain(problem)}", highlight=False)
 
 
 def _watch_state_json(ref: TaskRef, state: WatchState) -> dict[str, Any]:

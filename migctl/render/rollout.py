@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from migctl.render import Output, fmt_time, state_style, to_jsonable
+from migctl.render import Output, fmt_time, plain, state_style, to_jsonable
 from migctl.rollout.deploy import RolloutResult
 from migctl.rollout.deployments import Deployment, RolloutStep
 from migctl.rollout.status import ServiceStatus
@@ -27,7 +27,7 @@ def render_step(out: Output, step: RolloutStep) -> None:
         out.emit({"event": step.event, "message": step.message, **to_jsonable(dict(step.details))})
         return
     if step.event == "plan":
-        out.err.print(f"[bold]{step.message}[/]", highlight=False)
+        out.err.print(f"[bold]{plain(step.message)}[/]", highlight=False)
         diff = step.details.get("diff") or []
         if diff:
             render_diff(out, diff)
@@ -168,5 +168,5 @@ def render_status(out: Output, status: ServiceStatus) -> None:
     events.add_column("at")
     events.add_column("message", overflow="fold")
     for e in status.events:
-        events.add_row(fmt_time(e.created_at), e.message)
+        events.add_row(fmt_time(e.created_at), plain(e.message))
     out.out.print(events)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from migctl.alarms import ALARM, AlarmStatus, check_alarms
-from migctl.errors import CheckFailed, ExitCode, OperationalError, translate
+from migctl.errors import CheckFailed, ExitCode, OperationalError, is_throttling, translate
 from migctl.rollout.deployments import (
     Deployment,
     FollowResult,
@@ -300,10 +300,14 @@ def _deploy(run: _Run, plan: RolloutPlan, service_before: Mapping[str, Any]) -> 
         _interrupted(run, plan)
         raise
     except Exception as exc:
-        # Lost track of a deployment that may be live: a failure, never a success.
+        # Lost track of a deployment that may be live: a failure, never a success; and when
+        # AWS only throttled us, not a failure seen either (no rollback for it).
         what = f"deployment {deployment_id}" if deployment_id else f"the update to {target}"
         outcome = FollowResult(
-            ok=False, reason=f"lost track of {what}: {_describe_error(exc)}", deployment=None
+            ok=False,
+            reason=f"lost track of {what}: {_describe_error(exc)}",
+            deployment=None,
+            observed=not is_throttling(exc),
         )
     if outcome.ok:
         if plan.action == "rollout":
@@ -312,14 +316,17 @@ def _deploy(run: _Run, plan: RolloutPlan, service_before: Mapping[str, Any]) -> 
         return run.result("completed", plan, deployment_id=deployment_id)
     reason = outcome.reason or "unknown failure"
     run.emit(RolloutStep("failure", reason, {"reason": reason, "deployment_id": deployment_id}))
-    if not options.rollback:
+    if not options.rollback or not outcome.observed:
+        # Not observed: AWS throttled every look up to the deadline. The deployment may be
+        # healthy; rolling it back for not having seen it would be damage, so a person looks.
+        why = "--no-rollback" if outcome.observed else "not rolled back: its end was not seen"
         return run.result(
             "failed",
             plan,
             reason=reason,
             deployment_id=deployment_id,
             final_deployments=_final_state(run),
-            manual_steps=manual_steps(options, plan, rollback_attempted=False),
+            manual_steps=manual_steps(options, plan, rollback_attempted=False, why_left=why),
         )
     other = _someone_elses(run, plan, deployment_id)
     if other is not None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from migctl.alarms import ALARM, OK, AlarmSelector, check_alarms, fetch_alarms
 from migctl.errors import OperationalError, UsageError, aws_error_code
-from migctl.poll import Clock, Done, Pending, Round, poll
+from migctl.poll import Clock, Done, Pending, PollResult, Round, poll
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -93,6 +93,9 @@ class FollowResult:
     ok: bool
     reason: str | None
     deployment: Deployment | None  # the last state seen of the deployment followed
+    # False when AWS throttled the look at it up to the deadline: its end was not seen, so
+    # it is not known to have failed (and must not be rolled back for it).
+    observed: bool = True
 
 
 def deployments_of(service: Mapping[str, Any]) -> list[Deployment]:
@@ -228,13 +231,7 @@ class ServiceWatcher:
             )
 
         result = poll(probe, timeout=timeout, interval=interval, clock=self.timing)
-        if result.value is None:
-            return FollowResult(
-                ok=False,
-                reason=f"every describe_services was throttled by AWS for {timeout:g}s",
-                deployment=None,
-            )
-        return result.value
+        return _unseen(result, f"following deployment {deployment_id}", timeout)
 
     def bake(
         self,
@@ -343,13 +340,25 @@ class ServiceWatcher:
             return Pending(FollowResult(ok=True, reason=None, deployment=mine))
 
         result = poll(probe, timeout=seconds, interval=interval, clock=self.timing)
-        if result.value is None:
-            return FollowResult(
-                ok=False,
-                reason=f"every poll of the bake was throttled by AWS for {seconds:g}s",
-                deployment=None,
-            )
+        return _unseen(result, "the bake", seconds)
+
+
+def _unseen(result: PollResult[FollowResult], what: str, seconds: float) -> FollowResult:
+    """The wait's result; when AWS throttled it up to the deadline, not a failure seen but an
+    end unseen (``observed=False``)."""
+    if result.done and result.value is not None:
         return result.value
+    if result.value is None or result.ended_throttled:
+        last = result.value.deployment if result.value is not None else None
+        seen = f"; last seen: {last.summary()}" if last else ""
+        return FollowResult(
+            ok=False,
+            reason=f"AWS throttled {what} up to its deadline ({seconds:g}s): its end was not "
+            f"seen{seen}",
+            deployment=last,
+            observed=False,
+        )
+    return result.value
 
 
 def _completed(mine: Deployment, deployments: list[Deployment]) -> bool:

@@ -455,3 +455,39 @@ def test_throttled_ecs_and_cloudwatch_calls_slow_the_polls_instead_of_failing(
     assert result.outcome == "completed", result.reason
     assert throttle == {"DescribeServices": 0, "DescribeAlarms": 0}
     assert 20 in fake.sleeps  # a throttled poll waited twice the interval
+
+
+def test_a_healthy_deployment_is_never_rolled_back_because_aws_throttled_every_look(
+    world: World, calls: Calls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every DescribeServices throttled from the update to the deadline: the deployment (which
+    completes meanwhile) is not known to have failed, so it stays; exit 1 with what to check."""
+    original = BaseClient._make_api_call
+    updated: list[str] = []
+
+    def throttling(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "UpdateService":
+            updated.append(operation)
+        elif updated and operation == "DescribeServices":
+            error = {"Code": "ThrottlingException", "Message": "Rate exceeded"}
+            raise ClientError({"Error": error}, operation)
+        return original(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", throttling)
+    fake = FakeTime(world.scheduler("complete"))
+    result = rollout(
+        world.ecs,
+        world.cloudwatch,
+        RolloutOptions(
+            cluster=CLUSTER, service=SERVICE, image=NEW_IMAGE, bake_seconds=60, timeout=300,
+            interval=10, gate=AlarmSelector(names=ALARMS),
+        ),
+        clock=fake.monotonic,
+        sleep=fake.sleep,
+    )  # fmt: skip
+    monkeypatch.setattr(BaseClient, "_make_api_call", original)
+    assert (result.outcome, result.exit_code) == ("failed", 1), result.reason
+    assert "throttled" in (result.reason or "") and "not seen" in (result.reason or "")
+    assert len(updated) == 1  # no rollback: one UpdateService, ours
+    assert world.service()["taskDefinition"] == second_revision()
+    assert any("its end was not seen" in step for step in result.manual_steps)
