@@ -270,10 +270,9 @@ class ServiceWatcher:
                 cloudwatch, gate[0], allow_insufficient_data=allow_insufficient_data
             )
             for alarm in report.alarms:
-                seen = (
-                    ok_since.setdefault(alarm.name, alarm.updated_at) if alarm.state == OK else None
-                )
-                if alarm.state == OK and seen != alarm.updated_at:
+                if alarm.state != OK:
+                    ok_since.pop(alarm.name, None)
+                elif ok_since.setdefault(alarm.name, alarm.updated_at) != alarm.updated_at:
                     # OK when last seen and OK now, yet its state changed in between: an
                     # excursion between two polls (CloudWatch stamps every state change).
                     return Done(
@@ -284,8 +283,6 @@ class ServiceWatcher:
                             deployment=None,
                         )
                     )
-                if alarm.state != OK:
-                    ok_since.pop(alarm.name, None)
                 if states.get(alarm.name) != alarm.state:
                     states[alarm.name] = alarm.state
                     self.emit(
