@@ -228,9 +228,12 @@ def watch(
 ) -> None:
     """Live view until the full load is done or CDC is ready; exit 0 reached, 1 failed or timed out.
 
-    cdc-ready: phase cdc, no errored table, and CDCLatencyTarget <=
-    --max-latency and CDCIncomingChanges = 0 for --stable-for consecutive
-    datapoints (the newest at most 5 periods old). Each poll costs one
+    cdc-ready: phase cdc, no problem `dms status` would report, and
+    CDCLatencyTarget <= --max-latency and CDCIncomingChanges = 0 for
+    --stable-for consecutive datapoints (the newest starting at most 3 periods
+    ago). Without --task, the way back's reverse task is watched beside when
+    one is defined (JSON key "reverse"); a problem there fails the watch
+    too. Each poll costs one
     describe_replication_tasks and one get_metric_data call; throttling slows
     the polls down instead of failing. JSON: {"event":"state", polls,
     elapsed_seconds, next_poll_seconds, throttled, ready, stable_datapoints,
@@ -260,6 +263,7 @@ def watch(
             stable_for=dms.stable_for,
             period_seconds=dms.metric_period_seconds,
             table_stats_every=table_stats_every,
+            reverse=None if task else _reverse(app_state),
             on_update=view.update,
         )
     view.result(result)

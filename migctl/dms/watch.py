@@ -73,6 +73,9 @@ class WatchState:
     elapsed_seconds: float
     next_poll_seconds: float
     throttled: int  # throttled calls so far
+    # The way back's reverse task, watched beside: its state and what is wrong with it.
+    reverse: TaskSnapshot | None = None
+    reverse_problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,8 @@ def _fingerprint(state: WatchState) -> Hashable:
         tables,
         state.readiness.ready,
         state.readiness.stable_datapoints,
+        state.reverse.status if state.reverse else None,
+        state.reverse_problems,
     )
 
 
@@ -209,12 +214,16 @@ def watch_task(
     stable_for: int,
     period_seconds: int,
     table_stats_every: int = 5,
+    reverse: TaskRef | None = None,
     on_update: Callable[[WatchUpdate], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     now: Callable[[], dt.datetime] | None = None,
 ) -> WatchResult:
-    """Poll until ``until`` is reached, the task fails or stops, or time runs out."""
+    """Poll until ``until`` is reached, the task fails or stops, or time runs out.
+
+    ``reverse``: the way back's task, watched beside (described each poll, its tables on the
+    same cadence): a problem there fails the watch too, as it makes ``dms status`` exit 1."""
     _check_until(until, ref)
     wall = now or (lambda: dt.datetime.now(dt.UTC))
     lookback = period_seconds * max(stable_for + 2, 10)
@@ -225,6 +234,7 @@ def watch_task(
     tables_read_at_poll = 0
     last_counts: tuple[int, ...] | None = None
     last_fingerprint: Hashable = None
+    reverse_tables: list[tuple[TableStats, ...] | None] = []  # the reverse task's, when read
 
     def probe(round_: Round) -> Done[Watched] | Pending[Watched]:
         nonlocal state, cdc, tables, tables_read_at_poll, last_counts, last_fingerprint
@@ -267,6 +277,13 @@ def watch_task(
         readiness = cdc_readiness(
             task, cdc, max_latency_seconds=max_latency_seconds, stable_for=stable_for, now=wall()
         )
+        back: TaskSnapshot | None = None
+        back_problems: tuple[str, ...] = ()
+        if reverse is not None:
+            back = describe_task(dms, reverse.arn)
+            if tables_read_at_poll == polls or back.phase == FAILED:
+                reverse_tables[:] = [table_statistics_or_reason(dms, reverse.arn)[0]]
+            back_problems = find_problems(back, reverse_tables[0] if reverse_tables else None)
         state = WatchState(
             task,
             tables,
@@ -276,12 +293,20 @@ def watch_task(
             round_.elapsed,
             round_.next_delay(throttled is not None),
             round_.throttled + (throttled is not None),
+            back,
+            back_problems,
         )
         fingerprint = _fingerprint(state)
         if on_update:
             on_update(WatchUpdate("state", fingerprint != last_fingerprint, state))
         last_fingerprint = fingerprint
         ended = verdict(until, task, readiness, tables)
+        if back_problems:
+            assert reverse is not None
+            ended = (
+                "failed",
+                f"the way back's task {reverse.identifier}: " + "; ".join(back_problems),
+            )
         if ended is not None and ended[0] == "reached" and tables_read_at_poll != polls:
             # Never "reached" on table statistics from an earlier poll: read them now.
             tables = table_statistics_or_reason(dms, ref.arn)[0]

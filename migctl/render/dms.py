@@ -228,6 +228,14 @@ def _watch_state_json(ref: TaskRef, state: WatchState) -> dict[str, Any]:
         if state.tables is not None
         else None,
         "cdc": cdc_json(state.cdc),
+        "reverse": None
+        if state.reverse is None
+        else {
+            "identifier": state.reverse.identifier,
+            "status": state.reverse.status,
+            "phase": state.reverse.phase,
+            "problems": list(state.reverse_problems),
+        },
     }
 
 
@@ -263,6 +271,15 @@ def _live_renderable(ref: TaskRef, until: str, state: WatchState, note: str) -> 
             Text("tables: " + ", ".join(f"{n} {name}" for name, n in sorted(counts.items())))
         )
     parts.append(_cdc_table(state.cdc))
+    if state.reverse is not None:
+        back = state.reverse
+        wrong = f": {'; '.join(state.reverse_problems)}" if state.reverse_problems else ""
+        parts.append(
+            Text(
+                f"the way back: {back.identifier} {back.status} (phase {back.phase}){wrong}",
+                style="bold red" if wrong else "",
+            )
+        )
     r = state.readiness
     waiting = "ready" if r.ready else r.reason
     parts.append(

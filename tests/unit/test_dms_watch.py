@@ -322,8 +322,9 @@ def test_cli_watch_json_streams_states_and_ends_with_result(cli: Cli) -> None:
     )
     assert set(state) == {
         "event", "polls", "elapsed_seconds", "next_poll_seconds", "throttled", "ready",
-        "stable_datapoints", "needed", "waiting_for", "task", "table_states", "cdc",
+        "stable_datapoints", "needed", "waiting_for", "task", "table_states", "cdc", "reverse",
     }  # fmt: skip
+    assert state["reverse"] is None  # --task names one task: no reverse task beside it
     final = lines[-1]
     assert (final["until"], final["reached"], final["outcome"]) == ("cdc-ready", True, "reached")
     assert final["task"]["phase"] == "cdc" and final["tables"] == []
@@ -358,3 +359,39 @@ def test_cli_watch_rejects_bad_until(cli: Cli) -> None:
     world = make_task()
     result = cli("dms", "watch", "--task", world.task_name, "--until", "forever")
     assert result.code == 2 and "--until must be one of full-load, cdc-ready" in result.stderr
+
+
+def test_the_reverse_task_is_watched_beside_and_its_failure_fails_the_watch() -> None:
+    """The way back's task, watched beside the forward one: it runs, then its apply fails on
+    a table (a duplicate key on the source): the watch fails naming it, never "reached"."""
+    world = make_task()
+    in_cdc(world)
+    fake = FakeTime()
+    put_cdc_metrics(world, latency_target=[9, 9, 9], incoming=[0, 0, 0], now=fake.wall())
+    back = make_task("payments-reverse", migration_type="cdc")
+    start_running(back)
+
+    def between_polls(n: int) -> None:
+        put_cdc_metrics(world, latency_target=[1, 1, 1], incoming=[0, 0, 0], now=fake.wall())
+        moto_dms.set_table_statistics(
+            back.task_arn, [moto_dms.table_row("public", "payments", TableState="Table error")]
+        )
+        moto_dms.set_task(
+            back.task_arn,
+            status="failed",
+            stop_reason="Stop Reason FATAL_ERROR",
+            last_failure_message="duplicate key value violates unique constraint",
+        )
+
+    fake.between_polls = between_polls
+    updates: list[WatchUpdate] = []
+    result = watch_task(
+        world.dms, world.cloudwatch, world.ref(), until="cdc-ready", timeout=300, interval=15,
+        max_latency_seconds=5, stable_for=3, period_seconds=60, reverse=back.ref(),
+        on_update=updates.append, clock=fake.clock, sleep=fake.sleep, now=fake.wall,
+    )  # fmt: skip
+    assert result.outcome == "failed", result.reason
+    assert "the way back's task payments-reverse" in result.reason
+    assert "duplicate key" in result.reason and "public.payments" in result.reason
+    first = updates[0].state
+    assert first is not None and first.reverse is not None and first.reverse.status == "running"
