@@ -160,6 +160,8 @@ def render_status(out: Output, status: ServiceStatus) -> None:
     for r in status.revisions:
         images = ", ".join(f"{name}={image}" for name, image in r.images.items())
         marks = [m for m in (r.in_deployment, "current" if r.current else None) if m]
+        if r.outcome:  # why undo goes, or never goes, there
+            marks.append("rolled back by migctl" if r.outcome == "rolled-back" else r.outcome)
         if r.task_definition == status.undo_target:
             marks.append("undo target")
         revisions.add_row(short_name(r.task_definition), images, ", ".join(marks) or "-")

@@ -29,6 +29,7 @@ class Revision:
     images: Mapping[str, str] = field(default_factory=dict)
     current: bool = False  # the service's taskDefinition
     in_deployment: str | None = None  # the status of a deployment running it (PRIMARY/ACTIVE)
+    outcome: str | None = None  # what became of it in a migctl rollout: baked, rolled-back
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ def service_status(
                 images=container_images(definition),
                 current=arn == current,
                 in_deployment=deployed.get(arn),
+                outcome=outcome_of(ecs, arn),
             )
         )
     try:

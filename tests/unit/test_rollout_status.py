@@ -62,6 +62,26 @@ def test_status_json_shows_deployments_revisions_and_events(cli: Cli, world: Wor
     )
     assert status["undo_target"] == arn(1)
     assert status["desired_count"] == status["running_count"] == 2
+    assert [r["outcome"] for r in status["revisions"]] == [None, None]  # not rolled out by migctl
+
+
+def test_status_shows_what_became_of_each_revision_and_undo_skips_the_rejected(
+    cli: Cli, world: World
+) -> None:
+    deploy(world, register(world, "registry.example/app:v2"))
+    deploy(world, register(world, "registry.example/app:v3"))
+    outcome = "migctl:rollout-outcome"
+    world.ecs.tag_resource(resourceArn=arn(2), tags=[{"key": outcome, "value": "rolled-back"}])
+    world.ecs.tag_resource(resourceArn=arn(3), tags=[{"key": outcome, "value": "baked"}])
+    status: Any = cli("--output", "json", "rollout", "status", *TARGET).json()
+    assert [(r["revision"], r["outcome"]) for r in status["revisions"]] == [
+        (3, "baked"),
+        (2, "rolled-back"),
+        (1, None),
+    ]
+    assert status["undo_target"] == arn(1)  # never the revision migctl rolled back
+    table = cli("rollout", "status", *TARGET)
+    assert "rolled back by migctl" in " ".join(table.stdout.split())
 
 
 def test_status_mid_deployment_exits_1_and_shows_both_deployments(cli: Cli, world: World) -> None:
