@@ -310,6 +310,17 @@ def carry_back(ctx: CutoverContext, memo: StepMemo) -> Facts:
     }
 
 
+def carry_back_unstarted(ctx: CutoverContext, way_back: Facts, memo: StepMemo) -> Facts:
+    """The rollout's undo, when the way back was never started (the post-checks failed, the
+    bake failed, a kill): the new image may have written on the target all the same, so open
+    the source to the reverse role and carry everything back from the slot, as
+    :func:`carry_back` does. Progress notes go to the rollout step (``memo.progress``)."""
+    if way_back.get("fallback") != REVERSE:
+        return {}
+    _open_source(ctx, (str(way_back["reverse_role"]),))
+    return carry_back(ctx, StepMemo(before=way_back, progress=memo.progress))
+
+
 def manual_carry_back(ctx: CutoverContext, _memo: StepMemo) -> str:
     try:
         name = ctx.reverse_task_ref().identifier

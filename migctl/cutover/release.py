@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from migctl.alarms import ALARM, check_alarms
-from migctl.cutover import target_writes
+from migctl.cutover import fallback, target_writes
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.model import Facts, StepFailed, StepMemo
 from migctl.infra.outputs import load_cached_outputs
@@ -48,6 +48,7 @@ def prepare(ctx: CutoverContext, _memo: StepMemo) -> Facts:
         "service": options.service,
         "previous_task_definition": service["taskDefinition"],
         "target_writes_at_go_live": counters,
+        "way_back": dict(fallback.prepare(ctx, _memo)),  # for a rollback before start_fallback
     }
 
 
@@ -142,15 +143,22 @@ def roll_back(ctx: CutoverContext, memo: StepMemo) -> Facts:
         return {"note": "nothing was deployed"}
     options = ctx.rollout_options()
     ecs = ctx.aws.client("ecs")
-    served = memo.details.get("outcome") == "completed"
-    if describe_service(ecs, options.cluster, options.service)["taskDefinition"] == previous:
+    running = describe_service(ecs, options.cluster, options.service)["taskDefinition"]
+    deployed = bool(memo.details.get("task_definition")) or running != previous
+    # The new image may have served (during the bake, or the post-checks) before the way back
+    # was started: carry what it wrote back first, as start_fallback's undo would have.
+    carried: dict[str, Any] = {}
+    if deployed and "start_fallback" not in ctx.undone:
+        carried = dict(fallback.carry_back_unstarted(ctx, memo.before.get("way_back", {}), memo))
+    written = _written_on_target(ctx, memo, carried="drained" in carried) if deployed else {}
+    if running == previous:
         ctx.wait_until(
             f"the service to settle on {previous}",
             lambda: _settled(ecs, options.cluster, options.service),
             timeout=options.timeout,
         )
         facts = {"task_definition": previous, "note": "the service already ran it"}
-        return {**facts, **(_written_on_target(ctx, memo) if served else {})}
+        return {**facts, **carried, **written}
     result = undo(
         ecs,
         ctx.aws.client("cloudwatch"),
@@ -165,15 +173,15 @@ def roll_back(ctx: CutoverContext, memo: StepMemo) -> Facts:
             f"putting the service back on {previous} ended {result.outcome}: {result.reason}",
             details={"manual_steps": list(result.manual_steps)},
         )
-    return {"task_definition": previous, **(_written_on_target(ctx, memo) if served else {})}
+    return {"task_definition": previous, **carried, **written}
 
 
-def _written_on_target(ctx: CutoverContext, memo: StepMemo) -> Facts:
-    """Once ECS is back: what the new image wrote on the target since go-live, per table.
+def _written_on_target(ctx: CutoverContext, memo: StepMemo, *, carried: bool) -> Facts:
+    """What the new image wrote on the target since go-live, per table.
 
-    With the way back (``fallback.py``) those rows were carried to the source before ECS came
+    With the way back (``fallback.py``) those rows were carried to the source before ECS comes
     back: a count, no warning. Without it they are on the target only: the warning says so."""
-    carried = "drained" in ctx.undone.get("start_fallback", {})
+    carried = carried or "drained" in ctx.undone.get("start_fallback", {})
     lost = "not on the source (no reverse replication): reconcile them before the source "
     lost += "takes traffic again"
     before = memo.before.get("target_writes_at_go_live")

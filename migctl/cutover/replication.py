@@ -73,6 +73,8 @@ def resume_point(ctx: CutoverContext) -> tuple[str | None, str | None]:
     stopped. Rows the new image wrote on the target without a way back (fallback = none)
     took sequence values the source will hand out again: it stays stopped."""
     carried = ctx.undone.get("start_fallback", {})
+    if "drained" not in carried:  # or the rollout's undo carried them, the way back unstarted
+        carried = ctx.undone.get("rollout", {})
     if "drained" in carried:
         position = carried.get("forward_from")
         if position:

@@ -71,10 +71,14 @@ class CutoverResult:
 
 
 def carried_back(cutover: CutoverState) -> Mapping[str, Mapping[str, int]] | None:
-    if "start_fallback" not in cutover.step_names:
-        return None
-    found = cutover.step("start_fallback").undo_details.get("carried_back")
-    return found if isinstance(found, Mapping) else None
+    """What the way back carried: start_fallback's undo, or the rollout's when the way back
+    had not started."""
+    for name in ("start_fallback", "rollout"):
+        if name in cutover.step_names:
+            found = cutover.step(name).undo_details.get("carried_back")
+            if isinstance(found, Mapping):
+                return found
+    return None
 
 
 def summarize(

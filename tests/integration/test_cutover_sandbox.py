@@ -591,6 +591,30 @@ def test_a_rollback_after_go_live_carries_every_write_of_the_new_image_back(
     assert_everything_came_back(sandbox, result, sum(k.startswith("+") for k in written))
 
 
+def test_a_rollback_before_the_way_back_started_still_carries_the_new_images_writes(
+    sandbox: Sandbox,
+) -> None:
+    """Killed as the post-checks start: the new image serves, writes on the target, and the
+    reverse task never started. The rollback (the rollout's undo) carries everything back
+    from the slot all the same."""
+    ready(sandbox, ecs=True)
+    journal = sandbox.journal("way-back-unstarted")
+    before = len(keys_now(sandbox, "ecs"))
+    proc = sandbox.cutover(journal, "--yes", MIGCTL_CUTOVER_CRASH_AFTER="post_checks:started")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    wait_for_keys(sandbox, "ecs", before + 30)  # the new image writes on the target
+    rolled = sandbox.cutover(journal, "rollback", "--break-lock", "--yes")
+    assert rolled.returncode == 4, rolled.stderr
+    result = result_of(rolled)
+    assert statuses(result)["start_fallback"] == "pending"
+    undone = next(
+        r for r in records(journal) if r["event"] == "undo_finished" and r["step"] == "rollout"
+    )
+    assert "drained" in undone["details"] and not result["warnings"], result["warnings"]
+    written = keys_now(sandbox, "ecs")[before:]
+    assert_everything_came_back(sandbox, result, sum(k.startswith("+") for k in written))
+
+
 def test_kill_9_at_each_step_of_the_rollback_then_rerun_reaches_the_same_end(
     sandbox: Sandbox,
 ) -> None:
