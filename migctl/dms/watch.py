@@ -222,8 +222,8 @@ def watch_task(
 ) -> WatchResult:
     """Poll until ``until`` is reached, the task fails or stops, or time runs out.
 
-    ``reverse``: the way back's task, watched beside (described each poll, its tables on the
-    same cadence): a problem there fails the watch too, as it makes ``dms status`` exit 1."""
+    ``reverse``: the way back's task, watched beside (described and its tables read each
+    poll): a problem there fails the watch too, as it makes ``dms status`` exit 1."""
     _check_until(until, ref)
     wall = now or (lambda: dt.datetime.now(dt.UTC))
     lookback = period_seconds * max(stable_for + 2, 10)
@@ -234,7 +234,6 @@ def watch_task(
     tables_read_at_poll = 0
     last_counts: tuple[int, ...] | None = None
     last_fingerprint: Hashable = None
-    reverse_tables: list[tuple[TableStats, ...] | None] = []  # the reverse task's, when read
 
     def probe(round_: Round) -> Done[Watched] | Pending[Watched]:
         nonlocal state, cdc, tables, tables_read_at_poll, last_counts, last_fingerprint
@@ -279,11 +278,10 @@ def watch_task(
         )
         back: TaskSnapshot | None = None
         back_problems: tuple[str, ...] = ()
-        if reverse is not None:
+        if reverse is not None:  # read whole every poll: never judged on stale tables
             back = describe_task(dms, reverse.arn)
-            if tables_read_at_poll == polls or back.phase == FAILED:
-                reverse_tables[:] = [table_statistics_or_reason(dms, reverse.arn)[0]]
-            back_problems = find_problems(back, reverse_tables[0] if reverse_tables else None)
+            back_tables = table_statistics_or_reason(dms, reverse.arn)[0]
+            back_problems = find_problems(back, back_tables)
         state = WatchState(
             task,
             tables,

@@ -168,10 +168,9 @@ def rollout(
         )
     plan, new_copy = plan_rollout(ecs, service, options)
     if plan.gate is not None:
-        plan = replace(plan, gate_states=_preflight_gate(cloudwatch, options, refuse=False))
+        plan = replace(plan, gate_states=_gate_states(cloudwatch, options))
     run.emit(RolloutStep("plan", plan.summary(), plan.details()))
-    if plan.gate is not None:  # after the plan, so that a dry run still shows it
-        _preflight_gate(cloudwatch, options, refuse=True)
+    _refuse_firing(plan.gate_states)  # after the plan, so that a dry run still shows it
     if options.dry_run:
         return run.result("dry_run", plan)
     if confirm is not None and not confirm(plan):
@@ -251,22 +250,24 @@ def finish(
     return outcome
 
 
-def _preflight_gate(
-    cloudwatch: CloudWatchClient, options: RolloutOptions, *, refuse: bool
-) -> tuple[AlarmStatus, ...]:
-    """The gate alarms exist and none fires already (the bake could not judge the image then)."""
+def _gate_states(cloudwatch: CloudWatchClient, options: RolloutOptions) -> tuple[AlarmStatus, ...]:
+    """The gate alarms as they are before the rollout (every part of the selection must match)."""
     assert options.gate is not None
     report = check_alarms(
         cloudwatch, options.gate, allow_insufficient_data=options.allow_insufficient_data
     )
-    firing = [a.name for a in report.alarms if a.state == ALARM]
-    if firing and refuse:
+    return report.alarms
+
+
+def _refuse_firing(states: tuple[AlarmStatus, ...]) -> None:
+    """None may fire already: the bake could not judge the new image then."""
+    firing = [a.name for a in states if a.state == ALARM]
+    if firing:
         raise CheckFailed(
             f"gate alarm(s) already in ALARM before the rollout: {', '.join(firing)}; "
             "the bake could not judge the new image. Nothing was changed",
             hint="fix or silence them first, or use 'migctl rollout undo' to go back",
         )
-    return report.alarms
 
 
 class _NotApplied(OperationalError):

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from migctl.alarms import ALARM, OK, AlarmSelector, check_alarms, fetch_alarms
+from migctl.alarms import ALARM, OK, AlarmSelector, check_alarms
 from migctl.errors import OperationalError, UsageError, aws_error_code
 from migctl.poll import Clock, Done, Pending, PollResult, Round, poll
 
@@ -263,12 +263,12 @@ class ServiceWatcher:
         )
 
         def probe(_: Round) -> Done[FollowResult] | Pending[FollowResult]:
-            if not gate:
-                matched = tuple(a.name for a in fetch_alarms(cloudwatch, selector))
-                gate.append(AlarmSelector(names=matched))
+            selection = gate[0] if gate else selector
             report = check_alarms(
-                cloudwatch, gate[0], allow_insufficient_data=allow_insufficient_data
+                cloudwatch, selection, allow_insufficient_data=allow_insufficient_data
             )
+            if not gate:
+                gate.append(AlarmSelector(names=tuple(a.name for a in report.alarms)))
             for alarm in report.alarms:
                 if alarm.state != OK:
                     ok_since.pop(alarm.name, None)

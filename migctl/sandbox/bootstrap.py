@@ -14,8 +14,7 @@ from psycopg import sql
 from migctl.errors import OperationalError
 from migctl.sandbox import environment as env
 from migctl.sandbox import preload, schema
-from migctl.sandbox.replication import Replication
-from migctl.sandbox.writer import REVERSE_NAME, REVERSE_ROLE
+from migctl.sandbox.replication import REVERSE_NAME, REVERSE_ROLE, Replication
 
 if TYPE_CHECKING:
     import boto3

@@ -32,8 +32,13 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from migctl.sandbox import moto_dms
 from migctl.sandbox.environment import APP_ROLE
 from migctl.sandbox.moto_ecs import IN_PROGRESS, MotoEcsService
-from migctl.sandbox.replication import Replication, ReplicationSnapshot
-from migctl.sandbox.writer import ECS_KEYS, REVERSE_NAME, REVERSE_ROLE, EcsWriter
+from migctl.sandbox.replication import (
+    REVERSE_NAME,
+    REVERSE_ROLE,
+    Replication,
+    ReplicationSnapshot,
+)
+from migctl.sandbox.writer import ECS_KEYS, EcsWriter
 
 log = logging.getLogger("migctl.sandbox")
 DEPLOY_SECONDS = 2.0

@@ -29,6 +29,8 @@ import psycopg
 from psycopg import sql
 
 NAME = "migctl_dms"
+REVERSE_NAME = "migctl_reverse"  # the reverse task's slot, publication and subscription
+REVERSE_ROLE = "migctl_reverse"  # the role the reverse task writes to the source as
 # WAL that no change of ours explains (a running-xacts record, a checkpoint)
 # can sit between the current LSN and the slot's confirmed position until the
 # subscriber's next status message. Below this many bytes the lag is noise.

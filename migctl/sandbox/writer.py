@@ -21,8 +21,6 @@ from migctl.sandbox import traffic
 
 ECS_KEYS = "ecs.keys"
 TRAFFIC_KEYS = "traffic.keys"
-REVERSE_NAME = "migctl_reverse"  # the reverse task's slot, publication and subscription
-REVERSE_ROLE = "migctl_reverse"  # the role the reverse task writes to the source as
 
 
 @dataclass

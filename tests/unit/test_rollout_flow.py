@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -421,13 +422,11 @@ def test_interrupt_while_following_reports_the_state_and_reraises(world: World) 
     assert any(world.first_revision in line for line in steps[-1].details["manual_steps"])
 
 
-def test_throttled_ecs_and_cloudwatch_calls_slow_the_polls_instead_of_failing(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """ECS and CloudWatch throttle (after botocore's retries): the wait backs off and goes on."""
+def throttle_after_update(monkeypatch: pytest.MonkeyPatch, throttle: dict[str, float]) -> list[str]:
+    """Once UpdateService was called, AWS throttles each operation of ``throttle`` as many
+    times as it says (``math.inf``: always). Returns the UpdateService calls seen."""
     original = BaseClient._make_api_call
-    throttle = {"DescribeServices": 3, "DescribeAlarms": 2}
-    updated: list[str] = []  # throttle only once the deployment is being followed
+    updated: list[str] = []
 
     def throttling(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
         if operation == "UpdateService":
@@ -438,8 +437,17 @@ def test_throttled_ecs_and_cloudwatch_calls_slow_the_polls_instead_of_failing(
             raise ClientError({"Error": error}, operation)
         return original(self, operation, params)
 
-    steps: list[RolloutStep] = []
     monkeypatch.setattr(BaseClient, "_make_api_call", throttling)
+    return updated
+
+
+def test_throttled_ecs_and_cloudwatch_calls_slow_the_polls_instead_of_failing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ECS and CloudWatch throttle (after botocore's retries): the wait backs off and goes on."""
+    throttle: dict[str, float] = {"DescribeServices": 3, "DescribeAlarms": 2}
+    throttle_after_update(monkeypatch, throttle)
+    steps: list[RolloutStep] = []
     fake = FakeTime(world.scheduler("complete"))
     result = rollout(
         world.ecs,
@@ -462,30 +470,9 @@ def test_a_healthy_deployment_is_never_rolled_back_because_aws_throttled_every_l
 ) -> None:
     """Every DescribeServices throttled from the update to the deadline: the deployment (which
     completes meanwhile) is not known to have failed, so it stays; exit 1 with what to check."""
-    original = BaseClient._make_api_call
-    updated: list[str] = []
-
-    def throttling(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
-        if operation == "UpdateService":
-            updated.append(operation)
-        elif updated and operation == "DescribeServices":
-            error = {"Code": "ThrottlingException", "Message": "Rate exceeded"}
-            raise ClientError({"Error": error}, operation)
-        return original(self, operation, params)
-
-    monkeypatch.setattr(BaseClient, "_make_api_call", throttling)
-    fake = FakeTime(world.scheduler("complete"))
-    result = rollout(
-        world.ecs,
-        world.cloudwatch,
-        RolloutOptions(
-            cluster=CLUSTER, service=SERVICE, image=NEW_IMAGE, bake_seconds=60, timeout=300,
-            interval=10, gate=AlarmSelector(names=ALARMS),
-        ),
-        clock=fake.monotonic,
-        sleep=fake.sleep,
-    )  # fmt: skip
-    monkeypatch.setattr(BaseClient, "_make_api_call", original)
+    updated = throttle_after_update(monkeypatch, {"DescribeServices": math.inf})
+    result = run(world, world.scheduler("complete"))
+    monkeypatch.undo()
     assert (result.outcome, result.exit_code) == ("failed", 1), result.reason
     assert "throttled" in (result.reason or "") and "not seen" in (result.reason or "")
     assert len(updated) == 1  # no rollback: one UpdateService, ours
