@@ -44,6 +44,7 @@ class RecordedResource:
     inputs: Mapping[str, Any] = field(repr=False)
     component: str | None
     custom: bool
+    ignore_changes: tuple[str, ...] = ()  # the resource option, as the engine receives it
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,19 @@ def _single(found: list[RecordedResource], what: str) -> RecordedResource:
     if len(found) != 1:
         raise LookupError(f"{len(found)} resources {what}, not one")
     return found[0]
+
+
+class _Monitor(pulumi.runtime.mocks.MockMonitor):
+    """The mock monitor, also keeping each registration's ``ignoreChanges`` (mocks never see
+    resource options)."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.ignore_changes: dict[tuple[str, str], tuple[str, ...]] = {}
+
+    def RegisterResource(self, request: Any) -> Any:
+        self.ignore_changes[(request.type, request.name)] = tuple(request.ignoreChanges)
+        return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 
 
 class FakeCloud(pulumi.runtime.Mocks):
@@ -221,7 +235,7 @@ def _evaluate(
     collect = _Collect()
     logger.addHandler(collect)
     cloud = cloud or FakeCloud(region=config.get("aws:region", DEFAULT_REGION))
-    monitor = pulumi.runtime.mocks.MockMonitor(cloud)
+    monitor = _Monitor(cloud)
     pulumi.runtime.set_all_config(config)
     pulumi.runtime.set_mocks(
         cloud, project=project, stack=stack, preview=preview, logger=logger, monitor=monitor
@@ -243,6 +257,7 @@ def _evaluate(
                 inputs=cloud.inputs.get((typ, name), {}),
                 component=component,
                 custom=cloud.custom.get((typ, name), True),
+                ignore_changes=monitor.ignore_changes.get((typ, name), ()),
             )
         )
     return Evaluation(

@@ -222,7 +222,11 @@ class Compute(pulumi.ComponentResource):
             propagate_tags="SERVICE",
             enable_ecs_managed_tags=True,
             tags=args.tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[listener]),
+            # Once the service exists, the revision it runs belongs to `migctl rollout` (baked,
+            # undoable): an update of the stack never puts the program's image back.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[listener], ignore_changes=["taskDefinition"]
+            ),
         )
         self.cluster_name: pulumi.Output[str] = self.cluster.name
         self.service_name: pulumi.Output[str] = self.service.name

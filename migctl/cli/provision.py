@@ -56,7 +56,7 @@ def preview(ctx: typer.Context, pulumi_root: PulumiRoot = None) -> None:
     app_state = state(ctx)
     with _progress(app_state.out) as progress:
         result = provision.preview(
-            app_state.settings, pulumi_root=pulumi_root, on_progress=progress
+            app_state.settings, pulumi_root=pulumi_root, on_progress=progress, aws=app_state.aws
         )
     _finish(app_state.out, result)
 
@@ -92,6 +92,7 @@ def up(ctx: typer.Context, yes: Yes = False, pulumi_root: PulumiRoot = None) -> 
             pulumi_root=pulumi_root,
             on_progress=progress,
             confirm=None if yes else confirm,
+            aws=app_state.aws,
         )
     _finish(out, result)
 

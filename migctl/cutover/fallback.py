@@ -50,6 +50,8 @@ from migctl.cutover.freeze import fenced_oids, until_locked
 from migctl.cutover.model import Facts, StepFailed, StepMemo
 from migctl.dms.control import start_task, stop_task
 from migctl.dms.task import FAILED, describe_task, fetch_table_statistics
+from migctl.errors import CheckFailed
+from migctl.poll import Clock, Done, Pending, Round, poll
 
 REVERSE = "reverse-replication"
 _CREATE_SLOT_SQL = "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, %s)"
@@ -378,16 +380,30 @@ def _failure(ctx: CutoverContext) -> str | None:
 
 def _carried(ctx: CutoverContext) -> dict[str, dict[str, int]]:
     """Per table, the changes the reverse task applied: its table statistics, read until two
-    reads a poll apart agree (DMS updates them with a delay; the marker, not this count, is
-    the proof that everything arrived)."""
-    last = _statistics(ctx)
-    for _ in range(10):
-        ctx.timing.sleep(max(ctx.timing.interval, 1.0))
-        now = _statistics(ctx)
-        if now == last:
-            break
-        last = now
-    return last
+    reads a poll apart agree, for at most ten polls (DMS updates them with a delay; the
+    marker, not this count, is the proof that everything arrived). Throttled reads back off
+    as every wait does (:func:`migctl.poll.poll`)."""
+    reads: list[dict[str, dict[str, int]]] = []
+
+    def settled(_: Round) -> Done[dict[str, dict[str, int]]] | Pending[dict[str, dict[str, int]]]:
+        reads.append(_statistics(ctx))
+        if len(reads) > 1 and reads[-1] == reads[-2]:
+            return Done(reads[-1])
+        return Pending(reads[-1])
+
+    interval = max(ctx.timing.interval, 1.0)
+    result = poll(
+        settled,
+        timeout=10 * interval,
+        interval=interval,
+        clock=Clock(ctx.timing.clock, ctx.timing.sleep),
+    )
+    if result.value is None:
+        raise CheckFailed(
+            "the reverse task's table statistics: every read was throttled by AWS; "
+            "rerun migctl cutover rollback"
+        )
+    return result.value
 
 
 def _statistics(ctx: CutoverContext) -> dict[str, dict[str, int]]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from migctl.config import Settings
-from migctl.errors import MigctlError, OperationalError, UsageError
+from migctl.errors import MigctlError, OperationalError, UsageError, translate
 from migctl.infra.errors import translate_pulumi_error
 from migctl.infra.events import (
     OnProgress,
@@ -35,7 +35,9 @@ from migctl.infra.events import (
     run_with_events,
 )
 from migctl.infra.outputs import SECRET_MASK, outputs_cache_path
+from migctl.infra.running_image import IMAGE_KEY, RunningImage, running_image, service_of
 from migctl.infra.stack import (
+    ConfigEntry,
     StackSpec,
     aws_plugin_version,
     ensure_aws_plugin,
@@ -99,6 +101,8 @@ class OperationResult:
     outputs: StackOutputs | None = None
     config_changed: tuple[str, ...] = ()
     plugin_installed: bool = False
+    running_image: RunningImage | None = None  # what the service runs, which the stack declares
+    warnings: tuple[str, ...] = ()
     error: MigctlError | None = field(default=None, compare=False)
 
 
@@ -111,10 +115,14 @@ def preview(
     pulumi_root: Path | None = None,
     program: Callable[[], None] | None = None,
     on_progress: OnProgress | None = None,
+    aws: Any = None,
 ) -> OperationResult:
-    """What ``up`` would change. Creates the (empty) stack if it does not exist yet."""
+    """What ``up`` would change. Creates the (empty) stack if it does not exist yet.
+
+    With ``aws`` (clients), the stack declares the image the service runs (:mod:`.running_image`).
+    """
     stack, spec, prepared = _prepare(
-        settings, pulumi_root, program, create=True, on_progress=on_progress
+        settings, pulumi_root, program, create=True, on_progress=on_progress, aws=aws
     )
     return _finish(_run(stack, spec, "preview", settings, on_progress), prepared)
 
@@ -126,10 +134,14 @@ def up(
     program: Callable[[], None] | None = None,
     on_progress: OnProgress | None = None,
     confirm: Confirm | None = None,
+    aws: Any = None,
 ) -> OperationResult:
-    """Create or update the stack's resources; with ``confirm``, preview and apply only on yes."""
+    """Create or update the stack's resources; with ``confirm``, preview and apply only on yes.
+
+    With ``aws`` (clients), the stack declares the image the service runs (:mod:`.running_image`).
+    """
     stack, spec, prepared = _prepare(
-        settings, pulumi_root, program, create=True, on_progress=on_progress
+        settings, pulumi_root, program, create=True, on_progress=on_progress, aws=aws
     )
     result = _confirmed_run(stack, spec, "up", settings, on_progress, confirm)
     if result.outputs is not None:
@@ -202,6 +214,8 @@ def write_outputs_cache(settings: Settings, values: StackOutputs) -> StackOutput
 class _Prepared:
     config_changed: tuple[str, ...]
     plugin_installed: bool
+    running_image: RunningImage | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def _prepare(
@@ -211,11 +225,18 @@ def _prepare(
     *,
     create: bool,
     on_progress: OnProgress | None,
+    aws: Any = None,
 ) -> tuple[Any, StackSpec, _Prepared]:
     entries = stack_config(settings)
     plugin_version = aws_plugin_version()
     spec = stack_spec(settings, pulumi_root=pulumi_root)
     stack = open_stack(spec, program=program or infra_program, create=create)
+    running: RunningImage | None = None
+    warnings: tuple[str, ...] = ()
+    if aws is not None:
+        running, warnings = _running_image(stack, spec, entries, aws)
+        if running is not None:
+            entries = _declaring(entries, running.image)
     synced = _pulumi_call(spec, "config", lambda: sync_config(stack, entries))
     changed = synced.set_keys + synced.removed_keys
     if changed:
@@ -225,7 +246,33 @@ def _prepare(
     )
     if installed:
         _note(on_progress, f"installed the Pulumi aws plugin v{plugin_version}")
-    return stack, spec, _Prepared(changed, installed)
+    return stack, spec, _Prepared(changed, installed, running, warnings)
+
+
+def _running_image(
+    stack: Any, spec: StackSpec, entries: tuple[ConfigEntry, ...], aws: Any
+) -> tuple[RunningImage | None, tuple[str, ...]]:
+    """The image the stack's service runs; when AWS cannot say, a warning instead."""
+    configured = next((e.value for e in entries if e.key == IMAGE_KEY), None)
+    outputs = _pulumi_call(spec, "stack output", stack.outputs)
+    names = service_of({k: v.value for k, v in outputs.items()})
+    if names is None:
+        return None, ()
+    try:
+        return running_image(aws.client("ecs"), *names, configured), ()
+    except Exception as exc:
+        err = translate(exc)
+        if err is None:
+            raise
+        return None, (
+            f"could not read the image the service runs ({err.one_line()}): the stack declares "
+            "migctl.toml's containerImage; up never changes the revision the service runs",
+        )
+
+
+def _declaring(entries: tuple[ConfigEntry, ...], image: str) -> tuple[ConfigEntry, ...]:
+    kept = tuple(e for e in entries if e.key != IMAGE_KEY)
+    return (*kept, ConfigEntry(IMAGE_KEY, image))
 
 
 def _pulumi_call(spec: StackSpec, action: str, call: Callable[[], T]) -> T:
@@ -362,7 +409,11 @@ def _declined(previewed: OperationResult) -> OperationResult:
 
 def _finish(result: OperationResult, prepared: _Prepared) -> OperationResult:
     return _replace(
-        result, config_changed=prepared.config_changed, plugin_installed=prepared.plugin_installed
+        result,
+        config_changed=prepared.config_changed,
+        plugin_installed=prepared.plugin_installed,
+        running_image=prepared.running_image,
+        warnings=prepared.warnings,
     )
 
 

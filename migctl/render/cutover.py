@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from migctl.render import Output, state_style, to_jsonable
+from migctl.render import Output, plain, state_style, to_jsonable
 
 if TYPE_CHECKING:
     from rich.live import Live
@@ -168,7 +168,7 @@ def render_result(out: Output, result: CutoverResult) -> None:
         detail = step.undo_error or step.error or ""
         table.add_row(
             str(number),
-            step.title,
+            Text(step.title),
             Text(step.status, style=_style(step.status)),
             str(step.attempts or "-"),
             _seconds(step.duration_seconds),
@@ -250,7 +250,7 @@ def render_plan(out: Output, plan: CutoverPlan) -> None:
         where += f"; --resume starts at {plan.next_step}"
     console.print(f"Journal {plan.journal}: {where}", markup=False, highlight=False)
     if plan.lock_holder is not None:
-        console.print(f"[yellow]Locked by {plan.lock_holder.describe()}[/]", highlight=False)
+        console.print(f"[yellow]Locked by {plain(plan.lock_holder.describe())}[/]", highlight=False)
 
 
 def render_status(out: Output, overview: CutoverOverview) -> None:
@@ -268,7 +268,7 @@ def render_status(out: Output, overview: CutoverOverview) -> None:
     ended = f", its last run ended {latest.last_outcome}" if latest.last_outcome else ""
     console.print(
         f"Latest cutover {latest.cutover_id}: [bold]{latest.phase.replace('_', ' ')}[/]{ended}; "
-        f"image {latest.image or '-'}, started {latest.started_at}",
+        f"image {plain(latest.image or '-')}, started {latest.started_at}",
         highlight=False,
     )
     steps = Table(title_justify="left")
@@ -290,7 +290,7 @@ def render_status(out: Output, overview: CutoverOverview) -> None:
         history.add_row(
             item.cutover_id,
             item.started_at or "-",
-            item.image or "-",
+            plain(item.image or "-"),
             item.phase.replace("_", " "),
             item.last_outcome or "-",
             _seconds(item.write_freeze_seconds),
@@ -298,4 +298,6 @@ def render_status(out: Output, overview: CutoverOverview) -> None:
     console.print(history)
     console.print(f"Journal: {overview.journal}", markup=False, highlight=False, style="dim")
     if overview.lock_holder is not None:
-        console.print(f"[yellow]Locked by {overview.lock_holder.describe()}[/]", highlight=False)
+        console.print(
+            f"[yellow]Locked by {plain(overview.lock_holder.describe())}[/]", highlight=False
+        )

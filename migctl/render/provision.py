@@ -28,11 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from migctl.infra.events import ProgressEvent, ResourceProgress
 from migctl.infra.provision import OperationResult, StackOutputs
-from migctl.render import Output, state_style
+from migctl.render import Output, plain, state_style
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.live import Live
+
+    from migctl.infra.running_image import RunningImage
 
 PHASE_TITLES = {
     "preview": "Preview",
@@ -225,7 +227,20 @@ def result_json(result: OperationResult) -> dict[str, Any]:
         else None,
         "outputs": result.outputs.shown() if result.outputs is not None else {},
         "config_changed": list(result.config_changed),
+        "running_image": _running_json(result.running_image),
+        "warnings": list(result.warnings),
         "error": result.error.one_line() if result.error is not None else None,
+    }
+
+
+def _running_json(running: RunningImage | None) -> dict[str, Any] | None:
+    if running is None:
+        return None
+    return {
+        "image": running.image,
+        "task_definition": running.task_definition,
+        "configured": running.configured,
+        "differs": running.differs,
     }
 
 
@@ -234,15 +249,24 @@ def render_operation(out: Output, result: OperationResult) -> None:
     if out.json:
         out.event("result", **result_json(result))
         return
+    if result.running_image is not None:
+        if result.running_image.differs:
+            out.warn(result.running_image.note())
+        else:
+            out.note(result.running_image.note())
+    for warning in result.warnings:
+        out.warn(warning)
     if result.declined:
-        out.err.print(f"[yellow]not applied[/]: you declined; stack {result.stack} is unchanged")
+        out.err.print(
+            f"[yellow]not applied[/]: you declined; stack {plain(result.stack)} is unchanged"
+        )
     elif result.cancelled:
         out.err.print(
             f"[bold yellow]cancelled[/]: {changes_text(result.changes)} before it stopped"
         )
     elif result.ok and result.applied:
         out.err.print(
-            f"[green]done[/]: {result.operation} of stack {result.stack}: "
+            f"[green]done[/]: {result.operation} of stack {plain(result.stack)}: "
             f"{changes_text(result.changes)}"
         )
     if result.outputs is not None and result.outputs.values:
@@ -264,7 +288,7 @@ def render_outputs(out: Output, outputs: StackOutputs, *, show_secrets: bool = F
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"Outputs of stack {outputs.stack}", title_justify="left")
+    table = Table(title=f"Outputs of stack {plain(outputs.stack)}", title_justify="left")
     table.add_column("name")
     table.add_column("value", overflow="fold")
     for name, value in values.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from migctl.render import Output
+from migctl.render import Output, plain
 from migctl.sandbox.bootstrap import SandboxUp
 from migctl.sandbox.environment import DownReport, SandboxStatus
 
@@ -11,15 +11,17 @@ def render_up(out: Output, result: SandboxUp) -> None:
     if out.json:
         out.event("result", **_up_payload(result))
         return
-    rows = ", ".join(f"{t} {n:,}" for t, n in result.rows.items())
-    out.out.print(f"[green]sandbox up[/] in {result.dir}")
+    rows = plain(", ".join(f"{t} {n:,}" for t, n in result.rows.items()))
+    out.out.print(f"[green]sandbox up[/] in {plain(result.dir)}")
     out.out.print(f"  source rows: {rows}")
-    out.out.print(f"  local AWS:   {result.aws_url}")
-    out.out.print(f"  config:      {result.config_path}")
+    out.out.print(f"  local AWS:   {plain(result.aws_url)}")
+    out.out.print(f"  config:      {plain(result.config_path)}")
     out.out.print(
         f"  traffic:     {'pid ' + str(result.traffic_pid) if result.traffic_pid else 'off'}"
     )
-    out.out.print(f"\nUse it:  set -a; . {result.env_path}; set +a   then   migctl dms start --yes")
+    out.out.print(
+        f"\nUse it:  set -a; . {plain(result.env_path)}; set +a   then   migctl dms start --yes"
+    )
 
 
 def _up_payload(result: SandboxUp) -> dict[str, object]:
@@ -52,19 +54,21 @@ def render_status(out: Output, status: SandboxStatus) -> None:
         )
         return
     if not status.exists:
-        out.out.print(f"no sandbox in {status.dir}")
+        out.out.print(f"no sandbox in {plain(status.dir)}")
         return
     from rich.table import Table
 
-    table = Table(title=f"sandbox in {status.dir}", title_justify="left")
+    table = Table(title=f"sandbox in {plain(status.dir)}", title_justify="left")
     for column in ("process", "pid", "port", "state"):
         table.add_column(column)
     for p in status.processes:
         state = "[green]running[/]" if p.running else "[bold red]not running[/]"
-        table.add_row(p.name, str(p.pid), str(p.port or "-"), state)
+        table.add_row(plain(p.name), str(p.pid), str(p.port or "-"), state)
     out.out.print(table)
-    out.out.print(f"source {status.source}\ntarget {status.target}\nAWS    {status.aws_url}")
-    out.out.print(f"config {status.config_path}")
+    out.out.print(
+        f"source {plain(status.source)}\ntarget {plain(status.target)}\nAWS    {plain(status.aws_url)}"
+    )
+    out.out.print(f"config {plain(status.config_path)}")
 
 
 def render_down(out: Output, report: DownReport) -> None:
@@ -82,4 +86,4 @@ def render_down(out: Output, report: DownReport) -> None:
     out.out.print(f"sandbox down: stopped {stopped}")
     if report.already_gone:
         out.out.print(f"  already gone: {', '.join(report.already_gone)}")
-    out.out.print(f"  {report.dir} {'removed' if report.removed else 'kept'}")
+    out.out.print(f"  {plain(report.dir)} {'removed' if report.removed else 'kept'}")

@@ -6,7 +6,7 @@ import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from migctl.render import Output, state_style
+from migctl.render import Output, plain, state_style
 from migctl.validate.report import Progress, SequenceResult, TableResult, ValidationReport
 
 if TYPE_CHECKING:
@@ -79,7 +79,9 @@ def render_validation(out: Output, report: ValidationReport) -> None:
         return
     from rich.table import Table
 
-    table = Table(title=f"validate {report.source} -> {report.target}", title_justify="left")
+    table = Table(
+        title=f"validate {plain(report.source)} -> {plain(report.target)}", title_justify="left"
+    )
     for column in (
         "table",
         "status",
@@ -92,15 +94,16 @@ def render_validation(out: Output, report: ValidationReport) -> None:
     ):
         table.add_column(column, overflow="fold", justify="right" if "rows" in column else "left")
     for t in report.tables:
+        notes = [*t.schema_differences, *([t.error] if t.error else []), *_equal_note(t)]
         table.add_row(
-            t.table,
+            plain(t.table),
             f"[{state_style(t.status)}]{t.status}[/]",
             _num(t.source_rows),
             _num(t.target_rows),
             _count_and_keys(t.missing_in_target_count, t.missing_in_target),
             _count_and_keys(t.missing_in_source_count, t.missing_in_source),
             _count_and_keys(t.changed_count, t.changed),
-            "; ".join([*t.schema_differences, *([t.error] if t.error else []), *_equal_note(t)]),
+            plain("; ".join(notes)),
         )
     out.out.print(table)
     if report.sequences:
@@ -115,7 +118,7 @@ def render_validation(out: Output, report: ValidationReport) -> None:
             seqs.add_column(column, justify="left" if column in ("sequence", "status") else "right")
         for s in report.sequences:
             seqs.add_row(
-                s.sequence,
+                plain(s.sequence),
                 f"[{state_style(s.status)}]{s.status}[/]",
                 _num(s.source_last_value),
                 _num(s.target_last_value),
@@ -155,7 +158,7 @@ def _count_and_keys(count: int, keys: tuple[tuple[Any, ...], ...], shown: int = 
         return "0"
     sample = ", ".join(_key(k) for k in keys[:shown])
     more = " ..." if count > shown and keys else ""
-    return f"{count:,}: {sample}{more}" if sample else f"{count:,}"
+    return plain(f"{count:,}: {sample}{more}") if sample else f"{count:,}"
 
 
 def _key(key: tuple[Any, ...]) -> str:
@@ -202,7 +205,7 @@ class ValidationProgress:
         with self._lock:
             task = self._tasks.get(event.table)
             if task is None:
-                task = self._progress.add_task(event.table, total=None, status="scanning")
+                task = self._progress.add_task(plain(event.table), total=None, status="scanning")
                 self._tasks[event.table] = task
             rows = max(event.source_rows or 0, event.target_rows or 0)
             speed = (

@@ -78,6 +78,13 @@ def test_service_deploys_safely(all_envs: dict[str, Evaluation]) -> None:
     assert all_envs["prod"].one(SERVICE).inputs["desiredCount"] == 3
 
 
+def test_the_revision_the_service_runs_belongs_to_rollouts(test_env: Evaluation) -> None:
+    """An update of the stack never deploys the program's task definition over the revision a
+    rollout shipped: the service ignores changes to its taskDefinition once it exists."""
+    assert test_env.one(SERVICE).ignore_changes == ("taskDefinition",)
+    assert test_env.one("aws:ecs/taskDefinition:TaskDefinition").ignore_changes == ()
+
+
 def test_target_group_health_check_path_comes_from_config(
     test_env: Evaluation, run_program: Evaluate
 ) -> None:

@@ -49,6 +49,8 @@ def test_up_yes_sets_config_with_secret_installs_plugin_streams_events_and_cache
         "version",
         "stack select",
         "stack init",
+        "stack output",  # does the stack run a service yet (the image it runs is declared)?
+        "stack output",
         "config",
         "config set-all",
         "plugin ls",
@@ -235,3 +237,80 @@ def test_second_up_sets_only_changed_config_and_drops_removed_migctl_keys(
     assert ["config", "rm-all", "--stack", "test", "migctl:minTasks"] in again
     assert not any(a[:2] == ["plugin", "install"] for a in again)  # already installed
     assert result.json_lines()[-1]["changes"] == {"same": 5}
+
+
+RUNNING = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:v2"  # shipped by a rollout
+CONFIGURED = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:v1"  # still in migctl.toml
+
+
+def _stack_with_a_service(standin: StandIn, cluster: str) -> None:
+    """The stack's outputs name an ECS service (as the program exports them)."""
+    scenario = json.loads(standin.scenario_path.read_text())
+    scenario["outputs"].update(
+        {
+            "ecsClusterName": {"value": cluster, "secret": False},
+            "ecsServiceName": {"value": "migctl-app-test", "secret": False},
+            "ecsContainerName": {"value": "payment-service", "secret": False},
+        }
+    )
+    standin.scenario_path.write_text(json.dumps(scenario))
+
+
+def _service_running(image: str) -> None:
+    import boto3
+
+    ecs = boto3.client("ecs", region_name="us-east-1")
+    ecs.create_cluster(clusterName="migctl-test")
+    arn = ecs.register_task_definition(
+        family="payments",
+        containerDefinitions=[{"name": "payment-service", "image": image, "memory": 512}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    ecs.create_service(
+        cluster="migctl-test", serviceName="migctl-app-test", taskDefinition=arn, desiredCount=1
+    )
+
+
+@pytest.mark.usefixtures("aws")
+def test_after_a_rollout_the_stack_declares_the_image_that_runs(
+    cli, standin: StandIn, tmp_path: Path
+) -> None:
+    """`up` (or `preview`) after a rollout never puts migctl.toml's older image back: the stack
+    declares the running image, and the difference is said, with the command that ships it."""
+    write_config(tmp_path, extra=f'[pulumi.config]\ncontainerImage = "{CONFIGURED}"\n')
+    stack_yaml = tmp_path / ".migctl" / "pulumi" / "Pulumi.test.yaml"
+    _stack_with_a_service(standin, "migctl-test")
+    first = cli("--output", "json", "up", "--yes")  # the stack is new: it has no outputs yet
+    assert first.code == 0, first.stderr
+    assert first.json_lines()[-1]["running_image"] is None and CONFIGURED in stack_yaml.read_text()
+    _service_running(RUNNING)
+
+    result = cli("--output", "json", "preview")
+    assert result.code == 0, result.stderr
+    assert result.json_lines()[-1]["running_image"] == {
+        "image": RUNNING,
+        "task_definition": "payments:1",
+        "configured": CONFIGURED,
+        "differs": True,
+    }
+    assert f"migctl:containerImage: {RUNNING}" in stack_yaml.read_text()
+    table = cli("up", "--yes")
+    assert table.code == 0, table.stderr
+    flat = " ".join(table.stderr.split())
+    assert f"the service runs payments:1 ({RUNNING}): the stack declares it" in flat
+    assert f"migctl rollout --image {CONFIGURED}" in flat
+    assert CONFIGURED not in stack_yaml.read_text()
+
+
+@pytest.mark.usefixtures("aws")
+def test_when_aws_cannot_say_what_runs_it_warns_and_goes_on(
+    cli, standin: StandIn, tmp_path: Path
+) -> None:
+    write_config(tmp_path, extra=f'[pulumi.config]\ncontainerImage = "{CONFIGURED}"\n')
+    _stack_with_a_service(standin, "no-such-cluster")
+    assert cli("up", "--yes").code == 0
+    result = cli("--output", "json", "preview")
+    assert result.code == 0, result.stderr
+    payload = result.json_lines()[-1]
+    assert payload["running_image"] is None
+    (warning,) = payload["warnings"]
+    assert "could not read the image the service runs" in warning and "not found" in warning

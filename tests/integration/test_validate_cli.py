@@ -205,3 +205,19 @@ def test_target_defaults_to_the_stack_output_secret(
         == f"postgresql://postgres:***@127.0.0.1:{pg_pair.target.port}/{pg_pair.dbname}"
     )
     assert password not in result.stdout + result.stderr
+
+
+def test_names_and_keys_with_brackets_are_printed_as_they_are(pg_pair: Any, cli: Cli) -> None:
+    """A table name or a key is data, never rich markup: a key like ``[red]k1`` is shown whole
+    (the table used to swallow it, hiding which row differs), and ``[/x]`` does not crash it."""
+    pg_pair.execute_both(
+        'CREATE TABLE "[b]ledger[/b]" (k text PRIMARY KEY, amount int);'
+        """INSERT INTO "[b]ledger[/b]" VALUES ('[red]k1', 1), ('[/x]k2', 2), ('k3', 3)"""
+    )
+    with pg_pair.target_conn() as conn:
+        conn.execute("""UPDATE "[b]ledger[/b]" SET amount = 0 WHERE k IN ('[red]k1', '[/x]k2')""")
+    result = cli("validate", "--source", pg_pair.source_dsn, "--target", pg_pair.target_dsn)
+    assert result.code == 1, result.stderr
+    flat = "".join(result.stdout.split())  # the table may fold a long cell
+    assert 'public."[b]ledger[/b]"' in flat
+    assert "[red]k1" in flat and "[/x]k2" in flat

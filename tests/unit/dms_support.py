@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,3 +169,30 @@ def start_running(world: DmsWorld) -> None:
 def in_cdc(world: DmsWorld, tables: int = 3) -> None:
     start_running(world)
     set_full_load(world, percent=100, loaded=tables, loading=0, queued=0, finished=True)
+
+
+class FakeTime:
+    """Clocks that only move when the watch sleeps; runs ``between_polls`` on each sleep.
+
+    ``wall()`` is the UTC time the watch uses for its metrics window: ``base`` plus the slept time.
+    """
+
+    def __init__(
+        self, between_polls: Callable[[int], None] | None = None, base: dt.datetime | None = None
+    ) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+        self.between_polls = between_polls
+        self.base = base or dt.datetime.now(dt.UTC)
+
+    def clock(self) -> float:
+        return self.now
+
+    def wall(self) -> dt.datetime:
+        return self.base + dt.timedelta(seconds=self.now)
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if self.between_polls:
+            self.between_polls(len(self.sleeps))

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from dms_support import DmsWorld, in_cdc, make_task, put_cdc_metrics, set_full_load, start_running
+from dms_support import (
+    DmsWorld,
+    FakeTime,
+    in_cdc,
+    make_task,
+    put_cdc_metrics,
+    set_full_load,
+    start_running,
+)
 
 from migctl.dms.watch import WatchResult, WatchUpdate, watch_task
 from migctl.errors import UsageError
@@ -15,33 +22,6 @@ from migctl.sandbox import moto_dms
 from tests.cli_support import Cli
 
 pytestmark = pytest.mark.usefixtures("aws")
-
-
-class FakeTime:
-    """Clocks that only move when the watch sleeps; runs ``between_polls`` on each sleep.
-
-    ``wall()`` is the UTC time the watch uses for its metrics window: ``base`` plus the slept time.
-    """
-
-    def __init__(
-        self, between_polls: Callable[[int], None] | None = None, base: dt.datetime | None = None
-    ) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-        self.between_polls = between_polls
-        self.base = base or dt.datetime.now(dt.UTC)
-
-    def clock(self) -> float:
-        return self.now
-
-    def wall(self) -> dt.datetime:
-        return self.base + dt.timedelta(seconds=self.now)
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        if self.between_polls:
-            self.between_polls(len(self.sleeps))
 
 
 def watch(
