@@ -131,6 +131,8 @@ class CutoverSettings:
     # preflight window, sessions, DMS stop/resume, post-checks
     wait_timeout_seconds: float = bounded(600.0, at_least=0)
     marker_timeout_seconds: float = bounded(300.0, at_least=0)  # the marker row to the target
+    # How the freeze validates: a baseline before it, then only what changed (docs/runbook.md)
+    validate: Literal["incremental", "full"] = "incremental"
     # The way back after go-live (docs/fallback.md): reverse replication, target -> source.
     fallback: Literal["reverse-replication", "none"] = "reverse-replication"
     reverse_task: str | None = None  # default: stack output dmsReverseTaskArn

@@ -64,6 +64,8 @@ class CutoverContext:
     report: Report = _ignore  # a progress note from inside the current step
     # During a rollback: what each step's undo found, by step name (this run's and earlier ones').
     undone: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    # What each step of this cutover that is done found, by step name (before each step runs).
+    done: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     _cache: dict[str, Any] = field(default_factory=dict)
 
     @contextmanager

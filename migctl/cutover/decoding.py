@@ -19,23 +19,20 @@ not see them either) and sequences (``nextval`` writes no row).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from migctl.cutover.fence import FenceNames
 from migctl.pgnames import TableName, show
+from migctl.validate.changes import PLUGIN, flush, split_qualified
 
 if TYPE_CHECKING:
     import psycopg
 
-PLUGIN = "test_decoding"
 MESSAGE_PREFIX = "migctl_fence"
-FLUSH_PREFIX = "migctl_fence_flush"
 _NAME = r'(?:"(?:[^"]|"")*"|[a-z_][a-z0-9_]*)'
 _TABLE_RE = rf"^table ({_NAME}\.{_NAME}): (?:INSERT|UPDATE|DELETE|TRUNCATE):"
 _ACTION_RE = rf"^table {_NAME}\.{_NAME}: (INSERT|UPDATE|DELETE|TRUNCATE):"
-_PART = re.compile(r'"((?:[^"]|"")*)"|([a-z_][a-z0-9_]*)')
 
 # One pass over the slot (the CTE is materialized once): where the fence's message commits,
 # then the changes committed after it, counted per table and action.
@@ -198,25 +195,6 @@ def start_written(conn: psycopg.Connection[Any], names: FenceNames) -> bool:
     return read(conn, names).from_lsn is not None
 
 
-def flush(conn: psycopg.Connection[Any]) -> str:
-    """Make every commit so far readable by the slot; the WAL position it reaches.
-
-    Decoding reads only WAL flushed to disk, and with ``synchronous_commit =
-    off`` (or ``local``) a transaction is visible before its commit is
-    flushed: a change read too early would be missed. A transaction that
-    writes a logical message and commits with ``synchronous_commit = on``
-    flushes the WAL up to its own commit, so everything committed before it.
-    ``conn`` is in autocommit.
-    """
-    assert conn.autocommit, "flush() commits: it needs an autocommit connection"
-    with conn.transaction():
-        conn.execute("SET LOCAL synchronous_commit = on")
-        conn.execute("SELECT pg_logical_emit_message(true, %s, '')", (FLUSH_PREFIX,))
-    row = conn.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()
-    assert row is not None
-    return str(row[0])
-
-
 def read(conn: psycopg.Connection[Any], names: FenceNames) -> Changes:
     """Every change committed after the start mark, up to now (:func:`flush`)."""
     upto = (flush(conn),)
@@ -239,18 +217,5 @@ def read(conn: psycopg.Connection[Any], names: FenceNames) -> Changes:
     from_lsn, found = row
     counts: dict[TableName, dict[str, int]] = {}
     for qualified, action, count in found:
-        counts.setdefault(_split(qualified), {})[action] = int(count)
+        counts.setdefault(split_qualified(qualified), {})[action] = int(count)
     return Changes(from_lsn=from_lsn, to_lsn=str(upto[0]), counts=counts)
-
-
-def _split(qualified: str) -> TableName:
-    """``schema.table`` as test_decoding prints it (quote_identifier on each part)."""
-    parts = []
-    position = 0
-    for _ in range(2):
-        match = _PART.match(qualified, position)
-        assert match is not None, qualified
-        quoted, plain = match.groups()
-        parts.append(quoted.replace('""', '"') if quoted is not None else plain)
-        position = match.end() + 1  # past the dot
-    return parts[0], parts[1]

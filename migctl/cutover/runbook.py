@@ -172,6 +172,7 @@ def _run_step(session: Session, step: Step) -> MigctlError | None:
     ctx = session.ctx
     current = session.state.step(step.name)
     ctx.report = session.reporter(step.name)
+    ctx.done = {s.name: s.details for s in session.state.steps if s.status == "done"}
     started = time.monotonic()
     memo = StepMemo(before=current.before, progress=current.progress)  # earlier attempts'
     attempt = current.attempts + 1

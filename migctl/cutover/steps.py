@@ -1,4 +1,4 @@
-"""The runbook as code: the nine steps, in order, each with its gate, action, check and undo.
+"""The runbook as code: the steps, in order, each with its gate, action, check and undo.
 
 This is the list ``migctl cutover plan`` prints and ``migctl cutover`` runs
 (docs/field-notes.md, "Cutover runbook"; docs/runbook.md). The functions
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from migctl.cutover import (
+    baseline,
     fallback,
     freeze,
     marker,
@@ -35,6 +36,22 @@ STEPS: tuple[Step, ...] = (
         check_text="all of the above hold at once",
         undo_text=None,
         action=preflight.preflight,
+    ),
+    Step(
+        name="baseline",
+        title="Validation baseline",
+        gate_text="validate = incremental (else nothing to do): both sides run wal_level = "
+        "logical and the user may create a logical replication slot on each",
+        action_text="create a slot on each side, then compare every selected table in full "
+        "while the application writes; then compare again the rows changed since (lag converges)",
+        check_text="nothing is judged here: what still differs is rechecked under the freeze",
+        undo_text="drop the two slots",
+        prepare=baseline.prepare,
+        gate=baseline.gate,
+        action=baseline.take,
+        undo=baseline.drop_slots,
+        manual_undo=baseline.manual_drop_slots,
+        release=baseline.drop_slots,
     ),
     Step(
         name="freeze_writes",
@@ -70,7 +87,9 @@ STEPS: tuple[Step, ...] = (
         name="validate",
         title="Validate",
         gate_text="the source is frozen and drained",
-        action_text="migctl validate of every selected table (counts, checksums, keys)",
+        action_text="after a baseline: the rows changed on either side since it (read from "
+        "each side's WAL) and those still differing, compared again; else migctl validate of "
+        "every selected table (counts, checksums, keys)",
         check_text="no data or schema difference (sequences may be behind)",
         undo_text=None,
         action=validation.validate,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TypeVar
@@ -19,6 +19,9 @@ from typing import TypeVar
 from migctl.db import Database
 from migctl.pgnames import TableName
 from migctl.validate.catalog import Catalog, TableInfo, read_catalog
+from migctl.validate.checksum import ChecksumPlan
+from migctl.validate.keyed import TextKey, compare_keys
+from migctl.validate.narrow import Tally
 from migctl.validate.report import Progress, SequenceResult, TableResult, ValidationReport
 from migctl.validate.runner import ValidateOptions, check_options, run, select
 from migctl.validate.sequences import compare_sequences, select_sequences
@@ -85,6 +88,24 @@ class LocalExecutor:
             self._progress,
             self._clock,
         )
+
+    def compare_keys(
+        self,
+        plan: ChecksumPlan,
+        source: TableInfo,
+        target: TableInfo,
+        keys: Collection[TextKey],
+        tally: Tally,
+    ) -> None:
+        """Compare the rows of these keys (``keyed.compare_keys``), both servers at once."""
+        pair = self._thread_pair()
+        pair.source.new_snapshot()
+        pair.target.new_snapshot()
+        try:
+            compare_keys(pair, plan, source, target, keys, self.both, tally)
+        finally:
+            pair.source.new_snapshot()
+            pair.target.new_snapshot()
 
     def _thread_pair(self) -> Pair:
         pair: Pair | None = getattr(self._local, "pair", None)

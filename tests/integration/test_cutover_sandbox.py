@@ -129,7 +129,7 @@ def test_until_validate_pauses_frozen_then_rolls_back(sandbox: Sandbox) -> None:
     assert paused.returncode == 0, paused.stderr
     result = result_of(paused)
     assert result["outcome"] == "paused"
-    assert list(statuses(result).values()) == ["done"] * 4 + ["pending"] * 7
+    assert list(statuses(result).values()) == ["done"] * 5 + ["pending"] * 7
     assert result["write_freeze_open"] is True and result["write_freeze_seconds"] > 0
     assert not app_can_write(sandbox)  # frozen: the fence refuses the write
     assert dms_status(sandbox) == "running"  # replication was not touched
@@ -160,6 +160,7 @@ def test_a_validation_difference_stops_before_anything_irreversible(sandbox: San
     assert result["outcome"] == "rolled_back"
     assert statuses(result) == {
         "preflight": "done",
+        "baseline": "undone",
         "freeze_writes": "undone",
         "marker": "done",
         "validate": "failed",
@@ -373,6 +374,99 @@ def test_a_superuser_write_during_the_freeze_is_proven_and_rolls_back_naming_the
     assert dms_status(sandbox) == "running"
     assert app_can_write(sandbox)
     assert fence_left(sandbox) == (0, 0)
+
+
+def _fix_customer(sandbox: Sandbox, customer: int) -> None:
+    """Put the target's row back as the source has it (after a test planted a difference)."""
+    with sandbox.source() as src, sandbox.target() as tgt:
+        name = src.execute("SELECT name FROM customers WHERE id = %s", (customer,)).fetchone()
+        assert name is not None
+        tgt.execute("UPDATE customers SET name = %s WHERE id = %s", (name[0], customer))
+
+
+def _wait_for(conn: psycopg.Connection[Any], query: str, *params: Any) -> None:
+    deadline = time.monotonic() + 30
+    while conn.execute(query, params).fetchone() != (True,):  # type: ignore[arg-type]
+        assert time.monotonic() < deadline, query
+        time.sleep(0.05)
+
+
+def _failed_validation(proc: Any, key: int) -> dict[str, Any]:
+    assert proc.returncode == 4, proc.stderr
+    result = result_of(proc)
+    assert result["outcome"] == "rolled_back"
+    steps = statuses(result)
+    assert steps["validate"] == "failed" and steps["rollout"] == "pending"
+    assert steps["baseline"] == "undone" and steps["freeze_writes"] == "undone"
+    validate = next(s for s in result["steps"] if s["name"] == "validate")
+    assert validate["details"]["mode"] == "incremental"
+    (difference,) = validate["details"]["differences"]
+    assert (difference["table"], difference["keys"]) == ("public.customers", [[key]])
+    assert f"public.customers (mismatch: {key})" in validate["error"]
+    return validate
+
+
+def test_a_write_on_the_target_during_the_freeze_fails_the_incremental_validation(
+    sandbox: Sandbox,
+) -> None:
+    """A stray writer on the target, after the drain, on a row nobody else touches: only the
+    target's WAL shows it, and the round under the freeze reads it there."""
+    ready(sandbox)
+    journal = sandbox.journal("target-plant")
+    paused = sandbox.cutover(journal, "--until", "marker", "--yes")
+    assert paused.returncode == 0, paused.stderr
+    try:
+        with sandbox.target() as su:
+            su.execute("UPDATE customers SET name = 'planted under the freeze' WHERE id = 11")
+        resumed = sandbox.cutover(journal, "--resume", "--yes")
+    finally:
+        _fix_customer(sandbox, 11)
+    validate = _failed_validation(resumed, 11)
+    assert validate["details"]["changes_read"]["target"] >= 1
+    assert app_can_write(sandbox) and dms_status(sandbox) == "running"
+
+
+def test_a_source_change_replication_never_carries_fails_the_incremental_validation(
+    sandbox: Sandbox,
+) -> None:
+    """After the baseline, a change on the source that replication skips (its slot moved past
+    it, as a DMS that lost it would): the source's WAL has it, the round finds the row."""
+    ready(sandbox)
+    journal = sandbox.journal("source-plant")
+    paused = sandbox.cutover(journal, "--until", "baseline", "--yes")
+    assert paused.returncode == 0, paused.stderr
+    stop_traffic(sandbox.dir)  # only the planted change is skipped, no write of the writer's
+    with sandbox.target() as tgt:
+        row = tgt.execute("SELECT subname, subslotname FROM pg_subscription").fetchone()
+        assert row is not None
+        subscription, slot = row
+    with sandbox.source() as src:
+        src.execute("SET synchronous_commit = on")  # every commit so far flushed: decodable
+        lsn = src.execute("SELECT pg_logical_emit_message(true, 'test', '')").fetchone()
+        _wait_for(
+            src,
+            "SELECT confirmed_flush_lsn >= %s FROM pg_replication_slots WHERE slot_name = %s",
+            lsn[0] if lsn else None,
+            slot,
+        )  # the writer's rows arrived
+        with sandbox.target() as tgt:
+            tgt.execute(f'ALTER SUBSCRIPTION "{subscription}" DISABLE')  # type: ignore[arg-type]
+        try:
+            _wait_for(src, "SELECT NOT active FROM pg_replication_slots WHERE slot_name = %s", slot)
+            src.execute("UPDATE customers SET name = 'never replicated' WHERE id = 13")
+            src.execute(
+                "SELECT pg_replication_slot_advance(%s, pg_current_wal_insert_lsn())", (slot,)
+            )
+        finally:
+            with sandbox.target() as tgt:
+                tgt.execute(f'ALTER SUBSCRIPTION "{subscription}" ENABLE')  # type: ignore[arg-type]
+    try:
+        resumed = sandbox.cutover(journal, "--resume", "--yes")
+    finally:
+        _fix_customer(sandbox, 13)
+    validate = _failed_validation(resumed, 13)
+    assert validate["details"]["changes_read"]["source"] >= 1
+    assert app_can_write(sandbox) and dms_status(sandbox) == "running"
 
 
 @pytest.mark.parametrize("rate", [2, 20])
