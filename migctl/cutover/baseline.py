@@ -1,6 +1,9 @@
 """Step 2, baseline: validate everything before the freeze, so the freeze rechecks only changes.
 
-With ``[cutover] validate = "incremental"`` (the default), this step creates a
+First it ANALYZEs the target (DMS leaves it without planner statistics; they
+describe how the data is spread, which the last seconds of writes before the
+freeze do not change), outside the write freeze. Then, with ``[cutover]
+validate = "incremental"`` (the default), it creates a
 logical replication slot on each side (``migctl_validate_<id>``), compares
 every selected table in full while the application still writes and DMS
 replicates (``validate.incremental.begin``), then runs one round over what
@@ -17,6 +20,8 @@ step does nothing and the validate step compares everything under the freeze.
 """
 
 from __future__ import annotations
+
+import time
 
 from migctl.cutover import decoding
 from migctl.cutover.context import CutoverContext
@@ -61,9 +66,10 @@ def gate(ctx: CutoverContext, memo: StepMemo) -> Facts:
 
 
 def take(ctx: CutoverContext, memo: StepMemo) -> Facts:
+    analyzed = analyze(ctx)
     if not enabled(ctx, memo):
-        return {"mode": "full", "note": "[cutover] validate = full: everything is compared "
-                "under the freeze"}  # fmt: skip
+        return {"analyze_seconds": analyzed, "mode": "full",
+                "note": "[cutover] validate = full: everything is compared under the freeze"}  # fmt: skip
     options = validate_options(ctx)
     slot = str(memo.before.get("slot") or slot_name(ctx))
     first = incremental.begin(ctx.source, ctx.target, slot, options)
@@ -81,6 +87,7 @@ def take(ctx: CutoverContext, memo: StepMemo) -> Facts:
         {},
     )
     return {
+        "analyze_seconds": analyzed,
         "mode": INCREMENTAL,
         "tables": len(first.tables),
         "baseline_seconds": first.duration_seconds,
@@ -88,6 +95,15 @@ def take(ctx: CutoverContext, memo: StepMemo) -> Facts:
         "caught_up": round_facts(caught_up),
         "state": caught_up.state.to_dict(),
     }
+
+
+def analyze(ctx: CutoverContext) -> float:
+    """ANALYZE the target, before the freeze: DMS leaves it without planner statistics, and
+    they describe how the data is spread, which the last seconds of writes do not change."""
+    started = time.monotonic()
+    with ctx.target_conn() as conn:
+        conn.execute("ANALYZE")
+    return round(time.monotonic() - started, 3)
 
 
 def drop_slots(ctx: CutoverContext, memo: StepMemo) -> Facts:

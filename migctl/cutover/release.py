@@ -126,9 +126,11 @@ def _pick_up(ctx: CutoverContext, memo: StepMemo, current: str) -> Facts:
 def _note(ctx: CutoverContext, step: RolloutStep) -> None:
     """A rollout event to the journal; the bake's start and end as the step's progress."""
     details: dict[str, Any] = {"rollout_event": step.event}
-    if step.event == "bake":
+    if step.event == "bake":  # the deployment completed: the new image serves
+        now = dt.datetime.now(dt.UTC).isoformat()
         details["progress"] = {
-            "bake_started_at": dt.datetime.now(dt.UTC).isoformat(),
+            "live_at": now,
+            "bake_started_at": now,
             "bake_seconds": step.details.get("seconds"),
         }
     elif step.event == "completed":

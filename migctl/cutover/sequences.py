@@ -2,8 +2,7 @@
 
 Each target sequence is set to ``max(source last value, max(owning column))
 + margin`` (``[cutover] sequence_margin``; descending sequences the other
-way), then the target is ANALYZEd (DMS leaves it without statistics). It
-never moves a sequence back: one already at or past that value stays, so
+way). It never moves a sequence back: one already at or past that value stays, so
 running the step twice adds the margin once. The check is validate's own
 sequence comparison: no target sequence may be behind or missing.
 
@@ -96,8 +95,6 @@ def move(ctx: CutoverContext, *, reverse: bool = False) -> Facts:
             name = sql.Identifier(info.schema, info.name).as_string(conn)
             conn.execute("SELECT setval(%s::regclass, %s, true)", (name, wanted))
             synced.append({"sequence": result.sequence, "from": have, "to": wanted})
-        if not reverse:  # DMS left the target without statistics
-            conn.execute("ANALYZE")
     if synced:
         ctx.report(f"set {len(synced)} {moved} sequence(s) to their high-water mark + {margin}", {})
     return {"margin": margin, "sequences": len(pairs), "synced": synced}

@@ -82,8 +82,9 @@ class CutoverState:
     def write_freeze(self, now: dt.datetime) -> tuple[float | None, bool]:
         """Seconds the source was frozen (the downtime the business sees), and whether it still is.
 
-        It starts when the freeze took effect and ends when the new image is
-        live on the target (the rollout step is done) or the freeze was undone.
+        It starts when the freeze took effect and ends when the new image serves from the
+        target: its deployment completed (the bake then runs with customers paying), or, with
+        no bake, the rollout step is done; or when the freeze was undone.
         """
         if "freeze_writes" not in self.step_names:
             return None, False
@@ -94,8 +95,9 @@ class CutoverState:
         if not start:
             return None, False
         end = None
-        if "rollout" in self.step_names and self.step("rollout").completed:
-            end = self.step("rollout").finished_at  # from then on the target takes the writes
+        rollout = self.step("rollout") if "rollout" in self.step_names else None
+        if rollout is not None and rollout.completed:  # from then on the target takes writes
+            end = rollout.progress.get("live_at") or rollout.finished_at
         elif freeze.status == "undone":
             end = freeze.undone_at
         stop = _parse(end) if end else now

@@ -42,8 +42,9 @@ STEPS: tuple[Step, ...] = (
         title="Validation baseline",
         gate_text="validate = incremental (else nothing to do): both sides run wal_level = "
         "logical and the user may create a logical replication slot on each",
-        action_text="create a slot on each side, then compare every selected table in full "
-        "while the application writes; then compare again the rows changed since (lag converges)",
+        action_text="ANALYZE the target; with validate = incremental, create a slot on each "
+        "side, then compare every selected table in full while the application writes, then "
+        "compare again the rows changed since (lag converges)",
         check_text="nothing is judged here: what still differs is rechecked under the freeze",
         undo_text="drop the two slots",
         prepare=baseline.prepare,
@@ -112,7 +113,7 @@ STEPS: tuple[Step, ...] = (
         title="Sync sequences",
         gate_text="replication is stopped",
         action_text="setval every target sequence to max(source last value, max(column)) + "
-        "[cutover] sequence_margin; ANALYZE the target",
+        "[cutover] sequence_margin",
         check_text="no target sequence is behind the source",
         undo_text=None,
         action=sequences.sync,

@@ -10,6 +10,7 @@ then the same cutover killed with SIGKILL at every step boundary.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import signal
 import time
@@ -226,6 +227,18 @@ def test_full_cutover_refuses_a_second_one_then_rolls_back(sandbox: Sandbox) -> 
     assert result["outcome"] == "completed"
     assert set(statuses(result).values()) == {"done"}
     assert result["write_freeze_open"] is False and 0 < result["write_freeze_seconds"] < 120
+    # The window ends when the new image serves (its deployment completed), not after the
+    # 5 s bake: from the freeze to live_at, to the millisecond.
+    steps = {s["name"]: s for s in result["steps"]}
+    live_at = next(
+        r["details"]["progress"]["live_at"]
+        for r in records(journal)
+        if r.get("step") == "rollout" and "live_at" in (r.get("details") or {}).get("progress", {})
+    )
+    frozen_at = dt.datetime.fromisoformat(steps["freeze_writes"]["details"]["frozen_at"])
+    window = (dt.datetime.fromisoformat(live_at) - frozen_at).total_seconds()
+    assert abs(result["write_freeze_seconds"] - window) < 0.002
+    assert steps["rollout"]["duration_seconds"] > 5  # the bake, after the window
 
     validate = run(sandbox.env, "validate")
     assert validate.returncode == 0, validate.stdout  # target equals source, sequences ahead

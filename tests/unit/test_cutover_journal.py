@@ -162,6 +162,13 @@ def test_the_write_freeze_ends_when_the_target_takes_writes_or_the_source_is_unf
     }
     assert replay([*base, rolled_out, undone], STEP_NAMES).write_freeze(now) == (90.0, False)
     assert replay([*base, undone], STEP_NAMES).write_freeze(now) == (300.0, False)
+    # The deployment completed at 00:00:40 and the bake ran 50 s more with customers paying.
+    live = record(
+        "note", step="rollout", details={"progress": {"live_at": "2025-01-01T00:00:40+00:00"}}
+    )
+    assert replay([*base, live, rolled_out], STEP_NAMES).write_freeze(now) == (40.0, False)
+    failed = {**rolled_out, "status": "failed"}  # the bake failed: frozen until the undo
+    assert replay([*base, live, failed, undone], STEP_NAMES).write_freeze(now) == (300.0, False)
 
 
 @pytest.mark.parametrize(
