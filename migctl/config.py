@@ -142,6 +142,12 @@ class CutoverSettings:
 
 
 @dataclass(frozen=True)
+class SandboxSettings:
+    # How long the emulated ECS takes to start a deployment's tasks and see them healthy
+    task_start_seconds: float = bounded(2.0, at_least=0)
+
+
+@dataclass(frozen=True)
 class PulumiSettings:
     backend: str | None = None
     secrets_provider: str | None = None
@@ -161,6 +167,7 @@ class Settings:
     ecs: EcsSettings = field(default_factory=EcsSettings)
     cutover: CutoverSettings = field(default_factory=CutoverSettings)
     pulumi: PulumiSettings = field(default_factory=PulumiSettings)
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
     # Not from the file: where it came from, and the global flags.
     config_path: Path | None = None
     output: OutputFormat = "table"

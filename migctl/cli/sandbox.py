@@ -44,16 +44,23 @@ def up(
 
     Source and target PostgreSQL clusters, a local AWS endpoint preloaded with
     what infra_pulumi creates, and a controller that turns DMS into real
-    logical replication and moves ECS deployments. Exit 3 when the
-    PostgreSQL binaries are missing.
+    logical replication and moves ECS deployments (each takes [sandbox]
+    task_start_seconds). Exit 3 when the PostgreSQL binaries are missing.
 
     Example: migctl sandbox up --rows 100000 --traffic
     """
     from migctl.render.sandbox import render_up
     from migctl.sandbox.bootstrap import up as sandbox_up
 
-    out = state(ctx).out
-    result = sandbox_up(directory, rows=rows, traffic=traffic, progress=out.note)
+    app_state = state(ctx)
+    out = app_state.out
+    result = sandbox_up(
+        directory,
+        rows=rows,
+        traffic=traffic,
+        progress=out.note,
+        task_start_seconds=app_state.settings.sandbox.task_start_seconds,
+    )
     render_up(out, result)
 
 

@@ -48,12 +48,19 @@ class SandboxUp:
     traffic_pid: int | None
 
 
-def up(directory: Path, *, rows: int, traffic: bool, progress: env.Progress) -> SandboxUp:
+def up(
+    directory: Path,
+    *,
+    rows: int,
+    traffic: bool,
+    progress: env.Progress,
+    task_start_seconds: float = 2.0,
+) -> SandboxUp:
     """Start everything; on any failure stop what did start and re-raise."""
     directory = directory.resolve()
     env.ensure_free(directory)
     (directory / "logs").mkdir(parents=True, exist_ok=True)
-    state = env.SandboxState(dir=str(directory), rows=rows)
+    state = env.SandboxState(dir=str(directory), rows=rows, task_start_seconds=task_start_seconds)
     state.save()
     try:
         source = env.start_postgres(state, "source", SOURCE_SETTINGS, progress)

@@ -256,7 +256,7 @@ class Controller:
                     age = (
                         dt.datetime.now(dt.UTC) - _aware(deployment["createdAt"])
                     ).total_seconds()
-                    if age < DEPLOY_SECONDS:
+                    if age < self._sandbox().get("task_start_seconds", DEPLOY_SECONDS):
                         continue
                     driver = MotoEcsService(
                         service.cluster_name, service.name, account_id=account, region=self.region
@@ -300,13 +300,18 @@ class Controller:
             self._writer.start()
             log.info("the application on ECS writes to %s", conninfo_to_dict(dsn).get("port"))
 
-    def _traffic_on(self) -> bool:
+    def _sandbox(self) -> dict[str, Any]:
+        """sandbox.json as it is now (empty without one): traffic and task start change in it."""
         if self.sandbox_dir is None:
-            return False
+            return {}
         try:
             state = json.loads((Path(self.sandbox_dir) / "sandbox.json").read_text())
         except (OSError, ValueError):
-            return False
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    def _traffic_on(self) -> bool:
+        state = self._sandbox()
         return "traffic" in state.get("processes", {}) and bool(state.get("ecs_writer", True))
 
 

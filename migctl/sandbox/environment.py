@@ -60,6 +60,7 @@ class SandboxState:
     aws_url: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
     ecs_writer: bool = True  # with traffic on, the controller plays the application on ECS
+    task_start_seconds: float = 2.0  # the emulated ECS's time to start a deployment's tasks
 
     @property
     def path(self) -> Path:

@@ -86,3 +86,25 @@ def test_uninstall_restores_moto(patched_moto: None) -> None:
         assert len(answer["service"]["deployments"]) == 1  # moto's own behaviour
     finally:
         moto_ecs.install()
+
+
+def test_the_sandbox_controller_starts_tasks_in_task_start_seconds(
+    world: World, tmp_path: Any
+) -> None:
+    """[sandbox] task_start_seconds, as sandbox.json holds it now: a deployment younger than
+    that stays IN_PROGRESS, an older one completes."""
+    import json
+
+    from migctl.sandbox.controller import Controller
+
+    world.ecs.register_task_definition(
+        family=FAMILY, containerDefinitions=[{"name": "app", "image": "x:2", "memory": 512}]
+    )
+    world.ecs.update_service(cluster=CLUSTER, service=SERVICE, taskDefinition=f"{FAMILY}:2")
+    controller = Controller("host=127.0.0.1", "host=127.0.0.1", sandbox_dir=str(tmp_path))
+    (tmp_path / "sandbox.json").write_text(json.dumps({"task_start_seconds": 60}))
+    controller._tick_ecs()
+    assert world.control.deployment()["rolloutState"] == "IN_PROGRESS"
+    (tmp_path / "sandbox.json").write_text(json.dumps({"task_start_seconds": 0}))
+    controller._tick_ecs()
+    assert world.control.deployment()["rolloutState"] == "COMPLETED"
