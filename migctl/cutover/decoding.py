@@ -58,7 +58,8 @@ _SLOTS_SQL = r"""
 SELECT slot_name, active, plugin,
        pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint
 FROM pg_replication_slots
-WHERE database = current_database() AND slot_name LIKE 'migctl\_fence\_%%'
+WHERE database = current_database()
+  AND (slot_name LIKE 'migctl\_fence\_%%' OR slot_name LIKE 'migctl\_validate\_%%')
 ORDER BY 1
 """
 _PRIVILEGES_SQL = """

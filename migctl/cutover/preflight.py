@@ -119,17 +119,26 @@ def preflight(ctx: CutoverContext, _memo: StepMemo) -> Facts:
 
 
 def _leftover_slots(ctx: CutoverContext) -> list[dict[str, Any]]:
-    with ctx.source_conn() as conn:
-        found = decoding.slots(conn)
-    for slot in found:
-        ctx.report(
-            f"an earlier cutover left {slot.show()} on the source; once that cutover is over, "
-            f"drop it: SELECT pg_drop_replication_slot('{slot.name}')",
-            {"warning": True},
-        )
-    return [
-        {"slot": s.name, "retained_wal_bytes": s.retained_bytes, "active": s.active} for s in found
-    ]
+    """Slots an earlier cutover's freeze or baseline left behind: they hold WAL."""
+    found = []
+    for side, connect in (("source", ctx.source_conn), ("target", ctx.target_conn)):
+        with connect() as conn:
+            slots = decoding.slots(conn)
+        for slot in slots:
+            ctx.report(
+                f"an earlier cutover left {slot.show()} on the {side}; once that cutover is "
+                f"over, drop it: SELECT pg_drop_replication_slot('{slot.name}')",
+                {"warning": True},
+            )
+            found.append(
+                {
+                    "side": side,
+                    "slot": slot.name,
+                    "retained_wal_bytes": slot.retained_bytes,
+                    "active": slot.active,
+                }
+            )
+    return found
 
 
 def latency_held(

@@ -539,3 +539,47 @@ def test_the_marker_table_is_created_where_missing_and_a_marker_that_never_arriv
             "SELECT id::text, cutover_id, source_lsn IS NOT NULL FROM migctl.cutover_marker"
         ).fetchone()
     assert row == (failed.value.details["marker_id"], ctx.cutover_id, True)
+
+
+def test_the_baseline_step_leaves_its_slots_to_the_state_and_its_undo_drops_them(
+    pg_pair: Any,
+) -> None:
+    """Step 2 on real clusters: ANALYZE, a slot on each side, the catch-up round's state in its
+    facts; a slot left behind is reported by a later preflight, on its side; the undo drops
+    both."""
+    from migctl.cutover import baseline, preflight
+
+    pg_pair.execute_both("CREATE TABLE pay (id int PRIMARY KEY, v text)")
+    with pg_pair.source_conn() as conn:
+        conn.execute("INSERT INTO pay VALUES (1, 'lag')")  # replication has not carried it yet
+    ctx = context(pg_pair)
+    before = baseline.prepare(ctx, StepMemo())
+    assert before == {"validate": "incremental", "slot": baseline.slot_name(ctx)}
+    memo = StepMemo(before)
+    baseline.gate(ctx, memo)
+    facts = baseline.take(ctx, memo)
+    assert facts["mode"] == "incremental" and facts["differing_at_baseline"] == 1
+    assert facts["state"]["pending"] == {"public.pay": [["1"]]}
+    with pg_pair.target_conn() as conn:
+        analyzed = conn.execute(
+            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'pay'"
+        ).fetchone()
+    assert analyzed == (True,)
+    later = context(pg_pair)
+    assert [(s["side"], s["slot"]) for s in preflight._leftover_slots(later)] == [
+        ("source", before["slot"]),
+        ("target", before["slot"]),
+    ]
+    assert baseline.drop_slots(ctx, memo) == {"slots_dropped": {"source": True, "target": True}}
+    assert preflight._leftover_slots(later) == []
+
+
+def test_with_validate_full_the_baseline_only_analyzes(pg_pair: Any) -> None:
+    from migctl.cutover import baseline
+
+    pg_pair.execute_both("CREATE TABLE pay (id int PRIMARY KEY)")
+    ctx = context(pg_pair, validate="full")
+    memo = StepMemo(baseline.prepare(ctx, StepMemo()))
+    facts = baseline.take(ctx, memo)
+    assert facts["mode"] == "full" and "state" not in facts
+    assert baseline.drop_slots(ctx, memo) == {"slots_dropped": {"source": False, "target": False}}
