@@ -53,8 +53,9 @@ from migctl.validate.hashing import choose_algorithm
 from migctl.validate.local import LocalExecutor
 from migctl.validate.local import validate as full_validation
 from migctl.validate.narrow import Tally
-from migctl.validate.report import Key, TableResult, ValidationReport
+from migctl.validate.report import TableResult, ValidationReport
 from migctl.validate.runner import ValidateOptions, check_options, select
+from migctl.validate.table import table_result
 
 SIDES = ("source", "target")
 PENDING_KEYS = 20_000  # differing keys kept per table; more, and the table is read in full again
@@ -250,25 +251,7 @@ def _keyed(
     tally = Tally(max(max_keys, PENDING_KEYS))
     if keys:
         executor.compare_keys(table_plan.plan, source, target, keys, tally)
-    same = tally.total == 0 and not table_plan.schema_differences
-    return TableResult(
-        name=name,
-        status="match" if same else "mismatch",
-        missing_in_target_count=tally.missing_in_target_count,
-        missing_in_source_count=tally.missing_in_source_count,
-        changed_count=tally.changed_count,
-        missing_in_target=_keys(tally.missing_in_target),
-        missing_in_source=_keys(tally.missing_in_source),
-        changed=_keys(tally.changed),
-        equal_by_value_count=tally.equal_by_value_count,
-        schema_differences=table_plan.schema_differences,
-        method=table_plan.method,
-        key_columns=table_plan.plan.key,
-    )
-
-
-def _keys(keys: list[Key]) -> tuple[Key, ...]:
-    return tuple(sorted(keys, key=lambda k: tuple(str(v) for v in k)))
+    return table_result(name, table_plan, tally, source_rows=None, target_rows=None)
 
 
 def _why_whole(

@@ -253,12 +253,13 @@ def table_result(
     table_plan: TablePlan,
     tally: Tally,
     *,
-    source_rows: int,
-    target_rows: int,
-    chunks: int,
-    differing_chunks: int,
+    source_rows: int | None,
+    target_rows: int | None,
+    chunks: int = 0,
+    differing_chunks: int = 0,
 ) -> TableResult:
-    """The verdict on one table, from its plan and the differences found (local or fanned out)."""
+    """The verdict on one table, from its plan and the differences found (local, fanned out,
+    or a round of incremental validation, which counts no rows: None)."""
     same = tally.total == 0 and source_rows == target_rows
     return TableResult(
         name=name,
