@@ -154,10 +154,55 @@ def _setup_logging(verbose: int) -> None:
         root_logger.setLevel(logging.DEBUG)
 
 
+#: The global options (the root callback's), and whether each takes a value. No command
+#: defines an option of these names, so one given after the command is moved before it.
+GLOBAL_OPTIONS = {
+    "--config": True,
+    "--output": True,
+    "-o": True,
+    "--profile": True,
+    "--region": True,
+    "--verbose": False,
+    "-v": False,
+    "-vv": False,
+}
+
+
+def hoist_globals(args: Sequence[str]) -> list[str]:
+    """``migctl validate -o json`` as ``migctl -o json validate``: global options given after
+    the command (as with aws, kubectl and gh) move in front of it; nothing after ``--``."""
+    first = 0
+    while first < len(args) and args[first].startswith("-"):  # the options before the command
+        takes_value = GLOBAL_OPTIONS.get(args[first]) is True
+        first += 2 if takes_value else 1
+    if first >= len(args):
+        return list(args)
+    front, rest, moved = list(args[:first]), [], []
+    i = first
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        name, eq, _ = arg.partition("=")
+        takes = GLOBAL_OPTIONS.get(name)
+        if takes is None and arg.startswith("-o") and len(arg) > 2 and not arg.startswith("--"):
+            moved.append(arg)  # -ojson
+        elif takes is None or (eq and not takes):
+            rest.append(arg)
+        elif takes and not eq:
+            moved.extend(args[i : i + 2])
+            i += 1
+        else:
+            moved.append(arg)
+        i += 1
+    return [*front, *moved, *rest]
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the app and return the exit code; errors become one line on stderr."""
     command = typer.main.get_command(app)
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = hoist_globals(sys.argv[1:] if argv is None else argv)
     verbose = sum(a in ("-v", "--verbose") for a in args) + 2 * sum(a == "-vv" for a in args)
     # SIGTERM (a runbook's timeout, kill, systemd) is handled as Ctrl-C: every command that
     # says where things stand when interrupted says it then too, instead of dying silently.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,3 +146,69 @@ def test_the_console_script_exits_with_the_documented_code() -> None:
     )
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith("migctl: error:")
+
+
+@pytest.mark.parametrize(
+    ("given", "parsed"),
+    [
+        (["validate", "-o", "json"], ["-o", "json", "validate"]),
+        (["--config", "x.toml", "validate", "-o", "json"], ["--config", "x.toml", "-o", "json", "validate"]),
+        (["dms", "status", "--profile", "prod"], ["--profile", "prod", "dms", "status"]),
+        (["validate", "--output=json", "--jobs", "2"], ["--output=json", "validate", "--jobs", "2"]),
+        (["validate", "-ojson", "-vv"], ["-ojson", "-vv", "validate"]),
+        (["cutover", "--", "-o"], ["cutover", "--", "-o"]),
+        (["--version"], ["--version"]),
+    ],
+)  # fmt: skip
+def test_global_options_after_the_command_move_before_it(
+    given: list[str], parsed: list[str]
+) -> None:
+    from migctl.cli import hoist_globals
+
+    assert hoist_globals(given) == parsed
+
+
+def _examples() -> list[tuple[str, list[str]]]:
+    """Every ``Example:`` line of every command's help, as migctl would parse its argv."""
+    import shlex
+
+    import typer
+
+    from migctl.cli import app, hoist_globals
+
+    root = typer.main.get_command(app)
+    ctx = root.make_context("migctl", ["--help"], resilient_parsing=True)
+    found = []
+    pending: list[tuple[str, Any]] = [("migctl", root)]
+    while pending:
+        path, command = pending.pop()
+        for line in (command.help or "").splitlines():
+            if "Example:" in line:
+                words = shlex.split(line.split("Example:", 1)[1])
+                assert words[0] == "migctl", line
+                found.append((path, hoist_globals(words[1:])))
+        if hasattr(command, "list_commands"):
+            for name in command.list_commands(ctx):
+                pending.append((f"{path} {name}", command.get_command(ctx, name)))
+    return found
+
+
+def test_every_example_in_the_help_parses_as_written() -> None:
+    """Options, values and sub-commands of each Example line parse (no usage error, exit 2)."""
+    import typer
+
+    from migctl.cli import app
+
+    examples = _examples()
+    assert len(examples) >= 28, examples  # every command has one
+    root = typer.main.get_command(app)
+    for path, args in examples:
+        ctx = root.make_context("migctl", list(args))
+        command: Any = root
+        rest = [*ctx._protected_args, *ctx.args]
+        while hasattr(command, "resolve_command") and rest:
+            name, command, rest = command.resolve_command(ctx, rest)
+            ctx = command.make_context(name, rest, parent=ctx)
+            rest = [*ctx._protected_args, *ctx.args] if hasattr(command, "resolve_command") else []
+        assert not hasattr(command, "resolve_command") or not rest, (path, args)
+        assert path.endswith(ctx.info_name or ""), (path, args)
