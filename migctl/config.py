@@ -19,6 +19,7 @@ from: the file, the environment or the flag.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tomllib
 import types
@@ -143,6 +144,7 @@ class CutoverSettings:
 
 @dataclass(frozen=True)
 class SandboxSettings:
+    dir: str = ".migctl/sandbox"  # where `migctl sandbox` commands find it (sandbox.env sets it)
     # How long the emulated ECS takes to start a deployment's tasks and see them healthy
     task_start_seconds: float = bounded(2.0, at_least=0)
 
@@ -204,6 +206,7 @@ def load_settings(
     """Build Settings from the file, the environment and the global flags."""
     env = os.environ if environ is None else environ
     path = _find_config(config, env, cwd or Path.cwd())
+    logging.getLogger("migctl").info("config: %s", path or "none found (defaults)")
     raw = _read_toml(path) if path else {}
     data = _merge_env(raw, env)
     tables: dict[str, Any] = {}
@@ -234,8 +237,11 @@ def _find_config(config: Path | None, env: Mapping[str, str], cwd: Path) -> Path
         if not config.is_file():
             raise ConfigError(f"config file not found: {config}")
         return config.resolve()
-    default = cwd / DEFAULT_CONFIG_NAME
-    return default.resolve() if default.is_file() else None
+    for folder in (cwd, *cwd.resolve().parents):  # the nearest, as git finds .git
+        found = folder / DEFAULT_CONFIG_NAME
+        if found.is_file():
+            return found.resolve()
+    return None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -106,7 +106,9 @@ def root(
     config: Annotated[
         Path | None,
         typer.Option(
-            "--config", help="Path to migctl.toml [env MIGCTL_CONFIG; default ./migctl.toml]."
+            "--config",
+            help="Path to migctl.toml [env MIGCTL_CONFIG; default: the nearest migctl.toml "
+            "from the current folder up].",
         ),
     ] = None,
     output: Annotated[
@@ -177,7 +179,7 @@ def hoist_globals(args: Sequence[str]) -> list[str]:
         first += 2 if takes_value else 1
     if first >= len(args):
         return list(args)
-    front, rest, moved = list(args[:first]), [], []
+    front, rest, moved = list(args[:first]), list[str](), list[str]()
     i = first
     while i < len(args):
         arg = args[i]

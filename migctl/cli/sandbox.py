@@ -21,8 +21,18 @@ fault_app = typer.Typer(name="fault", help="Inject faults into the sandbox.", no
 sandbox_app.add_typer(traffic_app)
 sandbox_app.add_typer(fault_app)
 
-DirOption = Annotated[Path, typer.Option("--dir", help="Where the sandbox lives.")]
-DEFAULT_DIR = Path(".migctl/sandbox")
+DirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--dir",
+        help="Where the sandbox lives [env MIGCTL_SANDBOX_DIR, which sandbox.env sets; config "
+        "sandbox.dir; default .migctl/sandbox].",
+    ),
+]
+
+
+def _dir(ctx: typer.Context, directory: Path | None) -> Path:
+    return (directory or Path(state(ctx).settings.sandbox.dir)).resolve()
 
 
 def register(app: typer.Typer) -> None:
@@ -35,7 +45,7 @@ def up(
     rows: Annotated[
         int, typer.Option("--rows", min=10, help="Payments to seed on the source.")
     ] = 100_000,
-    directory: DirOption = DEFAULT_DIR,
+    directory: DirOption = None,
     traffic: Annotated[
         bool, typer.Option("--traffic", help="Keep writing payments so CDC has work.")
     ] = False,
@@ -55,7 +65,7 @@ def up(
     app_state = state(ctx)
     out = app_state.out
     result = sandbox_up(
-        directory,
+        _dir(ctx, directory),
         rows=rows,
         traffic=traffic,
         progress=out.note,
@@ -65,7 +75,7 @@ def up(
 
 
 @sandbox_app.command("status")
-def status(ctx: typer.Context, directory: DirOption = DEFAULT_DIR) -> None:
+def status(ctx: typer.Context, directory: DirOption = None) -> None:
     """Report what runs and where. Exit 0 when every process runs, 1 otherwise.
 
     Example: migctl sandbox status --output json
@@ -73,7 +83,7 @@ def status(ctx: typer.Context, directory: DirOption = DEFAULT_DIR) -> None:
     from migctl.render.sandbox import render_status
     from migctl.sandbox.environment import status as sandbox_status
 
-    result = sandbox_status(directory.resolve())
+    result = sandbox_status(_dir(ctx, directory))
     render_status(state(ctx).out, result)
     raise typer.Exit(0 if result.healthy else 1)
 
@@ -81,7 +91,7 @@ def status(ctx: typer.Context, directory: DirOption = DEFAULT_DIR) -> None:
 @sandbox_app.command("down")
 def down(
     ctx: typer.Context,
-    directory: DirOption = DEFAULT_DIR,
+    directory: DirOption = None,
     keep: Annotated[bool, typer.Option("--keep", help="Keep the folder (data, logs).")] = False,
 ) -> None:
     """Stop exactly the recorded processes and remove the folder; also cleans up after a crash.
@@ -91,13 +101,13 @@ def down(
     from migctl.render.sandbox import render_down
     from migctl.sandbox.environment import down as sandbox_down
 
-    render_down(state(ctx).out, sandbox_down(directory.resolve(), keep=keep))
+    render_down(state(ctx).out, sandbox_down(_dir(ctx, directory), keep=keep))
 
 
 @traffic_app.command("start")
 def traffic_start(
     ctx: typer.Context,
-    directory: DirOption = DEFAULT_DIR,
+    directory: DirOption = None,
     ecs: Annotated[
         bool,
         typer.Option(
@@ -119,19 +129,19 @@ def traffic_start(
     """
     from migctl.sandbox.environment import start_traffic
 
-    record = start_traffic(directory.resolve(), ecs=ecs)
+    record = start_traffic(_dir(ctx, directory), ecs=ecs)
     _say(ctx, {"traffic": "started", "pid": record.pid}, f"traffic started (pid {record.pid})")
 
 
 @traffic_app.command("stop")
-def traffic_stop(ctx: typer.Context, directory: DirOption = DEFAULT_DIR) -> None:
+def traffic_stop(ctx: typer.Context, directory: DirOption = None) -> None:
     """Stop the applications' writers (the one on ECS within a second).
 
     Example: migctl sandbox traffic stop
     """
     from migctl.sandbox.environment import stop_traffic
 
-    was_running = stop_traffic(directory.resolve())
+    was_running = stop_traffic(_dir(ctx, directory))
     _say(
         ctx,
         {"traffic": "stopped", "was_running": was_running},
@@ -140,26 +150,26 @@ def traffic_stop(ctx: typer.Context, directory: DirOption = DEFAULT_DIR) -> None
 
 
 @fault_app.command("alarm")
-def fault_alarm(ctx: typer.Context, name: str, directory: DirOption = DEFAULT_DIR) -> None:
+def fault_alarm(ctx: typer.Context, name: str, directory: DirOption = None) -> None:
     """Put one alarm into ALARM.
 
     Example: migctl sandbox fault alarm payments-sandbox-alb-5xx
     """
     from migctl.sandbox.environment import set_alarm
 
-    set_alarm(directory.resolve(), name, "ALARM", "sandbox: fault injected")
+    set_alarm(_dir(ctx, directory), name, "ALARM", "sandbox: fault injected")
     _say(ctx, {"alarm": name, "state": "ALARM"}, f"{name} -> ALARM")
 
 
 @fault_app.command("clear")
-def fault_clear(ctx: typer.Context, directory: DirOption = DEFAULT_DIR) -> None:
+def fault_clear(ctx: typer.Context, directory: DirOption = None) -> None:
     """Set every gate alarm of the sandbox back to OK.
 
     Example: migctl sandbox fault clear
     """
     from migctl.sandbox.environment import clear_faults
 
-    names = clear_faults(directory.resolve())
+    names = clear_faults(_dir(ctx, directory))
     _say(ctx, {"cleared": names}, f"{len(names)} alarm(s) -> OK")
 
 

@@ -79,8 +79,12 @@ def render_down(out: Output, report: DownReport) -> None:
                 "stopped": list(report.stopped),
                 "already_gone": list(report.already_gone),
                 "removed": report.removed,
+                "exists": report.exists,
             }
         )
+        return
+    if not report.exists:
+        out.out.print(f"no sandbox in {plain(report.dir)}: nothing to stop")
         return
     stopped = ", ".join(report.stopped) or "nothing"
     out.out.print(f"sandbox down: stopped {stopped}")

@@ -187,7 +187,12 @@ reverse_role = "{REVERSE_ROLE}"
 """
     )
     env_file = directory / "sandbox.env"
-    lines = {**env.AWS_ENV, "AWS_ENDPOINT_URL": state.aws_url, "MIGCTL_CONFIG": str(config)}
+    lines = {
+        **env.AWS_ENV,
+        "AWS_ENDPOINT_URL": state.aws_url,
+        "MIGCTL_CONFIG": str(config),
+        "MIGCTL_SANDBOX_DIR": str(directory),
+    }
     # KEY=value lines: `set -a; . sandbox.env; set +a` exports them in a shell.
     env_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
     cache = directory / ".migctl" / f"outputs-{preload.ENV}.json"

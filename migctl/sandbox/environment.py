@@ -119,6 +119,7 @@ class DownReport:
     stopped: tuple[str, ...]
     already_gone: tuple[str, ...]
     removed: bool
+    exists: bool = True  # False: there was no such folder, nothing to stop
 
 
 def is_alive(record: ProcessRecord) -> bool:
@@ -173,6 +174,10 @@ def status(directory: Path) -> SandboxStatus:
 
 def down(directory: Path, *, keep: bool = False) -> DownReport:
     """Stop exactly the recorded processes (PostgreSQL last), then remove the folder unless ``keep``."""
+    if not directory.exists():
+        return DownReport(
+            dir=str(directory), stopped=(), already_gone=(), removed=False, exists=False
+        )
     state = SandboxState.load(directory)
     stopped: list[str] = []
     gone: list[str] = []
@@ -260,7 +265,18 @@ class _EndpointSession:
 
 
 def set_alarm(directory: Path, name: str, state_value: str, reason: str) -> None:
+    """Set one alarm's state; UsageError (exit 2) naming the alarms there are when it is none."""
     cw = aws_session(_require(directory)).client("cloudwatch")
+    found = cw.describe_alarms(AlarmNames=[name])
+    if not found["MetricAlarms"] and not found["CompositeAlarms"]:
+        known = sorted(
+            alarm["AlarmName"]
+            for page in cw.get_paginator("describe_alarms").paginate()
+            for alarm in page["MetricAlarms"]
+        )
+        raise UsageError(
+            f"no alarm named {name!r} in the sandbox", hint=f"its alarms: {', '.join(known)}"
+        )
     cw.set_alarm_state(AlarmName=name, StateValue=state_value, StateReason=reason)
 
 

@@ -125,6 +125,26 @@ def test_every_command_finds_the_sandbox_from_its_config(
     assert {"payments-sandbox-healthy-hosts", "payments-sandbox-alb-5xx"} <= names
 
 
+def test_after_sourcing_sandbox_env_every_sandbox_command_finds_it_without_dir(
+    sandbox: tuple[Path, dict[str, str], SandboxState],
+) -> None:
+    directory, env, _ = sandbox
+    assert Path(env["MIGCTL_SANDBOX_DIR"]) == directory.resolve()
+    status = migctl(env, "--output", "json", "sandbox", "status")  # run from elsewhere
+    assert status.returncode == 0, status.stderr
+    assert Path(json.loads(status.stdout)["dir"]) == directory.resolve()
+
+
+def test_a_fault_on_an_alarm_that_does_not_exist_is_exit_2_naming_those_that_do(
+    sandbox: tuple[Path, dict[str, str], SandboxState],
+) -> None:
+    _, env, _ = sandbox
+    result = migctl(env, "sandbox", "fault", "alarm", "NO-SUCH")
+    assert result.returncode == 2, result.stderr
+    assert "no alarm named 'NO-SUCH'" in result.stderr
+    assert "payments-sandbox-alb-5xx" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_replication_carries_traffic_then_validate_matches(
     sandbox: tuple[Path, dict[str, str], SandboxState],
 ) -> None:

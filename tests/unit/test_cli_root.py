@@ -212,3 +212,12 @@ def test_every_example_in_the_help_parses_as_written() -> None:
             rest = [*ctx._protected_args, *ctx.args] if hasattr(command, "resolve_command") else []
         assert not hasattr(command, "resolve_command") or not rest, (path, args)
         assert path.endswith(ctx.info_name or ""), (path, args)
+
+
+def test_sandbox_down_on_a_folder_that_does_not_exist_says_so(cli: Cli, tmp_path: Path) -> None:
+    missing = tmp_path / "nothing-here"
+    result = cli("sandbox", "down", "--dir", str(missing))
+    assert result.code == 0, result.stderr
+    assert "".join(result.stdout.split()) == f"nosandboxin{missing}:nothingtostop"
+    payload = cli("-o", "json", "sandbox", "down", "--dir", str(missing)).json()
+    assert payload["exists"] is False and payload["stopped"] == []

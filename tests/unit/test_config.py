@@ -10,6 +10,7 @@ import pytest
 
 from migctl.config import TABLES, Settings, load_settings
 from migctl.errors import ConfigError
+from tests.cli_support import Cli
 
 SKELETON = """
 [project]
@@ -190,3 +191,20 @@ def test_a_flag_and_its_key_share_one_range() -> None:
 
     assert at_least("validate", "jobs") == 1 and at_least("dms", "stable_for") == 1
     assert at_least("validate", "max_keys") == 0 and at_least("ecs", "interval_seconds") is None
+
+
+def test_the_nearest_migctl_toml_above_the_folder_is_used(tmp_path: Path) -> None:
+    """As git finds .git: a command run in a subfolder of the project uses its config."""
+    path = write(tmp_path, '[project]\nenvironment = "staging"\n')
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    settings = load_settings(None, environ={}, cwd=deep)
+    assert settings.config_path == path.resolve() and settings.project.environment == "staging"
+    write(tmp_path / "a", '[project]\nenvironment = "nearer"\n')
+    assert load_settings(None, environ={}, cwd=deep).project.environment == "nearer"
+
+
+def test_v_says_which_config_is_used(cli: Cli, tmp_path: Path) -> None:
+    write(tmp_path, '[project]\nenvironment = "staging"\n')
+    result = cli("-v", "cutover", "plan")
+    assert f"config: {(tmp_path / 'migctl.toml').resolve()}" in result.stderr
