@@ -40,6 +40,7 @@ from migctl.cutover.result import CutoverResult, RunOptions
 from migctl.cutover.rollback import roll_back, to_undo
 from migctl.cutover.session import Session, as_error
 from migctl.errors import MigctlError, UsageError
+from migctl.rollout.plan import require_image
 
 
 def run_cutover(
@@ -144,6 +145,8 @@ def _admit(session: Session, options: RunOptions) -> tuple[list[Step], str | Non
     freezing = any(s.name == "freeze_writes" for s in pending)
     if asks and not image:
         raise UsageError("no image to roll out", hint="use --image or set [cutover] image")
+    if asks and image:
+        require_image(image)  # a reference that is none is exit 2 now, not at the rollout
     if asks and session.confirm is not None and not session.interactive:
         raise UsageError(
             "the cutover asks before the rollout and there is no terminal to ask on",

@@ -7,6 +7,7 @@ manual steps printed when a person has to take over.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -124,10 +125,29 @@ def _register_fields(ecs: ECSClient) -> frozenset[str] | None:
     return frozenset(shape.members) if shape is not None else None
 
 
+# The distribution reference grammar (what docker and ECS accept): an optional registry host
+# (with a dot or a port, or localhost), lowercase path components, a tag, a digest.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)"
+_IMAGE = re.compile(
+    rf"(?:{_HOST}(?:\.{_HOST})*(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[\w][\w.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+)
+
+
 def require_image(image: str | None) -> str:
+    """The image reference, checked: UsageError (exit 2) when it is none, or not one."""
     if not image or not image.strip():
         raise UsageError("--image is required", hint="migctl rollout --image REPO:TAG")
-    return image.strip()
+    image = image.strip()
+    if not _IMAGE.fullmatch(image) or len(image) > 255:
+        raise UsageError(
+            f"{image!r} is not an image reference",
+            hint="REGISTRY/REPOSITORY[:TAG][@sha256:DIGEST], the repository in lowercase, e.g. "
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/payments:v42",
+        )
+    return image
 
 
 def plan_rollout(

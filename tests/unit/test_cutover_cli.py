@@ -72,6 +72,9 @@ def test_plan_for_people_names_every_gate(cli: Cli, config: Path) -> None:
         (("cutover", "--resume", "--yes"), "no cutover to resume"),
         (("cutover", "rollback", "--yes"), "no cutover to roll back"),
         (("cutover", "--yes", "plan"), "options of 'migctl cutover'"),
+        (("cutover", "--yes", "--image", "payments app:2.0"), "is not an image reference"),
+        (("cutover", "--yes", "--image", ":"), "is not an image reference"),
+        (("cutover", "--yes", "--image", "Payments-App:v1!!"), "is not an image reference"),
     ],
 )
 def test_refusals_are_one_line_and_exit_2_before_anything_changes(

@@ -173,6 +173,33 @@ def test_image_is_required_and_belongs_to_rollout_only(cli: Cli, world: World) -
     assert mixed.code == 2 and "--image" in mixed.stderr
 
 
+@pytest.mark.parametrize(
+    "image", ["payments app:2.0", ":", "Payments-App:v1!!", "repo/app:", "a//b"]
+)
+def test_a_reference_that_is_no_image_is_exit_2_before_anything_changes(
+    cli: Cli, world: World, calls: Calls, image: str
+) -> None:
+    result = cli("rollout", "--image", image, *TARGET, "--yes", "--bake", "0")
+    assert result.code == 2, result.stderr
+    assert f"{image!r} is not an image reference" in result.stderr
+    assert calls.count("RegisterTaskDefinition") == 0
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "repo/payments:v42",
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/payments:2.14.0",
+        "localhost:5000/team/app@sha256:" + "ab" * 32,
+        "payments-app:2.0.0-aurora",
+    ],
+)
+def test_image_references_that_are_ones_pass(image: str) -> None:
+    from migctl.rollout.plan import require_image
+
+    assert require_image(f" {image} ") == image
+
+
 def test_no_gate_alarms_is_a_config_error_unless_bake_0(
     cli, world: World, calls: Calls, monkeypatch
 ) -> None:
