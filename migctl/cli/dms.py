@@ -100,7 +100,8 @@ def start(
         str | None,
         typer.Option(
             "--cdc-stop-position",
-            help="Stop CDC here: 'server_time:2024-01-01T12:00:00' or 'commit_time:...'.",
+            help="Stop CDC here: 'server_time:2024-01-01T12:00:00', 'commit_time:...', a DMS "
+            "checkpoint ('checkpoint:V1#...') or a PostgreSQL LSN ('0/16B3748').",
         ),
     ] = None,
     yes: YesOption = False,
@@ -123,9 +124,11 @@ def start(
 
     Example: migctl dms start --type resume --yes --timeout 900
     """
-    from migctl.dms.control import start_task
+    from migctl.dms.control import check_position, start_task
     from migctl.render.dms import ControlProgress
 
+    if cdc_stop_position is not None:  # bad input is said before AWS is asked anything
+        cdc_stop_position = check_position(cdc_stop_position)
     app_state, ref = _resolve(ctx, task)
     progress = ControlProgress(app_state.out)
     result = start_task(

@@ -10,6 +10,8 @@ from scratch; ``resume``/``reload`` on a task that never ran is invalid.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,6 +75,31 @@ class ControlResult:
     elapsed_seconds: float
 
 
+_TIME_POSITION = re.compile(r"(server_time|commit_time):(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})")
+_LSN = re.compile(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}")
+
+
+def check_position(value: str, flag: str = "--cdc-stop-position") -> str:
+    """A CDC position in a form AWS accepts: ``server_time:`` or ``commit_time:`` and an ISO
+    time to the second, a DMS checkpoint (``checkpoint:V1#...``), or a PostgreSQL LSN
+    (``0/16B3748``); else UsageError (exit 2)."""
+    value = value.strip()
+    timed = _TIME_POSITION.fullmatch(value)
+    if timed is not None:
+        try:
+            dt.datetime.fromisoformat(timed.group(2))
+        except ValueError:
+            raise UsageError(f"{flag} {value!r}: {timed.group(2)} is no date and time") from None
+        return value
+    if value.startswith("checkpoint:V1#") or _LSN.fullmatch(value):
+        return value
+    raise UsageError(
+        f"{flag} {value!r} is not a CDC position",
+        hint="server_time:2024-01-01T12:00:00, commit_time:2024-01-01T12:00:00, a DMS "
+        "checkpoint (checkpoint:V1#...) or, for a PostgreSQL source, an LSN (0/16B3748)",
+    )
+
+
 def plan_start(
     task: TaskSnapshot,
     kind: str,
@@ -83,6 +110,8 @@ def plan_start(
     """Check the task may be started this way; else UsageError (exit 2) naming what to do."""
     if kind not in START_TYPES:
         raise UsageError(f"--type must be one of {', '.join(START_TYPES)}, not {kind!r}")
+    if cdc_stop_position is not None:
+        cdc_stop_position = check_position(cdc_stop_position)
     if task.status in ("running", "starting"):
         raise UsageError(f"DMS task {task.identifier} is already {task.status}")
     if task.status not in _STARTABLE:

@@ -59,6 +59,42 @@ def test_resume_or_reload_on_a_task_that_never_ran_is_refused(cli: Cli) -> None:
     assert moto_dms.task_extras(world.task_arn).start_calls == []
 
 
+@pytest.mark.parametrize(
+    ("position", "said"),
+    [
+        ("garbage", "'garbage' is not a CDC position"),
+        ("server_time:yesterday", "'server_time:yesterday' is not a CDC position"),
+        ("commit_time:2024-13-40T25:00:00", "2024-13-40T25:00:00 is no date and time"),
+        ("0/XYZ", "'0/XYZ' is not a CDC position"),
+    ],
+)
+def test_a_cdc_stop_position_in_no_form_aws_accepts_is_exit_2(
+    cli: Cli, position: str, said: str
+) -> None:
+    world = make_task()
+    result = cli(
+        "dms", "start", "--task", world.task_name, "--yes", "--cdc-stop-position", position
+    )
+    assert result.code == 2, result.stderr
+    assert said in result.stderr
+    assert moto_dms.task_extras(world.task_arn).start_calls == []
+
+
+@pytest.mark.parametrize(
+    "position",
+    [
+        "server_time:2030-05-01T12:00:00",
+        "commit_time:2030-05-01T12:00:00",
+        "checkpoint:V1#27#mysql-bin-changelog.157832:1975:-1:2002:677883278264080#0#0#*#0#93",
+        "0/16B3748",
+    ],
+)
+def test_the_cdc_positions_aws_accepts_pass(position: str) -> None:
+    from migctl.dms.control import check_position
+
+    assert check_position(position) == position
+
+
 def test_start_yes_waits_until_running(cli: Cli) -> None:
     world = make_task()
     moto_dms.set_task(world.task_arn, after_start=["starting", "starting", "running"])
