@@ -14,7 +14,11 @@ reads publications as of each change. The numbers DMS would report are read
 from the servers:
 
 - per table, the copy state from ``pg_subscription_rel`` and the rows applied
-  from the target's ``pg_stat_user_tables``;
+  from the target's ``pg_stat_user_tables``: a table's full load is the rows its
+  copy inserted (PostgreSQL's table synchronization: ``COPY`` from the snapshot
+  of the slot it creates, then the changes since, up to where the subscription
+  takes over), complete once its sync worker has exited (a worker reports its
+  counts when it exits);
 - the lag from the source's replication slot and ``pg_stat_replication``.
 """
 
@@ -95,6 +99,7 @@ class Replication:
     name: str = NAME  # of the publication and the subscription
     slot: str | None = None  # CDC only, from this existing slot on the source side
     _baseline: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    _zero: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # before the copy
     _errors_at_start: int = 0
 
     def _source(self) -> psycopg.Connection[Any]:
@@ -114,6 +119,10 @@ class Replication:
         with self._source() as src, self._target() as tgt:
             if reload:
                 self._drop_subscription(tgt)
+                # The copy starts afresh, and the changes from its own slot's snapshot: the
+                # old slot (which the dropped subscription leaves) goes, or the new
+                # subscription could not create its slot under the same name.
+                self._drop_slot(src, self.name)
                 tables = _user_tables(tgt, self.schemas)
                 if tables:
                     tgt.execute(
@@ -128,6 +137,9 @@ class Replication:
             ident = sql.Identifier(self.name)
             if sub is None:
                 self._baseline = {}
+                # The target's counters only grow (a reload's TRUNCATE leaves them): its
+                # full load is what they gain from here.
+                self._zero = _counters(tgt, self.schemas)
                 tgt.execute(
                     sql.SQL(
                         "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true)"
@@ -191,6 +203,21 @@ class Replication:
             time.sleep(0.1)
         raise RuntimeError(f"replication slot {slot} stayed active: it cannot be moved")
 
+    def _drop_slot(self, src: psycopg.Connection[Any], slot: str) -> None:
+        """Drop the slot once it is idle: a just-dropped subscription's sender lets go of it
+        a moment later."""
+        for _ in range(100):
+            row = src.execute(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+            ).fetchone()
+            if row is None:
+                return
+            if not row[0]:
+                src.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"replication slot {slot} stayed active: it cannot be dropped")
+
     def stop(self) -> None:
         with self._target() as tgt:
             if self.slot is not None:
@@ -250,7 +277,9 @@ class Replication:
             rels = tgt.execute(
                 "SELECT n.nspname, c.relname, r.srsubstate, "
                 "coalesce(s.n_tup_ins, 0), coalesce(s.n_tup_upd, 0), coalesce(s.n_tup_del, 0), "
-                "coalesce(s.n_live_tup, 0) "
+                "coalesce(s.n_live_tup, 0), "
+                "EXISTS (SELECT FROM pg_stat_subscription w WHERE w.subid = r.srsubid "
+                "AND w.relid = r.srrelid AND w.pid IS NOT NULL) "
                 "FROM pg_subscription_rel r JOIN pg_class c ON c.oid = r.srrelid "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "LEFT JOIN pg_stat_user_tables s ON s.relid = r.srrelid "
@@ -274,10 +303,20 @@ class Replication:
         )
 
     def _progress(
-        self, schema: str, table: str, substate: str, ins: int, upd: int, dele: int, live: int
+        self,
+        schema: str,
+        table: str,
+        substate: str,
+        ins: int,
+        upd: int,
+        dele: int,
+        live: int,
+        syncing: bool = False,
     ) -> TableProgress:
         key = f"{schema}.{table}"
-        if substate in ("i", "d"):
+        # Until its sync worker exits, a copied table is still loading (it applies the
+        # changes made during its copy), and the rows it copied are not counted yet.
+        if substate in ("i", "d") or syncing:
             state = "Before load" if substate == "i" else "Full load"
             return TableProgress(schema, table, state, 0, 0, 0, 0)
         if self.slot is not None:  # CDC only: the counters at its start are the baseline
@@ -285,8 +324,15 @@ class Replication:
             return TableProgress(schema, table, "Table completed", 0, ins - i0, upd - u0, dele - d0)
         # The first time a table is seen synced, its inserted rows are the full load.
         base = self._baseline.setdefault(key, (ins, upd, dele))
+        zero = self._zero.get(key, (0, 0, 0))[0]
         return TableProgress(
-            schema, table, "Table completed", base[0], ins - base[0], upd - base[1], dele - base[2]
+            schema,
+            table,
+            "Table completed",
+            base[0] - zero,
+            ins - base[0],
+            upd - base[1],
+            dele - base[2],
         )
 
     def _lag(self) -> tuple[int, float, float]:

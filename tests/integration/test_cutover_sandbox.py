@@ -198,7 +198,13 @@ def test_a_failed_rollout_rolls_back_and_the_source_is_writable_again(sandbox: S
     rollout = next(s for s in result["steps"] if s["name"] == "rollout")
     assert "circuit breaker" in rollout["error"]
     undone = [r["step"] for r in records(journal) if r["event"] == "undo_finished"]
-    assert undone == ["rollout", "prepare_fallback", "stop_replication", "freeze_writes"]  # reverse
+    assert undone == [  # reverse order
+        "rollout",
+        "prepare_fallback",
+        "stop_replication",
+        "freeze_writes",
+        "baseline",
+    ]
     assert app_can_write(sandbox)
     assert dms_status(sandbox) == "running"
     assert service_image(sandbox) == image_before
@@ -692,6 +698,7 @@ def test_a_rollback_after_go_live_carries_every_write_of_the_new_image_back(
         "prepare_fallback",
         "stop_replication",
         "freeze_writes",
+        "baseline",
     ]
     assert not result["warnings"], result["warnings"]  # nothing is lost: nothing to warn of
     written = keys_now(sandbox, "ecs")[sandbox.ecs_keys_before :]
