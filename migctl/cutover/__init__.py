@@ -1,6 +1,6 @@
 """``migctl cutover``: the cutover runbook as code (docs/runbook.md).
 
-- ``model.py``: a step (gate, action, check, undo); ``steps.py``: the nine steps.
+- ``model.py``: a step (gate, action, check, undo); ``steps.py``: the twelve steps.
 - One module per step: ``preflight``, ``freeze`` (with ``fence``: the triggers
   and the DDL guard; ``decoding``: the WAL read through a logical slot),
   ``marker``, ``validation``, ``replication``, ``sequences``, ``proof``,

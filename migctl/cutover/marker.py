@@ -4,7 +4,7 @@
 late, so the proof that CDC has drained is a fresh row: once the marker,
 written after the freeze, is on the target, so is everything committed
 before it (DMS applies in commit order; with batch apply it may not, which
-is one reason step 4 validates everything anyway).
+is one reason step 5 validates every changed row, or everything, anyway).
 
 The table ``migctl.cutover_marker`` must be replicated: the DMS task's table
 mappings must select the ``migctl`` schema (preflight fails when they do

@@ -12,7 +12,7 @@ failure) a replication slot that an earlier
 cutover's freeze left on the source, with the WAL it holds back.
 
 The latency gate reads ``CDCLatencyTarget`` only. ``CDCIncomingChanges`` is
-not 0 while the application still writes (it is, until step 2 freezes it),
+not 0 while the application still writes (it is, until step 3 freezes it),
 and ``CDCLatencySource`` reads 0 on an idle source (docs/dms.md).
 """
 
