@@ -83,9 +83,7 @@ def found(t: TableResult) -> tuple[Any, ...]:
 
 
 def full(pg_pair: Any, options: ValidateOptions) -> tuple[Any, ...]:
-    report = validate(
-        Database(pg_pair.source_dsn), Database(pg_pair.target_dsn), options
-    )
+    report = validate(Database(pg_pair.source_dsn), Database(pg_pair.target_dsn), options)
     (table,) = report.tables
     return found(table)
 
