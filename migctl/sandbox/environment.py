@@ -109,8 +109,9 @@ class SandboxStatus:
 
     @property
     def healthy(self) -> bool:
-        core = [p for p in self.processes if p.name != "traffic"]
-        return self.exists and bool(core) and all(p.running for p in core)
+        """Every process it started runs, the traffic writer included (once started, until
+        ``traffic stop``): a writer that died is a rehearsal without its load."""
+        return self.exists and bool(self.processes) and all(p.running for p in self.processes)
 
 
 @dataclass(frozen=True, kw_only=True)
