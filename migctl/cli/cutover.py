@@ -32,6 +32,12 @@ YesOpt = Annotated[
         "--yes", "-y", help="Do not ask before the rollout; confirms freeze_strategy = 'none'."
     ),
 ]
+YesRollbackOpt = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do not ask before undoing the cutover's steps.")
+]
+YesFinalizeOpt = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do not ask before closing the way back.")
+]
 BreakLockOpt = Annotated[
     bool,
     typer.Option(
@@ -148,7 +154,7 @@ def status(ctx: typer.Context) -> None:
 @cutover_app.command("rollback")
 def rollback(
     ctx: typer.Context,
-    yes: YesOpt = False,
+    yes: YesRollbackOpt = False,
     break_lock: BreakLockOpt = False,
     cutover_id: Annotated[
         str | None,
@@ -185,7 +191,9 @@ def rollback(
 
 
 @cutover_app.command("finalize")
-def finalize(ctx: typer.Context, yes: YesOpt = False, break_lock: BreakLockOpt = False) -> None:
+def finalize(
+    ctx: typer.Context, yes: YesFinalizeOpt = False, break_lock: BreakLockOpt = False
+) -> None:
     """End the way back after a completed cutover: stop the reverse replication, drop its slot.
 
     The source stays fenced against every role, read-only for good; the

@@ -76,7 +76,8 @@ def rollout(
         typer.Option(
             "--bake",
             min=at_least("ecs", "bake_seconds"),
-            help="Seconds to watch the gate alarms after the deployment [300].",
+            help="Seconds to watch the gate alarms after the deployment [config: "
+            "ecs.bake_seconds; 300].",
         ),
     ] = None,
     timeout: TimeoutOpt = None,

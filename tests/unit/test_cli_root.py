@@ -221,3 +221,20 @@ def test_sandbox_down_on_a_folder_that_does_not_exist_says_so(cli: Cli, tmp_path
     assert "".join(result.stdout.split()) == f"nosandboxin{missing}:nothingtostop"
     payload = cli("-o", "json", "sandbox", "down", "--dir", str(missing)).json()
     assert payload["exists"] is False and payload["stopped"] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("cutover", "rollback", "--help"), "Do not ask before undoing the cutover's steps."),
+        (("cutover", "finalize", "--help"), "Do not ask before closing the way back."),
+        (("rollout", "--help"), "[config: ecs.bake_seconds; 300]"),
+    ],
+)
+def test_help_describes_the_options_of_the_command_it_is_for(
+    cli: Cli, args: tuple[str, ...], said: str
+) -> None:
+    result = cli(*args)
+    assert result.code == 0
+    assert said in " ".join(result.stdout.split())
+    assert "before the rollout" not in result.stdout or args[0] == "rollout"
