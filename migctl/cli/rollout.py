@@ -91,6 +91,12 @@ def rollout(
     dry_run: DryRunOpt = False,
     no_rollback: NoRollbackOpt = False,
     yes: YesOpt = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Roll out the image the container already runs (restarts its tasks)."
+        ),
+    ] = False,
 ) -> None:
     """Deploy a new image: register, follow the deployment, bake on alarms, roll back on failure.
 
@@ -111,6 +117,7 @@ def rollout(
                 ("--alarm", alarm),
                 ("--bake", bake),
                 ("--dry-run", dry_run),
+                ("--force", force),
             )
             if value
         ]
@@ -147,6 +154,7 @@ def rollout(
         allow_insufficient_data=settings.alarms.allow_insufficient_data,
         dry_run=dry_run,
         rollback=not no_rollback,
+        force=force,
     )
     out = app_state.out
     result = run_rollout(

@@ -148,6 +148,7 @@ class CutoverContext:
                 interval=ecs.interval_seconds,
                 gate=self.gate_alarms(),
                 allow_insufficient_data=self.settings.alarms.allow_insufficient_data,
+                force=True,  # the runbook's own resume logic decides what is deployed already
             )
         options: RolloutOptions = self._cache["rollout"]
         return options

@@ -43,6 +43,7 @@ class RolloutOptions:
     allow_insufficient_data: bool = False
     dry_run: bool = False
     rollback: bool = True
+    force: bool = False  # roll out the image the container already runs (its tasks restart)
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,12 @@ def plan_rollout(
         tags=tags,
         allowed_fields=_register_fields(ecs),
     )
+    if new_copy.old_image == new_copy.new_image and not options.force:
+        raise UsageError(
+            f"container {new_copy.container} of {short_name(current_arn)} already runs {image}: "
+            "a rollout would only replace its tasks with the same image",
+            hint="pass --force to roll it out anyway",
+        )
     plan = RolloutPlan(
         action="rollout",
         cluster=options.cluster,
