@@ -81,6 +81,9 @@ def resolve_database(
 
 
 def _with_overrides(dsn: str, db: DatabaseSettings) -> str:
+    """The DSN, checked (a malformed or non-PostgreSQL one is exit 2 before anything connects),
+    with ``[source]``/``[target]`` host, port, dbname and sslmode over it."""
+    parse_dsn(dsn)
     overrides = {
         "host": db.host,
         "port": str(db.port) if db.port else None,
@@ -92,7 +95,6 @@ def _with_overrides(dsn: str, db: DatabaseSettings) -> str:
         return dsn
     from psycopg.conninfo import make_conninfo
 
-    parse_dsn(dsn)
     return make_conninfo(dsn, **extra)
 
 

@@ -238,3 +238,15 @@ def test_help_describes_the_options_of_the_command_it_is_for(
     assert result.code == 0
     assert said in " ".join(result.stdout.split())
     assert "before the rollout" not in result.stdout or args[0] == "rollout"
+
+
+def test_a_dsn_that_is_not_postgresql_is_exit_2_before_anything_connects(cli: Cli) -> None:
+    """Said as it was given (never rewritten to postgresql://), and before the other side,
+    which is not reachable, is tried."""
+    result = cli(
+        "validate", "--source", "mysql://app@db.example/pay", "--target",
+        "postgresql://app@127.0.0.1:1/pay",
+    )  # fmt: skip
+    assert result.code == 2, result.stderr
+    assert "bad DSN mysql://app:***@db.example/pay: mysql:// is not PostgreSQL" in result.stderr
+    assert "cannot connect" not in result.stderr
