@@ -117,10 +117,17 @@ def cutover(
 
 
 @cutover_app.command("plan")
-def plan(ctx: typer.Context) -> None:
-    """Print the runbook's steps with their gates, checks and undo, and where the journal stands.
+def plan(
+    ctx: typer.Context,
+    details: Annotated[
+        bool, typer.Option("--details", help="Each step's gate, action, check and undo in full.")
+    ] = False,
+) -> None:
+    """Print the runbook's steps and where the journal stands; --details adds the gates.
 
-    Reads the configuration, the journal and the lock; changes nothing. Exit 0.
+    One line a step (it fits a screen); --details shows each step's gate,
+    action, check and undo in full (JSON always has them). Reads the
+    configuration, the journal and the lock; changes nothing. Exit 0.
 
     Example: migctl cutover plan
     """
@@ -130,7 +137,7 @@ def plan(ctx: typer.Context) -> None:
 
     app_state = state(ctx)
     journal, lock = open_store(app_state.settings, app_state.aws)
-    render_plan(app_state.out, plan_cutover(app_state.settings, journal, lock))
+    render_plan(app_state.out, plan_cutover(app_state.settings, journal, lock), details=details)
 
 
 @cutover_app.command("status")

@@ -211,7 +211,9 @@ def _numbered(console: Any, title: str, lines: Sequence[str]) -> None:
         console.print(f"  {number}. {line}", markup=False, highlight=False)
 
 
-def render_plan(out: Output, plan: CutoverPlan) -> None:
+def render_plan(out: Output, plan: CutoverPlan, *, details: bool = False) -> None:
+    """The steps on one screen (one line each), or with ``details`` their gates, actions,
+    checks and undos in full; then the settings and where the journal stands."""
     if out.json:
         out.emit(to_jsonable(plan))
         return
@@ -219,6 +221,21 @@ def render_plan(out: Output, plan: CutoverPlan) -> None:
     from rich.text import Text
 
     console = out.out
+    if not details:
+        table = Table(title="cutover plan (--details: gates, checks, undos)", title_justify="left")
+        table.add_column("#", justify="right")
+        table.add_column("step", no_wrap=True, overflow="ellipsis")
+        table.add_column("undo", no_wrap=True)
+        table.add_column("state", no_wrap=True)
+        for step in plan.steps:
+            title = step.title + (" (asks first)" if step.point_of_no_return else "")
+            undo = "yes" if step.undo else "-"
+            table.add_row(
+                str(step.number), Text(title), undo, Text(step.status, style=_style(step.status))
+            )
+        console.print(table)
+        _plan_footer(console, plan)
+        return
     table = Table(title="cutover plan", title_justify="left", show_lines=True)
     for column in ("#", "step", "gate", "action", "check", "undo", "state"):
         table.add_column(column, overflow="fold")
@@ -234,6 +251,10 @@ def render_plan(out: Output, plan: CutoverPlan) -> None:
             Text(step.status, style=_style(step.status)),
         )
     console.print(table)
+    _plan_footer(console, plan)
+
+
+def _plan_footer(console: Any, plan: CutoverPlan) -> None:
     roles = ", ".join(plan.app_roles) or "none set"
     console.print(
         f"image {plan.image or 'not set'}; freeze {plan.freeze_strategy} (app roles: {roles}); "

@@ -58,11 +58,27 @@ def test_plan_lists_the_steps_and_where_the_journal_stands(cli: Cli, config: Pat
     assert plan["image"] == "repo/payments:v2"
 
 
-def test_plan_for_people_names_every_gate(cli: Cli, config: Path) -> None:
-    result = cli("cutover", "plan")
+def test_plan_for_people_names_every_gate_with_details(cli: Cli, config: Path) -> None:
+    result = cli("cutover", "plan", "--details")
     assert result.code == 0
     assert "[dms] max_latency_seconds" in result.stdout  # config names are not eaten as markup
     assert "no cutover yet" in result.stdout
+
+
+def test_the_plan_fits_one_screen(cli: Cli, config: Path) -> None:
+    """Without --details: one line a step, every step named; the table within 80 columns and
+    the whole plan within 24 lines (only the journal's path may be longer)."""
+    from migctl.cutover.steps import STEPS
+
+    result = cli("cutover", "plan")
+    assert result.code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    table = [line for line in lines if line[:1] in "┏┃┡│└"]
+    assert len(table) == len(STEPS) + 4 and max(map(len, table)) <= 80, result.stdout
+    assert len(lines) <= 24, result.stdout
+    for step in STEPS:
+        assert step.title in result.stdout
+    assert "[dms] max_latency_seconds" not in result.stdout and "--details" in result.stdout
 
 
 @pytest.mark.parametrize(
