@@ -47,6 +47,12 @@ _READ_SQL = """
 SELECT data FROM pg_logical_slot_peek_changes(%s, %s::pg_lsn, NULL, 'skip-empty-xacts', '1')
 WHERE starts_with(data, 'table ')
 """
+_ROOTS_SQL = """
+SELECT n.nspname, c.relname, rn.nspname, r.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_class r ON r.oid = pg_partition_root(c.oid) JOIN pg_namespace rn ON rn.oid = r.relnamespace
+WHERE c.relispartition
+"""
 # Every transaction in progress when the position was taken, still in progress: a
 # transaction whose commit is before the position may not be visible yet to a snapshot.
 _RUNNING_SQL = """
@@ -173,6 +179,7 @@ def read_changes(
     """The keys of the rows of ``keys``' tables (table -> its key columns) changed in the
     transactions that committed before ``upto``, since the slot's position."""
     found: dict[TableName, TableChanges] = {}
+    roots = partition_roots(conn)
     with conn.transaction(), conn.cursor(name="migctl_changes") as cur:
         # Values are printed by their types' output functions under this session's settings:
         # the validation's own (session.PINNED_SETTINGS), so a key reads as ``key::text`` does.
@@ -185,6 +192,7 @@ def read_changes(
             if header is None:
                 continue
             table = split_qualified(header.group(1))
+            table = roots.get(table, table)  # a row of a partition is its partitioned table's
             if table not in keys:
                 continue
             changes = found.setdefault(table, TableChanges())
@@ -192,6 +200,13 @@ def read_changes(
             if changes.whole is None:
                 _note(changes, header.group(2), data[header.end() :], keys[table])
     return found
+
+
+def partition_roots(conn: psycopg.Connection[Any]) -> dict[TableName, TableName]:
+    """Each partition -> the partitioned table at the top of its tree: decoding names the
+    partition a row lives in, validate compares the partitioned table."""
+    rows = conn.execute(_ROOTS_SQL).fetchall()
+    return {(str(s), str(n)): (str(rs), str(rn)) for s, n, rs, rn in rows}
 
 
 def _note(changes: TableChanges, action: str, rest: str, key: Sequence[str]) -> None:

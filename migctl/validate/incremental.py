@@ -45,6 +45,7 @@ from migctl.validate.changes import (
     create_slot,
     drop_slot,
     mark,
+    partition_roots,
     read_changes,
 )
 from migctl.validate.changes import advance as advance_slot
@@ -135,6 +136,7 @@ def begin(
     }
     # The shapes before the comparison: a change of columns during it shows as a change since.
     catalogs = _catalogs(source, target, options)
+    trees = _trees(source, target)
     wide = replace(options, max_keys=PENDING_KEYS, sequences=False)
     report = full_validation(source, target, wide, clock=clock)
     state = IncrementalState(
@@ -142,7 +144,7 @@ def begin(
         positions=positions,
         pending=_pending(report.tables),
         whole=_whole(report.tables),
-        shapes=_shapes(*catalogs, [t.name for t in report.tables]),
+        shapes=_shapes(*catalogs, trees, [t.name for t in report.tables]),
     )
     return Round(state=state, tables=report.tables, duration_seconds=round(clock() - started, 3))
 
@@ -162,7 +164,7 @@ def recheck(
         source_catalog, target_catalog = executor.catalogs()
         algorithm = choose_algorithm(source_catalog.server_version, target_catalog.server_version)
         names = select(options, source_catalog, target_catalog)
-        shapes = _shapes(source_catalog, target_catalog, names)
+        shapes = _shapes(source_catalog, target_catalog, _trees(source, target), names)
         chosen = set(names)
         upto: dict[str, str] = {}
         read: dict[str, dict[TableName, TableChanges]] = {}
@@ -297,23 +299,38 @@ def _whole(tables: tuple[TableResult, ...]) -> dict[str, str]:
 
 
 def _shapes(
-    source: Catalog, target: Catalog, names: list[TableName] | tuple[TableName, ...]
+    source: Catalog,
+    target: Catalog,
+    trees: tuple[dict[TableName, list[TableName]], ...],
+    names: list[TableName] | tuple[TableName, ...],
 ) -> dict[str, str]:
-    """Per table, a digest of both sides' columns (name, type, nullability) and key."""
+    """Per table, a digest of both sides' columns (name, type, nullability), key and
+    partitions: a partition attached with its rows brings them in without a change to read."""
     out = {}
     for name in names:
         parts = []
-        for catalog in (source, target):
+        for catalog, tree in zip((source, target), trees, strict=True):
             info = catalog.tables.get(name)
             parts.append(
                 None
                 if info is None
                 else [[c.name, c.type_sql, c.not_null] for c in info.columns]
-                + [list(info.primary_key)]
+                + [list(info.primary_key), sorted(tree.get(name, []))]
             )
         digest = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
         out[show(name)] = digest
     return out
+
+
+def _trees(source: Database, target: Database) -> tuple[dict[TableName, list[TableName]], ...]:
+    """Per side, each partitioned table's partitions."""
+    trees = []
+    for _, db in _sides(source, target):
+        tree: dict[TableName, list[TableName]] = {}
+        for partition, root in _on(db, partition_roots).items():
+            tree.setdefault(root, []).append(partition)
+        trees.append(tree)
+    return tuple(trees)
 
 
 def _catalogs(
