@@ -54,7 +54,7 @@ from migctl.validate.hashing import choose_algorithm
 from migctl.validate.local import LocalExecutor
 from migctl.validate.local import validate as full_validation
 from migctl.validate.narrow import Tally
-from migctl.validate.report import TableResult, ValidationReport
+from migctl.validate.report import TableResult
 from migctl.validate.runner import ValidateOptions, check_options, select
 from migctl.validate.table import table_result
 
@@ -114,10 +114,6 @@ class Round:
     @property
     def ok(self) -> bool:
         return all(t.ok for t in self.tables)
-
-    @property
-    def differing(self) -> tuple[TableResult, ...]:
-        return tuple(t for t in self.tables if not t.ok)
 
 
 def begin(
@@ -219,25 +215,6 @@ def advance(source: Database, target: Database, state: IncrementalState) -> None
 def drop(source: Database, target: Database, slot: str) -> dict[str, bool]:
     """Drop the slot on each side where it exists (it holds WAL); which sides had one."""
     return {side: _on(db, lambda c: drop_slot(c, slot)) for side, db in _sides(source, target)}
-
-
-def as_report(round_: Round, source: Database, target: Database, max_keys: int) -> ValidationReport:
-    """The round as ``migctl validate``'s report, ``max_keys`` keys of each kind per table (a
-    round counts no rows: None)."""
-    return ValidationReport(
-        source=source.display,
-        target=target.display,
-        duration_seconds=round_.duration_seconds,
-        tables=tuple(
-            replace(
-                t,
-                missing_in_target=t.missing_in_target[:max_keys],
-                missing_in_source=t.missing_in_source[:max_keys],
-                changed=t.changed[:max_keys],
-            )
-            for t in round_.tables
-        ),
-    )
 
 
 def _keyed(
