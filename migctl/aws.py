@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from migctl import __version__
 from migctl.config import ProjectSettings
+from migctl.errors import endpoint_error, looks_like_html
 
 if TYPE_CHECKING:
     import boto3
@@ -91,5 +92,22 @@ class AwsClients:
                     user_agent_extra=USER_AGENT,
                     **SERVICE_CONFIG.get(service, {}),
                 )
-                self._clients[service] = self.session.client(service, config=config)  # type: ignore[call-overload]
+                client = self.session.client(service, config=config)  # type: ignore[call-overload]
+                client.meta.events.register("before-parse", _refuse_web_pages(client))
+                self._clients[service] = client
             return self._clients[service]
+
+
+def _refuse_web_pages(client: Any) -> Any:
+    """A ``before-parse`` hook: an HTML answer (a wrong region or endpoint URL: a proxy, a web
+    server) is one :class:`~migctl.errors.AwsError`, never the page itself or an empty
+    result that botocore would parse out of it."""
+
+    def check(response_dict: dict[str, Any], **_: Any) -> None:
+        body = response_dict.get("body")
+        if isinstance(body, bytes) and looks_like_html(body):
+            raise endpoint_error(
+                client.meta.endpoint_url, client.meta.region_name, response_dict["status_code"]
+            )
+
+    return check

@@ -7,6 +7,7 @@ the client boundary with :func:`translate`, so no traceback reaches a user.
 
 from __future__ import annotations
 
+import re
 import sys
 from enum import IntEnum
 
@@ -110,6 +111,51 @@ def aws_error_message(exc: BaseException) -> str:
     return str(response.get("Error", {}).get("Message", "") or "")
 
 
+#: What to check when the AWS endpoint is not one: said by each error about it.
+ENDPOINT_HINT = "check --region, AWS_REGION or [project] region, and AWS_ENDPOINT_URL if it is set"
+
+
+def looks_like_html(body: bytes | str) -> bool:
+    """A web page (a proxy's, a captive portal's, a wrong URL's), which no AWS API answers with."""
+    head = body[:200].decode("utf-8", "replace") if isinstance(body, bytes) else body[:200]
+    return head.lstrip().lower().startswith(("<!doctype html", "<html"))
+
+
+def endpoint_error(endpoint_url: str, region: str | None, status: int) -> AwsError:
+    """An endpoint that answered with a web page: one line naming it, never the page."""
+    where = f" (region {region})" if region else ""
+    return AwsError(
+        f"the AWS endpoint {endpoint_url}{where} answered HTTP {status} with a web page,"
+        " not an AWS API response",
+        hint=ENDPOINT_HINT,
+    )
+
+
+def _unreachable(endpoint_url: str) -> AwsError:
+    """An endpoint that did not answer: a region that does not exist is said so."""
+    found = re.match(
+        r"[a-z]+://[^/]*?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?(?:[:/]|$)", endpoint_url
+    )
+    region = found[1] if found else None
+    if region and region not in _known_regions():
+        return AwsError(
+            f"{region!r} is not an AWS region: could not reach {endpoint_url}", hint=ENDPOINT_HINT
+        )
+    return AwsError(f"could not reach the AWS endpoint {endpoint_url}", hint=ENDPOINT_HINT)
+
+
+def _known_regions() -> set[str]:
+    """The regions botocore's endpoint data lists, in every partition (only read on an error)."""
+    from botocore.session import get_session
+
+    session = get_session()
+    return {
+        region
+        for partition in session.get_available_partitions()
+        for region in session.get_available_regions("ec2", partition)
+    }
+
+
 def is_throttling(exc: BaseException) -> bool:
     """An AWS error that says "slow down" (one of :data:`THROTTLING_CODES`)."""
     return aws_error_code(exc) in THROTTLING_CODES
@@ -128,7 +174,11 @@ def translate(exc: BaseException) -> MigctlError | None:
         if isinstance(exc, botocore_exc.ClientError):
             code = aws_error_code(exc) or "Unknown"
             op = getattr(exc, "operation_name", "call")
-            return AwsError(f"AWS {op} failed: {code}: {aws_error_message(exc)}".strip())
+            message = aws_error_message(exc)
+            if looks_like_html(message):  # a client built without the check of migctl.aws
+                message = "the endpoint answered with a web page, not an AWS error"
+                return AwsError(f"AWS {op} failed: {code}: {message}", hint=ENDPOINT_HINT)
+            return AwsError(f"AWS {op} failed: {code}: {message}".strip())
         if isinstance(exc, botocore_exc.NoCredentialsError):
             return AwsError(
                 "no AWS credentials found",
@@ -138,6 +188,8 @@ def translate(exc: BaseException) -> MigctlError | None:
             return ConfigError("no AWS region set", hint="use --region or [project] region")
         if isinstance(exc, botocore_exc.ProfileNotFound):
             return ConfigError(str(exc))
+        if isinstance(exc, botocore_exc.EndpointConnectionError):
+            return _unreachable(str(exc.kwargs.get("endpoint_url", "")))
         if isinstance(exc, botocore_exc.BotoCoreError):
             return AwsError(f"AWS call failed: {exc}")
     psycopg = sys.modules.get("psycopg")

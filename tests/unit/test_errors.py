@@ -79,3 +79,13 @@ def test_unknown_exceptions_are_not_translated() -> None:
 def test_one_line_folds_newlines_and_appends_hint() -> None:
     err = errors.UsageError("first\nsecond", hint="do this")
     assert err.one_line() == "first second (do this)"
+
+
+def test_an_aws_error_whose_message_is_a_web_page_does_not_show_the_page() -> None:
+    exc = botocore.exceptions.ClientError(
+        {"Error": {"Code": "404", "Message": "<!DOCTYPE html><html><body>Not Found</body></html>"}},
+        "DescribeAlarms",
+    )
+    err = errors.translate(exc)
+    assert isinstance(err, errors.AwsError) and err.exit_code == 3
+    assert "<" not in err.one_line() and "--region" in err.one_line()
