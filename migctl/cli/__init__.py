@@ -12,9 +12,10 @@ from __future__ import annotations
 import gc
 import importlib
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,6 +23,7 @@ import typer
 from typer.core import TyperGroup
 
 from migctl import __version__
+from migctl.cli import completion
 from migctl.cli.state import AppState
 from migctl.errors import ExitCode, MigctlError, translate
 
@@ -80,6 +82,13 @@ class LazyCommands(TyperGroup):
         self.commands = build_commands(*MODULES)
         return list(self.commands)
 
+    def _main_shell_completion(
+        self, ctx_args: MutableMapping[str, Any], prog_name: str, complete_var: str | None = None
+    ) -> None:
+        if os.environ.get(complete_var or completion.COMPLETE_VAR):  # a shell asks for words
+            completion.prepare()
+        super()._main_shell_completion(ctx_args, prog_name, complete_var)
+
 
 app = typer.Typer(
     name="migctl",
@@ -130,6 +139,26 @@ def root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
+    install_completion: Annotated[
+        str | None,
+        typer.Option(
+            "--install-completion",
+            metavar="SHELL",
+            callback=completion.install_completion,
+            is_eager=True,
+            help="Install tab completion for bash, zsh or fish (auto, or no value: this shell).",
+        ),
+    ] = None,
+    show_completion: Annotated[
+        str | None,
+        typer.Option(
+            "--show-completion",
+            metavar="SHELL",
+            callback=completion.show_completion,
+            is_eager=True,
+            help="Print the tab completion script for bash, zsh or fish, to install it by hand.",
+        ),
+    ] = None,
 ) -> None:
     """Global options apply to every command."""
     ctx.obj = AppState(
@@ -167,6 +196,8 @@ GLOBAL_OPTIONS = {
     "--verbose": False,
     "-v": False,
     "-vv": False,
+    "--install-completion": True,
+    "--show-completion": True,
 }
 
 
@@ -204,7 +235,7 @@ def hoist_globals(args: Sequence[str]) -> list[str]:
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the app and return the exit code; errors become one line on stderr."""
     command = typer.main.get_command(app)
-    args = hoist_globals(sys.argv[1:] if argv is None else argv)
+    args = completion.bare_means_auto(hoist_globals(sys.argv[1:] if argv is None else argv))
     verbose = sum(a in ("-v", "--verbose") for a in args) + 2 * sum(a == "-vv" for a in args)
     # SIGTERM (a runbook's timeout, kill, systemd) is handled as Ctrl-C: every command that
     # says where things stand when interrupted says it then too, instead of dying silently.

@@ -125,7 +125,12 @@ def test_a_command_builds_only_its_own_module() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(out.stdout.rsplit("CLI=", 1)[1].strip().split(","))
-    shared = {"migctl.cli.state", "migctl.cli.options", "migctl.cli.prompt"}  # not commands
+    shared = {
+        "migctl.cli.state",
+        "migctl.cli.options",
+        "migctl.cli.prompt",
+        "migctl.cli.completion",
+    }
     assert loaded - shared == {"migctl.cli.validate"}, loaded
 
 
