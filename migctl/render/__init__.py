@@ -18,6 +18,7 @@ import decimal
 import enum
 import json
 import math
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +26,24 @@ from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+#: The width of output that goes to a pipe or a file (CI, ``| tee``, a log) when ``COLUMNS``
+#: does not say: wide enough that names are not folded at 80 columns.
+PIPE_WIDTH = 200
+
+
+def console_width(stream: IO[str], fixed: int | None = None) -> int | None:
+    """The width to render at: a fixed one (tests), else ``COLUMNS``, else the terminal's
+    (``None``: rich measures it), else :data:`PIPE_WIDTH` in a pipe or a file."""
+    if fixed:
+        return fixed
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    isatty = getattr(stream, "isatty", None)
+    return None if isatty is not None and isatty() else PIPE_WIDTH
 
 
 def to_jsonable(value: Any) -> Any:
@@ -86,8 +105,7 @@ class Output:
             from rich.console import Console
 
             stream = self._stdout or sys.stdout
-            # Piped output goes to logs and grep: don't fold names at 80 columns.
-            width = self._width or (None if stream.isatty() else 200)
+            width = console_width(stream, self._width)
             self._out = Console(file=stream, soft_wrap=False, width=width)
         return self._out
 
@@ -97,7 +115,9 @@ class Output:
         if self._err is None:
             from rich.console import Console
 
-            self._err = Console(file=self._stderr or sys.stderr, soft_wrap=True, width=self._width)
+            stream = self._stderr or sys.stderr
+            width = console_width(stream, self._width)
+            self._err = Console(file=stream, soft_wrap=True, width=width)
         return self._err
 
     def emit(self, payload: Any) -> None:
@@ -123,6 +143,36 @@ def plain(text: str | None) -> str:
     from rich.markup import escape
 
     return escape(text or "")
+
+
+def count(value: int | None) -> str:
+    """A count for people: ``1,234,567`` (``-`` when unknown). JSON keeps the plain integer."""
+    return "-" if value is None else f"{value:,}"
+
+
+def fit_names(console: Console, table: Table, column: int = 0, least: int = 16) -> Table:
+    """A table wider than the console gives up the width of its names column first (down to
+    ``least``; the names are then shortened with …), before rich wraps the other columns."""
+    from rich.measure import Measurement
+
+    unbounded = console.options.update_width(1_000_000)  # the widths it would take, uncut
+    excess = Measurement.get(console, unbounded, table).maximum - console.width
+    if excess > 0:
+        names = table.columns[column]
+        widest = max(
+            (Measurement.get(console, unbounded, cell).maximum for cell in names.cells),
+            default=0,
+        )
+        names.max_width = max(least, widest - excess)
+    return table
+
+
+def ident(text: str | None, style: str = "") -> Text:
+    """An identifier, a name or an ARN in a table cell: never folded in the middle, shortened
+    with an ellipsis when the column is too narrow (the full value is in ``--output json``)."""
+    from rich.text import Text
+
+    return Text(text or "", style=style, no_wrap=True, overflow="ellipsis")
 
 
 def state_style(state: str) -> str:

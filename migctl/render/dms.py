@@ -14,7 +14,7 @@ from migctl.dms.control import ControlResult
 from migctl.dms.metrics import CdcMetrics, MetricSeries
 from migctl.dms.task import StatusReport, TableStats, TaskRef, TaskSnapshot
 from migctl.dms.watch import WatchResult, WatchState, WatchUpdate
-from migctl.render import Output, fmt_time, plain, state_style
+from migctl.render import Output, count, fit_names, fmt_time, ident, plain, state_style
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -113,7 +113,7 @@ def _task_table(ref: TaskRef, task: TaskSnapshot) -> Any:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
-    grid.add_row("task", plain(f"{task.identifier} ({task.migration_type})"))
+    grid.add_row("task", ident(f"{task.identifier} ({task.migration_type})"))
     grid.add_row(
         "status", f"[{state_style(task.status)}]{task.status}[/]  phase [bold]{task.phase}[/]"
     )
@@ -123,13 +123,15 @@ def _task_table(ref: TaskRef, task: TaskSnapshot) -> Any:
     grid.add_row("full load", f"{percent}  finished {fmt_time(s.full_load_finish_date)}")
     grid.add_row(
         "tables",
-        f"{s.tables_loaded} loaded, {s.tables_loading} loading, {s.tables_queued} queued, "
-        f"[{'bold red' if s.tables_errored else 'green'}]{s.tables_errored} errored[/]",
+        f"{count(s.tables_loaded)} loaded, {count(s.tables_loading)} loading, "
+        f"{count(s.tables_queued)} queued, "
+        f"[{'bold red' if s.tables_errored else 'green'}]{count(s.tables_errored)} errored[/]",
     )
     grid.add_row("elapsed", _fmt_seconds(s.elapsed_seconds))
     if task.recovery_checkpoint:
-        grid.add_row("recovery checkpoint", task.recovery_checkpoint)
-    grid.add_row("arn", f"{task.arn} (instance {ref.instance_identifier})")
+        grid.add_row("recovery checkpoint", ident(task.recovery_checkpoint))
+    grid.add_row("arn", ident(task.arn))
+    grid.add_row("instance", ident(ref.instance_identifier))
     return grid
 
 
@@ -154,35 +156,34 @@ def _cdc_table(cdc: CdcMetrics | None) -> Any:
 
 
 def _tables_table(tables: tuple[TableStats, ...]) -> Any:
+    """One row per table. Names and counts are never folded (too narrow, a name is shortened
+    with …; JSON has it whole); the states, words, wrap. Validation counts show when not 0."""
     from rich.table import Table
 
     table = Table(title="Tables", title_justify="left")
-    for column in (
-        "table",
-        "state",
-        "full load rows",
-        "ins",
-        "upd",
-        "del",
-        "validation",
-        "failed",
-        "pending",
-        "suspended",
-    ):
-        table.add_column(column, overflow="fold")
+    table.add_column("table", no_wrap=True, overflow="ellipsis")
+    table.add_column("state")
+    table.add_column("full load\nrows", no_wrap=True, justify="right")
+    table.add_column("inserts /\nupdates /\ndeletes", no_wrap=True, justify="right")
+    table.add_column("validation")
     for t in tables:
         bad = t.validation_failed_records or t.validation_suspended_records
+        found = [
+            f"{count(n)} {what}"
+            for n, what in (
+                (t.validation_failed_records, "failed"),
+                (t.validation_pending_records, "pending"),
+                (t.validation_suspended_records, "suspended"),
+            )
+            if n
+        ]
+        validation = plain(t.validation_state or "-") + (f": {', '.join(found)}" if found else "")
         table.add_row(
-            plain(f"{t.schema}.{t.table}"),
+            ident(f"{t.schema}.{t.table}"),
             f"[{'bold red' if t.errored else 'green'}]{plain(t.state)}[/]",
-            str(t.full_load_rows),
-            str(t.inserts),
-            str(t.updates),
-            str(t.deletes),
-            plain(t.validation_state or "-"),
-            f"[{'bold red' if bad else 'default'}]{t.validation_failed_records}[/]",
-            str(t.validation_pending_records),
-            str(t.validation_suspended_records),
+            count(t.full_load_rows),
+            f"{count(t.inserts)} / {count(t.updates)} / {count(t.deletes)}",
+            f"[{'bold red' if bad else 'default'}]{validation}[/]",
         )
     return table
 
@@ -202,7 +203,7 @@ def render_status(out: Output, report: StatusReport) -> None:
 def _render_one(out: Output, report: StatusReport) -> None:
     out.out.print(_task_table(report.ref, report.task))
     if report.tables:
-        out.out.print(_tables_table(report.tables))
+        out.out.print(fit_names(out.out, _tables_table(report.tables)))
     elif report.tables_error:
         out.out.print(report.tables_error, markup=False)
     else:
@@ -268,7 +269,7 @@ def _live_renderable(ref: TaskRef, until: str, state: WatchState, note: str) -> 
     if state.tables:
         counts = Counter(t.state for t in state.tables)
         parts.append(
-            Text("tables: " + ", ".join(f"{n} {name}" for name, n in sorted(counts.items())))
+            Text("tables: " + ", ".join(f"{count(n)} {name}" for name, n in sorted(counts.items())))
         )
     parts.append(_cdc_table(state.cdc))
     if state.reverse is not None:

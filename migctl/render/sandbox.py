@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from migctl.render import Output, plain
+from migctl.render import Output, count, ident, plain
 from migctl.sandbox.bootstrap import SandboxUp
 from migctl.sandbox.environment import DownReport, SandboxStatus
 
@@ -11,7 +11,7 @@ def render_up(out: Output, result: SandboxUp) -> None:
     if out.json:
         out.event("result", **_up_payload(result))
         return
-    rows = plain(", ".join(f"{t} {n:,}" for t, n in result.rows.items()))
+    rows = plain(", ".join(f"{t} {count(n)}" for t, n in result.rows.items()))
     out.out.print(f"[green]sandbox up[/] in {plain(result.dir)}")
     out.out.print(f"  source rows: {rows}")
     out.out.print(f"  local AWS:   {plain(result.aws_url)}")
@@ -63,7 +63,7 @@ def render_status(out: Output, status: SandboxStatus) -> None:
         table.add_column(column)
     for p in status.processes:
         state = "[green]running[/]" if p.running else "[bold red]not running[/]"
-        table.add_row(plain(p.name), str(p.pid), str(p.port or "-"), state)
+        table.add_row(ident(p.name), str(p.pid), str(p.port or "-"), state)
     out.out.print(table)
     out.out.print(
         f"source {plain(status.source)}\ntarget {plain(status.target)}\nAWS    {plain(status.aws_url)}"

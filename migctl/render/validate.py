@@ -6,7 +6,7 @@ import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from migctl.render import Output, plain, state_style
+from migctl.render import Output, count, fit_names, ident, plain, state_style
 from migctl.validate.report import Progress, SequenceResult, TableResult, ValidationReport
 
 if TYPE_CHECKING:
@@ -85,27 +85,38 @@ def render_validation(out: Output, report: ValidationReport) -> None:
     for column in (
         "table",
         "status",
-        "source rows",
-        "target rows",
-        "missing in target",
-        "missing in source",
+        "source\nrows",
+        "target\nrows",
+        "missing in\ntarget",
+        "missing in\nsource",
         "changed",
-        "notes",
     ):
-        table.add_column(column, overflow="fold", justify="right" if "rows" in column else "left")
+        # Names, states and row counts keep their width; the keys wrap first.
+        free_text = column.startswith(("missing", "changed"))
+        table.add_column(
+            column,
+            no_wrap=not free_text,
+            overflow="fold" if free_text else "ellipsis",
+            justify="right" if "rows" in column else "left",
+        )
+    notes: list[tuple[str, str]] = []
     for t in report.tables:
-        notes = [*t.schema_differences, *([t.error] if t.error else []), *_equal_note(t)]
+        notes += [
+            (t.table, note)
+            for note in (*t.schema_differences, *([t.error] if t.error else []), *_equal_note(t))
+        ]
         table.add_row(
-            plain(t.table),
+            ident(t.table),
             f"[{state_style(t.status)}]{t.status}[/]",
-            _num(t.source_rows),
-            _num(t.target_rows),
+            count(t.source_rows),
+            count(t.target_rows),
             _count_and_keys(t.missing_in_target_count, t.missing_in_target),
             _count_and_keys(t.missing_in_source_count, t.missing_in_source),
             _count_and_keys(t.changed_count, t.changed),
-            plain("; ".join(notes)),
         )
-    out.out.print(table)
+    out.out.print(fit_names(out.out, table))
+    for name, note in notes:  # below the table, one per line: a narrow column would chop them
+        out.out.print(f"{name}: {note}", markup=False, highlight=False, soft_wrap=True)
     if report.sequences:
         seqs = Table(title="sequences", title_justify="left")
         for column in (
@@ -115,16 +126,21 @@ def render_validation(out: Output, report: ValidationReport) -> None:
             "target last_value",
             "column max",
         ):
-            seqs.add_column(column, justify="left" if column in ("sequence", "status") else "right")
+            seqs.add_column(
+                column,
+                justify="left" if column in ("sequence", "status") else "right",
+                no_wrap=column == "sequence",
+                overflow="ellipsis",
+            )
         for s in report.sequences:
             seqs.add_row(
-                plain(s.sequence),
+                ident(s.sequence),
                 f"[{state_style(s.status)}]{s.status}[/]",
-                _num(s.source_last_value),
-                _num(s.target_last_value),
-                _num(s.column_max),
+                count(s.source_last_value),
+                count(s.target_last_value),
+                count(s.column_max),
             )
-        out.out.print(seqs)
+        out.out.print(fit_names(out.out, seqs))
     bad = [t for t in report.tables if not t.ok]
     behind = [s for s in report.sequences if not s.ok]
     if report.errored:
@@ -146,19 +162,17 @@ def render_validation(out: Output, report: ValidationReport) -> None:
 def _equal_note(t: TableResult) -> list[str]:
     if not t.equal_by_value_count:
         return []
-    return [f"{t.equal_by_value_count:,} row(s) stored differently, equal by value (jsonb numbers)"]
+    return [
+        f"{count(t.equal_by_value_count)} row(s) stored differently, equal by value (jsonb numbers)"
+    ]
 
 
-def _num(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
-def _count_and_keys(count: int, keys: tuple[tuple[Any, ...], ...], shown: int = 3) -> str:
-    if not count:
+def _count_and_keys(found: int, keys: tuple[tuple[Any, ...], ...], shown: int = 3) -> str:
+    if not found:
         return "0"
     sample = ", ".join(_key(k) for k in keys[:shown])
-    more = " ..." if count > shown and keys else ""
-    return plain(f"{count:,}: {sample}{more}") if sample else f"{count:,}"
+    more = " ..." if found > shown and keys else ""
+    return plain(f"{count(found)}: {sample}{more}") if sample else count(found)
 
 
 def _key(key: tuple[Any, ...]) -> str:
@@ -215,23 +229,21 @@ class ValidationProgress:
             )
             if event.phase == "checksumming":
                 status = (
-                    f"{rows:,} rows, {event.chunks_done}/{event.chunks} invocations done,"
+                    f"{count(rows)} rows, {event.chunks_done}/{event.chunks} invocations done,"
                     f" {event.in_flight or 0} in flight  {speed}"
                 )
                 self._progress.update(task, status=status)
             elif event.phase == "scanned":
-                status = f"{rows:,} rows, {event.chunks} chunks, {event.differing_chunks} differ  {speed}"
+                status = f"{count(rows)} rows, {event.chunks} chunks, {event.differing_chunks} differ  {speed}"
                 self._progress.update(
                     task, total=max(event.differing_chunks, 1), completed=0, status=status
                 )
             elif event.phase == "narrowing":
-                status = (
-                    f"{rows:,} rows, narrowing chunk {event.chunks_done}/{event.differing_chunks}"
-                )
+                status = f"{count(rows)} rows, narrowing chunk {event.chunks_done}/{event.differing_chunks}"
                 if event.in_flight is not None:
                     status += f", {event.in_flight} in flight"
                 self._progress.update(task, completed=event.chunks_done, status=status)
             elif event.phase == "done" and event.result is not None:
                 r = event.result
-                status = f"{r.status}: {rows:,} rows, {r.chunks} chunks  {speed}"
+                status = f"{r.status}: {count(rows)} rows, {r.chunks} chunks  {speed}"
                 self._progress.update(task, total=1, completed=1, status=status)
