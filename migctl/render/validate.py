@@ -59,7 +59,7 @@ def sequence_json(s: SequenceResult) -> dict[str, Any]:
 
 
 def validation_json(report: ValidationReport) -> dict[str, Any]:
-    """The shape of issue 3, plus a few added fields (never renamed ones)."""
+    """The JSON of ``migctl validate``: scripts read it, so fields are added, never renamed."""
     return {
         "ok": report.ok,
         "source": report.source,
