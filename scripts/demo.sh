@@ -9,7 +9,12 @@ DIR="${DEMO_DIR:-.migctl/demo-sandbox}"
 ROWS="${DEMO_ROWS:-100000}"
 started=$(date +%s)
 
-step() { printf '\n\033[1;36m== %s\033[0m\n' "$*"; }
+# Colour only on a terminal: a log (CI, `make demo | tee`) gets plain lines.
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+  step() { printf '\n\033[1;36m== %s\033[0m\n' "$*"; }
+else
+  step() { printf '\n== %s\n' "$*"; }
+fi
 expect() {  # expect CODE CMD...: run CMD, fail the demo unless it exits with CODE
   local want=$1; shift
   set +e; "$@"; local got=$?; set -e

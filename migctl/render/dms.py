@@ -293,6 +293,22 @@ def _live_renderable(ref: TaskRef, until: str, state: WatchState, note: str) -> 
     return Group(*parts)
 
 
+def _watch_line(until: str, state: WatchState) -> str:
+    """One state of the watch as one line, for a log."""
+    task, r = state.task, state.readiness
+    percent = task.stats.full_load_percent
+    loaded = "" if percent is None else f", full load {percent}%"
+    lag = state.cdc.latency_target.latest if state.cdc is not None else None
+    latency = "" if lag is None else f", CDCLatencyTarget {lag:g}s"
+    waiting = "ready" if r.ready else r.reason
+    back = state.reverse
+    way_back = "" if back is None else f"; the way back: {back.identifier} {back.status}"
+    return (
+        f"{task.identifier}: {task.status} (phase {task.phase}{loaded}{latency}){way_back}; "
+        f"until {until}: {waiting} [poll {state.polls}]"
+    )
+
+
 class WatchView:
     """The watch's display: a rich Live view on stderr, or a JSON line per state change."""
 
@@ -302,7 +318,9 @@ class WatchView:
         self._state: WatchState | None = None
 
     def __enter__(self) -> WatchView:
-        if not self._out.json:
+        # Without a terminal (CI, a pipe, a log file) a live view cannot redraw: each change
+        # is one complete line instead (see :func:`_watch_line`).
+        if not self._out.json and self._out.err.is_terminal:
             from rich.live import Live
 
             self._live = Live(console=self._out.err, refresh_per_second=2, transient=False)
@@ -327,7 +345,13 @@ class WatchView:
                 self._out.event("state", **_watch_state_json(self._ref, update.state))
             return
         self._state = update.state or self._state
-        if self._live is not None and self._state is not None:
+        if self._live is None:
+            if update.kind == "throttled":
+                self._out.note(update.message, style="yellow")
+            elif update.changed and update.state is not None:
+                self._out.note(_watch_line(self._until, update.state), style="")
+            return
+        if self._state is not None:
             note = update.message if update.kind == "throttled" else ""
             self._live.update(
                 _live_renderable(self._ref, self._until, self._state, note), refresh=True

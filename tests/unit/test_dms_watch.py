@@ -383,3 +383,19 @@ def test_the_reverse_task_is_watched_beside_and_its_failure_fails_the_watch(
     assert ("duplicate key" in result.reason) is task_fails
     first = updates[0].state
     assert first is not None and first.reverse is not None and first.reverse.status == "running"
+
+
+def test_cli_watch_without_a_terminal_writes_one_whole_line_per_change(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI, `| tee`, a log file: no live view to redraw, no escape codes, no line cut at 80."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    world = make_task("payments-cdc-with-a-name-long-enough-to-pass-eighty-columns")
+    in_cdc(world)
+    put_cdc_metrics(world, latency_target=[3, 2, 1], incoming=[0, 0, 0])
+    result = cli("dms", "watch", "--task", world.task_name, "--interval", "0", "--timeout", "5")
+    assert result.code == 0, result.stderr
+    assert "\x1b[" not in result.stderr + result.stdout
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith(world.task_name)]
+    assert len(line) > 80 and line.endswith("until cdc-ready: ready [poll 1]")
+    assert "running (phase cdc" in line
