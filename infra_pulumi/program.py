@@ -31,6 +31,8 @@ OUTPUT_NAMES = (
     "ecsClusterName",
     "ecsServiceName",
     "ecsContainerName",
+    "ecsStandbyServiceName",
+    "albListenerArn",
     "auroraClusterArn",
     "auroraEndpoint",
     "auroraReaderEndpoint",
@@ -171,6 +173,8 @@ def pulumi_program() -> None:
     pulumi.export("ecsClusterName", compute.cluster_name)
     pulumi.export("ecsServiceName", compute.service_name)
     pulumi.export("ecsContainerName", compute.container_name)
+    pulumi.export("ecsStandbyServiceName", compute.standby_service_name)
+    pulumi.export("albListenerArn", compute.listener_arn)
     pulumi.export("auroraClusterArn", database.cluster.arn)
     pulumi.export("auroraEndpoint", database.endpoint)
     pulumi.export("auroraReaderEndpoint", database.reader_endpoint)

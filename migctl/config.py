@@ -118,6 +118,9 @@ class EcsSettings:
     timeout_seconds: float = bounded(900.0, flag="--timeout", at_least=0)
     gate_alarms: tuple[str, ...] = ()
     interval_seconds: float = bounded(10.0, flag="--interval", above=0)
+    # The cutover's standby service and the listener it switches (default: the stack outputs)
+    standby_service: str | None = None
+    listener_arn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,10 @@ class CutoverSettings:
     marker_timeout_seconds: float = bounded(300.0, at_least=0)  # the marker row to the target
     # How the freeze validates: a baseline before it, then only what changed (docs/runbook.md)
     validate: Literal["incremental", "full"] = "incremental"
+    # How the new image takes traffic: the standby service, started before the freeze, and a
+    # listener switch (docs/runbook.md); or a rollout of the service inside the freeze.
+    switch: Literal["standby", "rollout"] = "standby"
+    dms_target_role: str | None = None  # default: the DMS target endpoint's user name
     # The way back after go-live (docs/fallback.md): reverse replication, target -> source.
     fallback: Literal["reverse-replication", "none"] = "reverse-replication"
     reverse_task: str | None = None  # default: stack output dmsReverseTaskArn

@@ -44,12 +44,12 @@ export MIGCTL_CUTOVER_INTERVAL_SECONDS=0.5 MIGCTL_ECS_BAKE_SECONDS=3
 step "migctl cutover plan: the runbook's steps, gates, checks and undo"
 expect 0 "$MIGCTL" cutover plan
 
-step "a bad night: the image is broken, ECS fails it, the cutover rolls everything back (exit 4)"
+step "a bad night: the image is broken; it fails on the standby before anything is frozen, and the cutover undoes the staging (exit 4)"
 expect 4 "$MIGCTL" cutover --yes --image payments-app:2.0.1-broken
-echo "(the fence is down, the source writable again, replication resumed; the writer rode out the freeze)"
+echo "(the source never stopped taking writes; the standby is idle again, the target unfenced)"
 sleep 3
 
-step "migctl cutover: preflight, fence, marker, validate, stop DMS, sequences, proof, the way back, rollout, post-checks"
+step "migctl cutover: preflight, baseline, the new image staged on the standby, fence, marker, validate, stop DMS, sequences, proof, the way back, the listener switch, post-checks, converge"
 expect 0 "$MIGCTL" cutover --yes
 
 step "a second 'migctl cutover' cannot lose the completed one (exit 2); 'cutover status' shows it"

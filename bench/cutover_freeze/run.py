@@ -8,7 +8,8 @@ watched to CDC, then for each ``--task-start S``, in turns (``--turns``):
 - ``migctl --output json cutover --yes`` with the demo's settings (0.5 s polls, a 3 s bake)
   while the traffic writer runs: ``write_freeze_seconds`` from its result, and from the
   journal each step inside the window (the rollout counted up to ``live_at``, when the new
-  image serves) and the baseline step's own time, outside it;
+  image serves) and the baseline's and the stage's own times, outside it (with the
+  standby switch, the default, the new tasks start in the stage);
 - ``migctl cutover rollback --yes``: the way back carries the new image's writes to the
   source and resumes replication, so the next turn starts where this one did.
 
@@ -103,6 +104,7 @@ def breakdown(journal: Path, cutover_id: str) -> dict[str, float]:
     )
     out["rollout_to_live"] = (_at(live) - _at(started["rollout"]["ts"])).total_seconds()
     out["baseline_outside"] = float(finished["baseline"]["duration_seconds"])
+    out["stage_outside"] = float(finished["stage"]["duration_seconds"])
     out["baseline_full_compare"] = float(finished["baseline"]["details"].get("baseline_seconds", 0))
     validate = finished["validate"]["details"]
     out["validate_rechecked_keys"] = float(validate.get("rechecked", 0))
@@ -151,7 +153,8 @@ def one_size(rows: int, task_starts: list[float], turns: int, root: Path) -> lis
                 print(
                     f"  task start {seconds:>4g}s turn {turn}: freeze "
                     f"{figures['write_freeze_seconds']:.2f}s ({inside}); baseline outside "
-                    f"{figures['baseline_outside']:.2f}s, rechecked "
+                    f"{figures['baseline_outside']:.2f}s, stage outside "
+                    f"{figures['stage_outside']:.2f}s, rechecked "
                     f"{figures['validate_rechecked_keys']:.0f} keys",
                     flush=True,
                 )
@@ -169,13 +172,17 @@ def summary(rows: list[dict[str, Any]]) -> None:
 
     sizes = sorted({r["rows"] for r in rows})
     starts = sorted({r["task_start_seconds"] for r in rows})
-    print("\nmedians: rows, task start, write freeze, validate in the window, baseline outside")
+    print(
+        "\nmedians: rows, task start, write freeze, validate in the window, baseline and "
+        "stage outside"
+    )
     for size in sizes:
         for start in starts:
             print(
                 f"  {size:>10,} {start:>5g}s  freeze {median(size, start, 'write_freeze_seconds'):6.2f}s"
                 f"  validate {median(size, start, 'validate'):5.2f}s"
                 f"  baseline {median(size, start, 'baseline_outside'):6.2f}s"
+                f"  stage {median(size, start, 'stage_outside'):6.2f}s"
             )
     low, high = sizes[0], sizes[-1]
     for start in starts:

@@ -169,9 +169,57 @@ class Compute(pulumi.ComponentResource):
             tags=args.tags,
             opts=child,
         )
-        self.target_group = aws.lb.TargetGroup(
-            f"{name}-tg-{env}",
-            name=f"migctl-app-{env}",
+        self.target_group = self._target_group(f"{name}-tg-{env}", f"migctl-app-{env}", args)
+        # The cutover's standby (docs/runbook.md, "No task start inside the window"): its own
+        # target group, where the listener forwards while the new image serves from it.
+        self.standby_target_group = self._target_group(
+            f"{name}-tg-standby-{env}", f"migctl-standby-{env}", args
+        )
+        listener = self._listeners(name, args)
+
+        self.service = self._service(
+            f"{name}-service-{env}",
+            f"migctl-app-{env}",
+            args,
+            self.target_group,
+            args.desired_count,
+            listener,
+        )
+        # Idle (0 tasks) outside a cutover; its revision and count belong to `migctl cutover`.
+        self.standby_service = self._service(
+            f"{name}-standby-{env}",
+            f"migctl-standby-{env}",
+            args,
+            self.standby_target_group,
+            0,
+            listener,
+            ignore=("taskDefinition", "desiredCount"),
+        )
+        self.listener_arn: pulumi.Output[str] = listener.arn
+        self.cluster_name: pulumi.Output[str] = self.cluster.name
+        self.service_name: pulumi.Output[str] = self.service.name
+        self.container_name = args.container_name
+        self.alb_dns_name: pulumi.Output[str] = self.load_balancer.dns_name
+        self.alb_arn_suffix: pulumi.Output[str] = self.load_balancer.arn_suffix
+        self.target_group_arn_suffix: pulumi.Output[str] = self.target_group.arn_suffix
+        self.standby_service_name: pulumi.Output[str] = self.standby_service.name
+        self.register_outputs(
+            {
+                "standbyServiceName": self.standby_service_name,
+                "listenerArn": self.listener_arn,
+                "clusterName": self.cluster_name,
+                "serviceName": self.service_name,
+                "albDnsName": self.alb_dns_name,
+                "albArnSuffix": self.alb_arn_suffix,
+                "targetGroupArnSuffix": self.target_group_arn_suffix,
+            }
+        )
+
+    def _target_group(self, logical: str, physical: str, args: ComputeArgs) -> aws.lb.TargetGroup:
+        child = pulumi.ResourceOptions(parent=self)
+        return aws.lb.TargetGroup(
+            logical,
+            name=physical,
             port=args.container_port,
             protocol="HTTP",
             target_type="ip",
@@ -188,14 +236,23 @@ class Compute(pulumi.ComponentResource):
             tags=args.tags,
             opts=child,
         )
-        listener = self._listeners(name, args)
 
-        self.service = aws.ecs.Service(
-            f"{name}-service-{env}",
-            name=f"migctl-app-{env}",
+    def _service(
+        self,
+        logical: str,
+        physical: str,
+        args: ComputeArgs,
+        group: aws.lb.TargetGroup,
+        desired_count: int,
+        listener: aws.lb.Listener,
+        ignore: tuple[str, ...] = ("taskDefinition",),
+    ) -> aws.ecs.Service:
+        return aws.ecs.Service(
+            logical,
+            name=physical,
             cluster=self.cluster.arn,
             task_definition=self.task_definition.arn,
-            desired_count=args.desired_count,
+            desired_count=desired_count,
             launch_type="FARGATE",
             platform_version="LATEST",
             network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
@@ -205,7 +262,7 @@ class Compute(pulumi.ComponentResource):
             ),
             load_balancers=[
                 aws.ecs.ServiceLoadBalancerArgs(
-                    target_group_arn=self.target_group.arn,
+                    target_group_arn=group.arn,
                     container_name=args.container_name,
                     container_port=args.container_port,
                 )
@@ -225,29 +282,17 @@ class Compute(pulumi.ComponentResource):
             # Once the service exists, the revision it runs belongs to `migctl rollout` (baked,
             # undoable): an update of the stack never puts the program's image back.
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[listener], ignore_changes=["taskDefinition"]
+                parent=self, depends_on=[listener], ignore_changes=list(ignore)
             ),
-        )
-        self.cluster_name: pulumi.Output[str] = self.cluster.name
-        self.service_name: pulumi.Output[str] = self.service.name
-        self.container_name = args.container_name
-        self.alb_dns_name: pulumi.Output[str] = self.load_balancer.dns_name
-        self.alb_arn_suffix: pulumi.Output[str] = self.load_balancer.arn_suffix
-        self.target_group_arn_suffix: pulumi.Output[str] = self.target_group.arn_suffix
-        self.register_outputs(
-            {
-                "clusterName": self.cluster_name,
-                "serviceName": self.service_name,
-                "albDnsName": self.alb_dns_name,
-                "albArnSuffix": self.alb_arn_suffix,
-                "targetGroupArnSuffix": self.target_group_arn_suffix,
-            }
         )
 
     def _listeners(self, name: str, args: ComputeArgs) -> aws.lb.Listener:
         """HTTPS with a certificate (HTTP redirects to it); plain HTTP without, and a warning."""
         env = args.environment
         child = pulumi.ResourceOptions(parent=self)
+        # Where it forwards belongs to `migctl cutover` (the standby switch): an update of the
+        # stack never switches the traffic back under a cutover.
+        switched = pulumi.ResourceOptions(parent=self, ignore_changes=["defaultActions"])
         forward = aws.lb.ListenerDefaultActionArgs(
             type="forward", target_group_arn=self.target_group.arn
         )
@@ -263,7 +308,7 @@ class Compute(pulumi.ComponentResource):
                 protocol="HTTP",
                 default_actions=[forward],
                 tags=args.tags,
-                opts=child,
+                opts=switched,
             )
         aws.lb.Listener(
             f"{name}-http-redirect-{env}",
@@ -290,5 +335,5 @@ class Compute(pulumi.ComponentResource):
             certificate_arn=args.certificate_arn,
             default_actions=[forward],
             tags=args.tags,
-            opts=child,
+            opts=switched,
         )

@@ -159,15 +159,21 @@ def drop_slot(ctx: CutoverContext, memo: StepMemo) -> Facts:
     """Undo: the target's fence down (ECS is back on the old revision by now), the slot gone."""
     if not enabled(ctx, memo):
         return {"note": "no way back was prepared (fallback = none)"}
+    removed = unfence_target(ctx)
+    return {"target_fence_removed": removed, **drop_reverse_slot(ctx, _slot(memo))}
+
+
+def unfence_target(ctx: CutoverContext) -> dict[str, Any]:
+    """Take the target's fence down (whatever of it is up; idempotent)."""
     names = target_fence(ctx)
-    removed = until_locked(
+    removed: dict[str, Any] = until_locked(
         ctx,
         "the target's fence to come down",
         fenced_oids(ctx, names, on_target=True),
         lambda conn, ms: fence.remove(conn, names, lock_timeout_ms=ms),
         on_target=True,
     )
-    return {"target_fence_removed": removed, **drop_reverse_slot(ctx, _slot(memo))}
+    return removed
 
 
 def drop_reverse_slot(ctx: CutoverContext, slot: str) -> Facts:
@@ -274,7 +280,7 @@ def carry_back(ctx: CutoverContext, memo: StepMemo) -> Facts:
             f"(migctl dms start --type resume --task {ref.identifier} --yes), then rerun "
             "'migctl cutover rollback'",
         )
-    facts["target_fenced"] = _fence_target(ctx)
+    facts["target_fenced"] = fence_target(ctx)
     if "drained" not in done or task.status != "stopped":
         # Not running (stopped by someone, or never started: start_fallback failed half-way):
         # whatever the new image wrote is still behind the slot, so run it, then drain.
@@ -353,7 +359,8 @@ def _open_source(ctx: CutoverContext, roles: tuple[str, ...]) -> list[str]:
         return fence.opened_to(conn, names)
 
 
-def _fence_target(ctx: CutoverContext) -> int:
+def fence_target(ctx: CutoverContext, open_to: tuple[str, ...] = ()) -> int:
+    """Fence the target against every role but ``open_to`` (none: all of them)."""
     names = target_fence(ctx)
     with ctx.target_conn() as conn:
         tables = fence.scope(conn)
@@ -362,12 +369,19 @@ def _fence_target(ctx: CutoverContext) -> int:
         ctx,
         "the target's fence to go up",
         [t.oid for t in tables],
-        lambda conn, ms: fence.install(
-            conn, names, tables, guard=guard, lock_timeout_ms=ms, last=lambda _c: ""
+        lambda conn, ms: (
+            None  # an earlier attempt put it all up: the guard goes up last
+            if fence.state(conn).guarded(names)
+            else fence.install(
+                conn, names, tables, guard=guard, lock_timeout_ms=ms, last=lambda _c: ""
+            )
         ),
         on_target=True,
     )
-    ctx.report(f"the target is fenced ({len(tables)} table(s)): the applications' writes stop", {})
+    with ctx.target_conn() as conn:  # a fence left from the standby's staging may be open
+        fence.open_to(conn, names, open_to)
+    but = f" but {', '.join(open_to)}" if open_to else ""
+    ctx.report(f"the target is fenced ({len(tables)} table(s)): every role's writes{but} stop", {})
     return len(tables)
 
 

@@ -1,37 +1,37 @@
-"""Steps 7 and 8: roll out the image that points at the target, then check that it serves.
+"""The rollout step and the post-checks: the image that points at the target serves.
 
-The rollout is ``migctl rollout`` itself (``rollout.rollout``): a copy of the
-task definition with the new image, the PRIMARY deployment followed to
-COMPLETED, the bake under the gate alarms, and its own rollback on failure.
-Its undo is ``rollout.undo`` to the revision recorded before the first
-attempt. A rerun (after a crash or Ctrl-C) finds the image already deployed:
-it follows that deployment to its end and bakes what is left of the bake
-(journaled as progress: after Ctrl-C the bake's remaining time, after a
-crash mid-bake all of it, after a finished bake nothing).
+With ``[cutover] switch = "standby"`` the rollout step is the listener switch to
+the standby that step ``stage`` started (``standby.py``). With ``"rollout"`` it
+is ``migctl rollout`` itself (``rollout.rollout``): a copy of the task
+definition with the new image, the PRIMARY deployment followed to COMPLETED,
+the bake under the gate alarms, and its own rollback on failure. Its undo is
+``rollout.undo`` to the revision recorded before the first attempt (after the
+standby switch: the listener back first). A rerun (after a crash or Ctrl-C)
+finds the image already deployed (or the listener switched): it follows that
+deployment to its end and bakes what is left of the bake (journaled as
+progress: after Ctrl-C the bake's remaining time, after a crash mid-bake all
+of it, after a finished bake nothing).
 
-Post-checks: the gate alarms OK, the service's PRIMARY deployment COMPLETED
-with ``runningCount >= desiredCount``, and the ALB's healthy targets at least
-the desired count. Which target groups: the service's ``loadBalancers``; when
-it declares none, the stack output ``targetGroupArnSuffix``. An empty target
-group fails the check when the service declares it (ECS registers its tasks
-there); when it only comes from the stack outputs and has no registered
-target at all (the sandbox: moto runs no tasks), the ECS running count is the
-evidence, and the facts say so.
+Post-checks, on the service that serves (the standby until ``converge``): the
+gate alarms OK, its PRIMARY deployment COMPLETED with ``runningCount >=
+desiredCount``, and its healthy targets at least the desired count
+(``serving.py``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 from migctl.alarms import ALARM, check_alarms
-from migctl.cutover import fallback, target_writes
+from migctl.cutover import fallback, standby, target_writes
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.model import Facts, StepFailed, StepMemo
-from migctl.infra.outputs import load_cached_outputs
+from migctl.cutover.serving import settled, targets_healthy
 from migctl.rollout.deploy import finish, rollout, undo
-from migctl.rollout.deployments import COMPLETED, RolloutStep, describe_service, primary_of
+from migctl.rollout.deployments import RolloutStep, describe_service
 from migctl.rollout.taskdef import container_images
 
 if TYPE_CHECKING:
@@ -49,11 +49,21 @@ def prepare(ctx: CutoverContext, _memo: StepMemo) -> Facts:
         "previous_task_definition": service["taskDefinition"],
         "target_writes_at_go_live": counters,
         "way_back": dict(fallback.prepare(ctx, _memo)),  # for a rollback before start_fallback
+        **_switch(ctx),
     }
+
+
+def _switch(ctx: CutoverContext) -> Facts:
+    if not standby.enabled(ctx, None):
+        return {"switch": ctx.settings.cutover.switch}
+    return {"switch": standby.STANDBY, "standby": asdict(standby.layout(ctx))}
 
 
 def roll_out(ctx: CutoverContext, memo: StepMemo) -> Facts:
     options = ctx.rollout_options()
+    if standby.enabled(ctx, memo):
+        left = bake_left(options.bake_seconds, memo.progress)
+        return standby.switch(ctx, memo, left, lambda step: note(ctx, step, live=False))
     ecs = ctx.aws.client("ecs")
     previous = memo.before["previous_task_definition"]
     service = describe_service(ecs, options.cluster, options.service)
@@ -64,7 +74,7 @@ def roll_out(ctx: CutoverContext, memo: StepMemo) -> Facts:
         ecs,
         ctx.aws.client("cloudwatch"),
         options,
-        on_step=lambda step: _note(ctx, step),
+        on_step=lambda step: note(ctx, step),
         clock=ctx.timing.clock,
         sleep=ctx.timing.sleep,
     )
@@ -108,7 +118,7 @@ def _pick_up(ctx: CutoverContext, memo: StepMemo, current: str) -> Facts:
         ctx.aws.client("cloudwatch"),
         options,
         bake_seconds=left,
-        on_step=lambda step: _note(ctx, step),
+        on_step=lambda step: note(ctx, step),
         clock=ctx.timing.clock,
         sleep=ctx.timing.sleep,
     )
@@ -123,16 +133,16 @@ def _pick_up(ctx: CutoverContext, memo: StepMemo, current: str) -> Facts:
     }
 
 
-def _note(ctx: CutoverContext, step: RolloutStep) -> None:
-    """A rollout event to the journal; the bake's start and end as the step's progress."""
+def note(ctx: CutoverContext, step: RolloutStep, *, live: bool = True) -> None:
+    """A rollout event to the journal; the bake's start and end as the step's progress. With
+    ``live`` the bake's start is when the new image serves (a rollout: the deployment completed);
+    the standby switch records that itself."""
     details: dict[str, Any] = {"rollout_event": step.event}
-    if step.event == "bake":  # the deployment completed: the new image serves
+    if step.event == "bake":
         now = dt.datetime.now(dt.UTC).isoformat()
-        details["progress"] = {
-            "live_at": now,
-            "bake_started_at": now,
-            "bake_seconds": step.details.get("seconds"),
-        }
+        details["progress"] = {"bake_started_at": now, "bake_seconds": step.details.get("seconds")}
+        if live:
+            details["progress"]["live_at"] = now
     elif step.event == "completed":
         details["progress"] = {"baked": True}
     ctx.report(step.message, details)
@@ -146,17 +156,24 @@ def roll_back(ctx: CutoverContext, memo: StepMemo) -> Facts:
     options = ctx.rollout_options()
     ecs = ctx.aws.client("ecs")
     running = describe_service(ecs, options.cluster, options.service)["taskDefinition"]
-    deployed = bool(memo.details.get("task_definition")) or running != previous
+    lay = standby.Layout.of(memo.before["standby"]) if standby.enabled(ctx, memo) else None
+    deployed = (
+        bool(memo.details.get("task_definition"))
+        or running != previous
+        or (lay is not None and standby.serves(ctx, lay))
+    )
     # The new image may have served (during the bake, or the post-checks) before the way back
     # was started: carry what it wrote back first, as start_fallback's undo would have.
     carried: dict[str, Any] = {}
     if deployed and "start_fallback" not in ctx.undone:
         carried = dict(fallback.carry_back_unstarted(ctx, memo.before.get("way_back", {}), memo))
     written = _written_on_target(ctx, memo, carried="drained" in carried) if deployed else {}
+    if lay is not None:  # the service's tasks still run the old image: they serve at once
+        carried.update(standby.switch_back(ctx, lay))
     if running == previous:
         ctx.wait_until(
             f"the service to settle on {previous}",
-            lambda: _settled(ecs, options.cluster, options.service),
+            lambda: settled(ecs, options.cluster, options.service),
             timeout=options.timeout,
         )
         facts = {"task_definition": previous, "note": "the service already ran it"}
@@ -234,21 +251,21 @@ def manual_roll_back(ctx: CutoverContext, memo: StepMemo) -> str:
 
 
 def post_checks(ctx: CutoverContext, _memo: StepMemo) -> Facts:
-    options = ctx.rollout_options()
+    options = replace(ctx.rollout_options(), service=standby.serving_service(ctx))
     ecs = ctx.aws.client("ecs")
-    facts: dict[str, Any] = {}
+    facts: dict[str, Any] = {"service": options.service}
 
     def probe() -> tuple[bool, str]:
         alarms = _alarms_ok(ctx, wait=True)
         if alarms:
             return False, alarms
         service = describe_service(ecs, options.cluster, options.service)
-        settled, why = _settled(ecs, options.cluster, options.service, service)
-        if not settled:
+        steady, why = settled(ecs, options.cluster, options.service, service)
+        if not steady:
             return False, why
         desired = int(service.get("desiredCount", 0))
         facts["running"], facts["desired"] = int(service.get("runningCount", 0)), desired
-        healthy, why = _targets_healthy(ctx, service, desired, facts)
+        healthy, why = targets_healthy(ctx, service, desired, facts)
         return healthy, why
 
     facts["verdict"] = ctx.wait_until("the post-checks", probe)
@@ -274,27 +291,6 @@ def _alarms_ok(ctx: CutoverContext, *, wait: bool = False) -> str | None:
     return why
 
 
-def _steady(service: dict[str, Any]) -> bool:
-    primary = primary_of(service)
-    return (
-        primary is not None
-        and primary.rollout_state in (COMPLETED, None)
-        and len(service.get("deployments", [])) == 1
-        and int(service.get("runningCount", 0)) >= int(service.get("desiredCount", 0))
-    )
-
-
-def _settled(
-    ecs: ECSClient, cluster: str, name: str, service: dict[str, Any] | None = None
-) -> tuple[bool, str]:
-    service = service or describe_service(ecs, cluster, name)
-    if _steady(service):
-        return True, "the service is steady"
-    primary = primary_of(service)
-    state = primary.summary() if primary else "no PRIMARY deployment"
-    return False, f"service {name}: {state}, running {service.get('runningCount')}"
-
-
 def _runs_image(
     ecs: ECSClient, task_definition: str, container: str | None, image: str | None
 ) -> bool:
@@ -304,37 +300,6 @@ def _runs_image(
     if container:
         return images.get(container) == image
     return len(images) == 1 and next(iter(images.values())) == image
-
-
-def _targets_healthy(
-    ctx: CutoverContext, service: dict[str, Any], desired: int, facts: dict[str, Any]
-) -> tuple[bool, str]:
-
-    elbv2 = ctx.aws.client("elbv2")
-    arns = [
-        lb["targetGroupArn"] for lb in service.get("loadBalancers", []) if "targetGroupArn" in lb
-    ]
-    declared = bool(arns)
-    if not arns:
-        suffix = load_cached_outputs(ctx.settings).get("targetGroupArnSuffix")
-        if isinstance(suffix, str) and suffix.count("/") >= 1:
-            name = suffix.split("/")[1]
-            groups = elbv2.describe_target_groups(Names=[name])["TargetGroups"]
-            arns = [g["TargetGroupArn"] for g in groups]
-    health: dict[str, Any] = {}
-    for arn in arns:
-        targets = elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
-        healthy = sum(t.get("TargetHealth", {}).get("State") == "healthy" for t in targets)
-        short = arn.rsplit(":", 1)[-1]
-        health[short] = {"registered": len(targets), "healthy": healthy}
-        if not targets and not declared:
-            health[short]["note"] = "no registered targets; judged by the ECS running count"
-            continue
-        if healthy < desired:
-            facts["target_health"] = health
-            return False, f"{healthy} of {desired} targets healthy in {short}"
-    facts["target_health"] = health or "no target group found; judged by the ECS running count"
-    return True, "alarms OK, deployment COMPLETED, running >= desired, targets healthy"
 
 
 def service_state(ctx: CutoverContext) -> str:

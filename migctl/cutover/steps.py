@@ -19,6 +19,7 @@ from migctl.cutover import (
     release,
     replication,
     sequences,
+    standby,
     validation,
 )
 from migctl.cutover.context import CutoverContext
@@ -53,6 +54,23 @@ STEPS: tuple[Step, ...] = (
         undo=baseline.drop_slots,
         manual_undo=baseline.manual_drop_slots,
         release=baseline.drop_slots,
+    ),
+    Step(
+        name="stage",
+        title="Stage the new image",
+        gate_text="switch = standby (else nothing to do): the listener forwards to the "
+        "service's target group",
+        action_text="fence the target against every role but DMS's and prove a marker still "
+        "reaches it; start the new revision on the standby service at the service's desired "
+        "count, while the application writes",
+        check_text="the standby runs the new revision, steady, every task a healthy target",
+        undo_text="scale the standby to 0; once it runs no task, take the target's fence down",
+        prepare=standby.prepare,
+        gate=standby.gate,
+        action=standby.stage,
+        check=standby.check,
+        undo=standby.unstage,
+        manual_undo=standby.manual_unstage,
     ),
     Step(
         name="freeze_writes",
@@ -150,10 +168,13 @@ STEPS: tuple[Step, ...] = (
         name="rollout",
         title="Roll out",
         gate_text="you confirm (or --yes): the point of no return",
-        action_text="migctl rollout of the image: new revision, deployment COMPLETED, bake on "
-        "the gate alarms; ECS rolls back on failure",
-        check_text="the deployment completed and the alarms stayed OK through the bake",
-        undo_text="migctl rollout undo to the revision that ran before",
+        action_text="switch = standby: take the target's fence down and point the listener at "
+        "the standby's target group (no task starts), then bake on the gate alarms; switch = "
+        "rollout: migctl rollout of the image (new revision, deployment COMPLETED, bake)",
+        check_text="the new image serves and the alarms stayed OK through the bake",
+        undo_text="point the listener back at the service's target group (its tasks still run "
+        "the old image) and scale the standby to 0; migctl rollout undo to the revision that "
+        "ran before when the service itself moved",
         prepare=release.prepare,
         action=release.roll_out,
         undo=release.roll_back,
@@ -189,6 +210,18 @@ STEPS: tuple[Step, ...] = (
         manual_undo=fallback.manual_carry_back,
         undo_failure_halts=True,
     ),
+    Step(
+        name="converge",
+        title="Converge",
+        gate_text="switch = standby (else nothing to do)",
+        action_text="deploy the standby's revision to the service (it takes no traffic yet), "
+        "point the listener back at the service's target group once its targets are healthy, "
+        "scale the standby to 0",
+        check_text="the service runs the new revision and takes the traffic",
+        undo_text=None,
+        prepare=standby.prepare,
+        action=standby.converge,
+    ),
 )
 
 STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STEPS)
@@ -196,6 +229,7 @@ StateProbe = Callable[[CutoverContext], str]
 # What a person is told about the systems when a rollback could not finish.
 STATE_PROBES: Sequence[StateProbe] = (
     release.service_state,
+    standby.state,
     replication.task_state,
     fallback.reverse_state,
     freeze.source_state,
@@ -205,6 +239,13 @@ STATE_PROBES: Sequence[StateProbe] = (
 # Where the systems stand after a step, as the journal tells it (no system is asked):
 # per step, what holds when it is not started, under way (or interrupted), done, undone.
 _STANDING: Mapping[str, tuple[str, str, str, str]] = {
+    "stage": (
+        "nothing is staged: the target takes DMS's writes only, as always",
+        "the standby may run the new image and the target may be fenced: staging, or its undo, "
+        "did not finish",
+        "the new image runs on the standby, without traffic; the target is fenced but for DMS",
+        "the standby is idle and the target's fence is down",
+    ),
     "freeze_writes": (
         "the source takes writes (not frozen)",
         "the source may be frozen: the freeze, or its undo, did not finish",

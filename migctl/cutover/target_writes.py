@@ -1,6 +1,6 @@
 """What the application wrote on the target after go-live, counted per table.
 
-Without reverse replication (issue: the way back), a rollback after go-live
+Without reverse replication (docs/fallback.md), a rollback after go-live
 leaves those writes on the target only. The rollout step records the
 target's write counters (``pg_stat_user_tables``: rows inserted, updated,
 deleted) before it deploys, while the source is frozen and replication

@@ -163,6 +163,8 @@ def estimate(resources_: Sequence[PricedResource], prices: PriceTable) -> CostEs
                 unpriced.append(f"{res.name} (task definition not found)")
                 continue
             count = float(res.inputs.get("desiredCount") or 0)
+            if count == 0:  # idle (the cutover's standby): it costs only while a cutover runs
+                continue
             vcpu = count * float(task.inputs["cpu"]) / 1024
             memory_gb = count * float(task.inputs["memory"]) / 1024
             add(f"Fargate vCPU {res.name}", res, vcpu, "vCPU-hour", prices.fargate_vcpu_hour)

@@ -12,8 +12,14 @@ reads and writes moto's backend objects directly:
   ``CDCLatencyTarget`` and ``CDCIncomingChanges`` are published to CloudWatch,
   with the dimensions AWS uses, from the real lag.
 - **ECS.** A deployment that ``update_service`` started moves to ``COMPLETED``
-  a moment later, or to ``FAILED`` (with the circuit breaker's rollback) when
-  its image tag contains ``broken``.
+  ``[sandbox] task_start_seconds`` later, or to ``FAILED`` (with the circuit
+  breaker's rollback) when its image tag contains ``broken``. A changed desired
+  count without a new deployment takes effect at once. Each running task is a
+  registered (healthy) target of its service's target group.
+- **The load balancer.** Only the service whose target group the listener
+  forwards to takes traffic: the emulated application on ECS writes from that
+  service's tasks only (the cutover's standby runs without traffic until the
+  switch).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import json
 import logging
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,41 +251,50 @@ class Controller:
         wanted: str | None = None
         for account, regions in ecs_backends.items():
             backend = regions[self.region]
+            serving = _forwarded_groups(account, self.region)
             for service in list(backend.services.values()):
-                wanted = wanted or self._writes_to(account, backend, service)
-                deployment: dict[str, Any]
-                for deployment in list(service.deployments):
-                    if (
-                        deployment.get("rolloutState") != IN_PROGRESS
-                        or deployment.get("status") != "PRIMARY"
-                    ):
-                        continue
-                    age = (
-                        dt.datetime.now(dt.UTC) - _aware(deployment["createdAt"])
-                    ).total_seconds()
-                    if age < self._sandbox().get("task_start_seconds", DEPLOY_SECONDS):
-                        continue
-                    driver = MotoEcsService(
-                        service.cluster_name, service.name, account_id=account, region=self.region
-                    )
-                    image = _image_of(backend, str(deployment["taskDefinition"]))
-                    deployment_id = str(deployment["id"])
-                    if "broken" in image.rsplit(":", 1)[-1]:
-                        driver.fail(
-                            deployment_id,
-                            reason=f"ECS deployment circuit breaker: tasks of {image} failed their health checks.",
-                            circuit_breaker_rollback=True,
-                        )
-                    else:
-                        driver.complete(deployment_id)
-                    log.info("deployment %s -> %s", deployment_id, deployment.get("rolloutState"))
+                wanted = wanted or self._writes_to(account, backend, service, serving)
+                self._deploy(account, backend, service)
+                _scale(service)
+                _register_targets(account, self.region, service)
         self._follow_writer(wanted)
 
-    def _writes_to(self, account: str, backend: Any, service: Any) -> str | None:
-        """The DSN the application on ECS writes to now, or None (no Aurora image serving,
-        or the sandbox's traffic is off)."""
+    def _deploy(self, account: str, backend: Any, service: Any) -> None:
+        """Complete (or fail) a PRIMARY deployment once its tasks have had time to start."""
+        deployment: dict[str, Any]
+        for deployment in list(service.deployments):
+            if (
+                deployment.get("rolloutState") != IN_PROGRESS
+                or deployment.get("status") != "PRIMARY"
+            ):
+                continue
+            age = (dt.datetime.now(dt.UTC) - _aware(deployment["createdAt"])).total_seconds()
+            if age < self._sandbox().get("task_start_seconds", DEPLOY_SECONDS):
+                continue
+            driver = MotoEcsService(
+                service.cluster_name, service.name, account_id=account, region=self.region
+            )
+            image = _image_of(backend, str(deployment["taskDefinition"]))
+            deployment_id = str(deployment["id"])
+            if "broken" in image.rsplit(":", 1)[-1]:
+                driver.fail(
+                    deployment_id,
+                    reason=f"ECS deployment circuit breaker: tasks of {image} failed their health checks.",
+                    circuit_breaker_rollback=True,
+                )
+            else:
+                driver.complete(deployment_id)
+            log.info("deployment %s -> %s", deployment_id, deployment.get("rolloutState"))
+
+    def _writes_to(self, account: str, backend: Any, service: Any, serving: set[str]) -> str | None:
+        """The DSN the application on ECS writes to now, or None (no Aurora image serving, the
+        load balancer forwards to another service's target group, or the sandbox's traffic is
+        off)."""
         if not self._traffic_on() or int(getattr(service, "running_count", 0) or 0) < 1:
             return None
+        groups = {lb.get("targetGroupArn") for lb in service.load_balancers or []}
+        if groups and serving and not groups & serving:
+            return None  # it runs, but takes no traffic
         taskdef_arn = str(service.task_definition)
         if any(
             d.get("rolloutState") == IN_PROGRESS and d.get("status") == "PRIMARY"
@@ -313,6 +329,54 @@ class Controller:
     def _traffic_on(self) -> bool:
         state = self._sandbox()
         return "traffic" in state.get("processes", {}) and bool(state.get("ecs_writer", True))
+
+
+def _forwarded_groups(account: str, region: str) -> set[str]:
+    """The target groups the load balancers' listeners forward to now."""
+    from moto.elbv2.models import elbv2_backends
+
+    groups: set[str] = set()
+    for balancer in elbv2_backends[account][region].load_balancers.values():
+        for listener in balancer.listeners.values():
+            for action in listener.default_actions:
+                data = action.data
+                if data.get("TargetGroupArn"):
+                    groups.add(data["TargetGroupArn"])
+                weighted = data.get("ForwardConfig", {}).get("TargetGroups", [])
+                groups.update(g["TargetGroupArn"] for g in weighted if int(g.get("Weight", 1)) > 0)
+    return groups
+
+
+def _scale(service: Any) -> None:
+    """A changed desired count without a new deployment (a scale-down, a scale-up) takes effect:
+    ECS starts or stops tasks of the PRIMARY deployment."""
+    primary = next((d for d in service.deployments if d.get("status") == "PRIMARY"), None)
+    if primary is None or primary.get("rolloutState") == IN_PROGRESS:
+        return
+    desired = int(service.desired_count)
+    if int(service.running_count) != desired or int(primary.get("desiredCount", 0)) != desired:
+        service.running_count = desired
+        service.pending_count = 0
+        primary.update(desiredCount=desired, runningCount=desired, pendingCount=0)
+
+
+def _register_targets(account: str, region: str, service: Any) -> None:
+    """Each running task is a healthy target of the service's target groups, as ECS registers
+    them (moto reports a registered target healthy); a stopped one is deregistered."""
+    from moto.elbv2.models import elbv2_backends
+
+    groups = elbv2_backends[account][region].target_groups
+    base = zlib.crc32(str(service.name).encode()) % 200
+    wanted = {f"10.43.{base}.{i + 1}" for i in range(int(service.running_count or 0))}
+    for lb in service.load_balancers or []:
+        group = groups.get(str(lb.get("targetGroupArn")))
+        if group is None:
+            continue
+        current = set(group.targets)
+        if wanted - current:
+            group.register([{"Id": ip, "Port": group.port} for ip in sorted(wanted - current)])
+        if current - wanted:
+            group.deregister([{"Id": ip} for ip in sorted(current - wanted)])
 
 
 def _table_row(t: Any) -> dict[str, Any]:

@@ -47,6 +47,8 @@ class Preloaded:
     task_definition_arn: str
     alb_arn_suffix: str
     target_group_arn_suffix: str
+    ecs_standby_service: str
+    listener_arn: str
     alarm_names: tuple[str, ...]
     sns_topic_arn: str
 
@@ -61,6 +63,8 @@ class Preloaded:
             "ecsClusterName": self.ecs_cluster,
             "ecsServiceName": self.ecs_service,
             "ecsContainerName": self.ecs_container,
+            "ecsStandbyServiceName": self.ecs_standby_service,
+            "albListenerArn": self.listener_arn,
             "albArnSuffix": self.alb_arn_suffix,
             "targetGroupArnSuffix": self.target_group_arn_suffix,
             "alarmNames": list(self.alarm_names),
@@ -88,8 +92,9 @@ def preload(session: boto3.Session, source: Database, target: Database) -> Prelo
     source_arn = _secret(sm, f"payments-{ENV}/source-db", source)
     target_arn = _secret(sm, f"payments-{ENV}/aurora-master", target)
     instance_arn, task_arn, reverse_arn = _dms(session.client("dms"), source, target)
-    alb_suffix, tg_suffix = _load_balancer(session.client("ec2"), session.client("elbv2"))
-    cluster, service, taskdef_arn = _ecs(session.client("ecs"), target_arn)
+    balancer = _load_balancer(session.client("ec2"), session.client("elbv2"))
+    alb_suffix, tg_suffix = balancer.alb_arn_suffix, balancer.target_group_arn_suffix
+    cluster, service, standby, taskdef_arn = _ecs(session.client("ecs"), target_arn, balancer)
     topic_arn = str(session.client("sns").create_topic(Name=f"payments-{ENV}-alerts")["TopicArn"])
     alarms = _alarms(
         session.client("cloudwatch"), topic_arn, alb_suffix, tg_suffix, cluster, service
@@ -106,6 +111,8 @@ def preload(session: boto3.Session, source: Database, target: Database) -> Prelo
         task_definition_arn=taskdef_arn,
         alb_arn_suffix=alb_suffix,
         target_group_arn_suffix=tg_suffix,
+        ecs_standby_service=standby,
+        listener_arn=balancer.listener_arn,
         alarm_names=alarms,
         sns_topic_arn=topic_arn,
     )
@@ -139,6 +146,7 @@ def _dms(
                 ServerName=db.host,
                 Port=db.port,
                 DatabaseName=db.dbname,
+                Username=db.username,
             )["Endpoint"]["EndpointArn"]
     mappings = {
         "rules": [
@@ -181,7 +189,16 @@ def _dms(
     )
 
 
-def _load_balancer(ec2: EC2Client, elbv2: ElasticLoadBalancingv2Client) -> tuple[str, str]:
+@dataclass(frozen=True)
+class _Balancer:
+    alb_arn_suffix: str
+    target_group_arn_suffix: str
+    service_group: str  # the service's target group (ARN), where the listener forwards
+    standby_group: str  # the standby service's
+    listener_arn: str
+
+
+def _load_balancer(ec2: EC2Client, elbv2: ElasticLoadBalancingv2Client) -> _Balancer:
     vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
     subnets = [
         ec2.create_subnet(
@@ -190,22 +207,29 @@ def _load_balancer(ec2: EC2Client, elbv2: ElasticLoadBalancingv2Client) -> tuple
         for i, az in enumerate("ab")
     ]
     lb = elbv2.create_load_balancer(Name=f"payments-{ENV}-alb", Subnets=subnets)["LoadBalancers"][0]
-    tg = elbv2.create_target_group(
-        Name=f"payments-{ENV}-tg",
-        Protocol="HTTP",
-        Port=8080,
-        VpcId=vpc,
-        TargetType="ip",
-        HealthCheckPath="/health",
-    )["TargetGroups"][0]
-    elbv2.create_listener(
+    groups = [
+        elbv2.create_target_group(
+            Name=name,
+            Protocol="HTTP",
+            Port=8080,
+            VpcId=vpc,
+            TargetType="ip",
+            HealthCheckPath="/health",
+        )["TargetGroups"][0]["TargetGroupArn"]
+        for name in (f"payments-{ENV}-tg", f"payments-{ENV}-tg-standby")
+    ]
+    listener = elbv2.create_listener(
         LoadBalancerArn=lb["LoadBalancerArn"],
         Protocol="HTTP",
         Port=80,
-        DefaultActions=[{"Type": "forward", "TargetGroupArn": tg["TargetGroupArn"]}],
-    )
-    return _arn_suffix(lb["LoadBalancerArn"], "loadbalancer/"), _arn_suffix(
-        tg["TargetGroupArn"], ""
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": groups[0]}],
+    )["Listeners"][0]["ListenerArn"]
+    return _Balancer(
+        alb_arn_suffix=_arn_suffix(lb["LoadBalancerArn"], "loadbalancer/"),
+        target_group_arn_suffix=_arn_suffix(groups[0], ""),
+        service_group=groups[0],
+        standby_group=groups[1],
+        listener_arn=str(listener),
     )
 
 
@@ -214,7 +238,7 @@ def _arn_suffix(arn: str, strip: str) -> str:
     return resource.removeprefix(strip)
 
 
-def _ecs(ecs: ECSClient, target_secret_arn: str) -> tuple[str, str, str]:
+def _ecs(ecs: ECSClient, target_secret_arn: str, balancer: _Balancer) -> tuple[str, str, str, str]:
     cluster = f"payments-{ENV}"
     ecs.create_cluster(clusterName=cluster)
     taskdef = ecs.register_task_definition(
@@ -237,15 +261,23 @@ def _ecs(ecs: ECSClient, target_secret_arn: str) -> tuple[str, str, str]:
             {"key": "ManagedBy", "value": "migctl-sandbox"},
         ],
     )["taskDefinition"]["taskDefinitionArn"]
-    service = f"payments-app-{ENV}"
-    ecs.create_service(
-        cluster=cluster,
-        serviceName=service,
-        taskDefinition=taskdef,
-        desiredCount=2,
-        launchType="FARGATE",
-    )
-    return cluster, service, str(taskdef)
+    service, standby = f"payments-app-{ENV}", f"payments-app-{ENV}-standby"
+    # As infra_pulumi: the standby is the service's twin behind its own target group, idle.
+    for name, desired, group in (
+        (service, 2, balancer.service_group),
+        (standby, 0, balancer.standby_group),
+    ):
+        ecs.create_service(
+            cluster=cluster,
+            serviceName=name,
+            taskDefinition=taskdef,
+            desiredCount=desired,
+            launchType="FARGATE",
+            loadBalancers=[
+                {"targetGroupArn": group, "containerName": CONTAINER, "containerPort": 8080}
+            ],
+        )
+    return cluster, service, standby, str(taskdef)
 
 
 def _alarms(cw: Any, topic: str, alb: str, tg: str, cluster: str, service: str) -> tuple[str, ...]:

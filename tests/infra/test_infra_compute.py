@@ -61,37 +61,65 @@ def test_only_the_execution_role_reads_the_database_secret(test_env: Evaluation)
 
 def test_service_deploys_safely(all_envs: dict[str, Evaluation]) -> None:
     for env, ev in all_envs.items():
-        service = ev.one(SERVICE).inputs
-        assert service["launchType"] == "FARGATE"
-        assert service["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
-        assert service["alarms"] == {
-            "alarmNames": deployment_alarm_names(env),
-            "enable": True,
-            "rollback": True,
-        }
-        assert set(service["alarms"]["alarmNames"]) <= set(ev.outputs["alarmNames"])
-        assert service["networkConfiguration"]["assignPublicIp"] is False
-        assert service["networkConfiguration"]["subnets"] == ev.outputs["privateSubnetIds"]
-        (lb,) = service["loadBalancers"]
-        assert (lb["containerName"], lb["containerPort"]) == ("payment-service", 8080)
-    assert all_envs["test"].one(SERVICE).inputs["desiredCount"] == 1
-    assert all_envs["prod"].one(SERVICE).inputs["desiredCount"] == 3
+        for service in (
+            ev.named(f"compute-service-{env}").inputs,
+            ev.named(f"compute-standby-{env}").inputs,
+        ):
+            assert service["launchType"] == "FARGATE"
+            assert service["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
+            assert service["alarms"] == {
+                "alarmNames": deployment_alarm_names(env),
+                "enable": True,
+                "rollback": True,
+            }
+            assert set(service["alarms"]["alarmNames"]) <= set(ev.outputs["alarmNames"])
+            assert service["networkConfiguration"]["assignPublicIp"] is False
+            assert service["networkConfiguration"]["subnets"] == ev.outputs["privateSubnetIds"]
+            (lb,) = service["loadBalancers"]
+            assert (lb["containerName"], lb["containerPort"]) == ("payment-service", 8080)
+    assert all_envs["test"].named("compute-service-test").inputs["desiredCount"] == 1
+    assert all_envs["prod"].named("compute-service-prod").inputs["desiredCount"] == 3
 
 
 def test_the_revision_the_service_runs_belongs_to_rollouts(test_env: Evaluation) -> None:
     """An update of the stack never deploys the program's task definition over the revision a
     rollout shipped: the service ignores changes to its taskDefinition once it exists."""
-    assert test_env.one(SERVICE).ignore_changes == ("taskDefinition",)
+    assert test_env.named("compute-service-test").ignore_changes == ("taskDefinition",)
     assert test_env.one("aws:ecs/taskDefinition:TaskDefinition").ignore_changes == ()
+
+
+def test_the_cutover_standby_is_an_idle_twin_behind_its_own_target_group(
+    all_envs: dict[str, Evaluation],
+) -> None:
+    """The standby switch (migctl cutover, switch = standby): a second service, idle, behind a
+    second target group, and a listener whose forwarding an update of the stack leaves alone
+    (it would switch the traffic back under a cutover)."""
+    for env, ev in all_envs.items():
+        service, standby = ev.named(f"compute-service-{env}"), ev.named(f"compute-standby-{env}")
+        assert standby.inputs["desiredCount"] == 0
+        assert standby.ignore_changes == ("taskDefinition", "desiredCount")
+        assert standby.inputs["taskDefinition"] == service.inputs["taskDefinition"]
+        groups = {s.inputs["loadBalancers"][0]["targetGroupArn"] for s in (service, standby)}
+        assert len(groups) == 2, "each service has its own target group"
+        forwarding = [
+            r for r in ev.of_type(LISTENER) if r.inputs["defaultActions"][0]["type"] == "forward"
+        ]
+        assert len(forwarding) == 1 and forwarding[0].ignore_changes == ("defaultActions",)
+        assert ev.outputs["ecsStandbyServiceName"] == f"migctl-standby-{env}"
+        assert ev.outputs["albListenerArn"]
 
 
 def test_target_group_health_check_path_comes_from_config(
     test_env: Evaluation, run_program: Evaluate
 ) -> None:
-    group = test_env.one("aws:lb/targetGroup:TargetGroup").inputs
-    assert group["targetType"] == "ip" and group["healthCheck"]["path"] == "/actuator/health"
+    groups = test_env.of_type("aws:lb/targetGroup:TargetGroup")
+    assert len(groups) == 2  # the service's and the cutover standby's
+    for group in groups:
+        assert group.inputs["targetType"] == "ip"
+        assert group.inputs["healthCheck"]["path"] == "/actuator/health"
     custom = run_program(healthCheckPath="/ready")
-    assert custom.one("aws:lb/targetGroup:TargetGroup").inputs["healthCheck"]["path"] == "/ready"
+    for group in custom.of_type("aws:lb/targetGroup:TargetGroup"):
+        assert group.inputs["healthCheck"]["path"] == "/ready"
 
 
 def test_without_a_certificate_the_alb_serves_http_and_says_so(test_env: Evaluation) -> None:

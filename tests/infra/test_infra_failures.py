@@ -266,7 +266,9 @@ def test_failure_12_ecs_service_platform_version_not_latest(
     all_envs: dict[str, Evaluation],
 ) -> None:
     for ev in all_envs.values():
-        assert ev.one("aws:ecs/service:Service").inputs["platformVersion"] == "LATEST"
+        services = ev.of_type("aws:ecs/service:Service")
+        assert len(services) == 2  # the service and the cutover's standby
+        assert all(s.inputs["platformVersion"] == "LATEST" for s in services)
 
 
 def _ruff(select: str) -> subprocess.CompletedProcess[str]:

@@ -159,6 +159,19 @@ def app_can_write(sandbox: Sandbox) -> bool:
     return True
 
 
+def app_refused_on_target(sandbox: Sandbox) -> str | None:
+    """The application role's write on the target: why it was refused, or None if it passed
+    (rolled back either way: the probe leaves nothing behind)."""
+    with psycopg.connect(sandbox.state.target_dsn(APP_ROLE)) as conn:
+        try:
+            conn.execute("INSERT INTO audit_log (actor, action) VALUES ('test', 'write-probe')")
+        except psycopg.Error as exc:
+            return str(exc)
+        finally:
+            conn.rollback()
+    return None
+
+
 def dms_status(sandbox: Sandbox) -> str:
     result = run(sandbox.env, "--output", "json", "dms", "status")
     return str(json.loads(result.stdout)["task"]["status"])
@@ -280,6 +293,37 @@ def fence_left(sandbox: Sandbox) -> tuple[int, int]:
         ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
+
+
+@dataclass(frozen=True)
+class Standby:
+    running: int  # the standby service's running tasks
+    serving: bool  # the listener forwards to the standby's target group
+    target_fenced: int  # fence triggers on the target
+
+
+def standby_of(sandbox: Sandbox) -> Standby:
+    """The cutover's standby switch as the sandbox's AWS and the target have it now."""
+    outputs = sandbox.state.outputs
+    ecs, elbv2 = sandbox.aws("ecs"), sandbox.aws("elbv2")
+    service = ecs.describe_services(
+        cluster=outputs["ecsClusterName"], services=[outputs["ecsStandbyServiceName"]]
+    )["services"][0]
+    listener = elbv2.describe_listeners(ListenerArns=[outputs["albListenerArn"]])["Listeners"][0]
+    forwards = listener["DefaultActions"][0]["TargetGroupArn"]
+    with sandbox.target() as tgt:
+        fenced = tgt.execute(
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'migctl\\_fence\\_%'"
+        ).fetchone()
+    assert fenced is not None
+    return Standby(
+        running=int(service["runningCount"]),
+        serving=forwards == service["loadBalancers"][0]["targetGroupArn"],
+        target_fenced=int(fenced[0]),
+    )
+
+
+IDLE = Standby(running=0, serving=False, target_fenced=0)
 
 
 def way_back_left(sandbox: Sandbox) -> tuple[int, int, int]:

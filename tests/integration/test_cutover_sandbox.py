@@ -21,9 +21,11 @@ from typing import Any
 import psycopg
 import pytest
 from cutover_support import (
+    IDLE,
     Sandbox,
     SteadyWriter,
     app_can_write,
+    app_refused_on_target,
     dms_status,
     down,
     fence_left,
@@ -34,6 +36,7 @@ from cutover_support import (
     run,
     sequences_at_margin,
     service_image,
+    standby_of,
     statuses,
     subscribe_notices,
     tables_match_eventually,
@@ -130,10 +133,14 @@ def test_until_validate_pauses_frozen_then_rolls_back(sandbox: Sandbox) -> None:
     assert paused.returncode == 0, paused.stderr
     result = result_of(paused)
     assert result["outcome"] == "paused"
-    assert list(statuses(result).values()) == ["done"] * 5 + ["pending"] * 7
+    assert list(statuses(result).values()) == ["done"] * 6 + ["pending"] * 8
     assert result["write_freeze_open"] is True and result["write_freeze_seconds"] > 0
     assert not app_can_write(sandbox)  # frozen: the fence refuses the write
     assert dms_status(sandbox) == "running"  # replication was not touched
+    staged = standby_of(sandbox)  # the new image runs, without traffic, the target fenced
+    assert staged.running == 2 and not staged.serving and staged.target_fenced > 0
+    refused = app_refused_on_target(sandbox)  # what the staged image would write is refused
+    assert refused is not None and "are frozen" in refused, refused
 
     again = sandbox.cutover(journal, "--yes")
     assert again.returncode == 2 and "in progress" in again.stderr
@@ -142,6 +149,8 @@ def test_until_validate_pauses_frozen_then_rolls_back(sandbox: Sandbox) -> None:
     assert rolled.returncode == 4, rolled.stderr
     assert statuses(result_of(rolled))["freeze_writes"] == "undone"
     assert app_can_write(sandbox)
+    assert standby_of(sandbox) == IDLE
+    assert app_refused_on_target(sandbox) is None
 
 
 def test_a_validation_difference_stops_before_anything_irreversible(sandbox: Sandbox) -> None:
@@ -162,6 +171,7 @@ def test_a_validation_difference_stops_before_anything_irreversible(sandbox: San
     assert statuses(result) == {
         "preflight": "done",
         "baseline": "undone",
+        "stage": "undone",
         "freeze_writes": "undone",
         "marker": "done",
         "validate": "failed",
@@ -172,6 +182,7 @@ def test_a_validation_difference_stops_before_anything_irreversible(sandbox: San
         "rollout": "pending",
         "post_checks": "pending",
         "start_fallback": "pending",
+        "converge": "pending",
     }
     validate = next(s for s in result["steps"] if s["name"] == "validate")
     assert [d["table"] for d in validate["details"]["differences"]] == ["public.customers"]
@@ -184,11 +195,39 @@ def test_a_validation_difference_stops_before_anything_irreversible(sandbox: San
     assert any(s.endswith(": rolled back") for s in subjects)
 
 
+def test_an_image_that_does_not_start_fails_on_the_standby_before_the_freeze(
+    sandbox: Sandbox,
+) -> None:
+    """With the standby switch the new image starts while the application still writes: one
+    that fails its health checks stops the cutover before anything is frozen."""
+    ready(sandbox)
+    image_before = service_image(sandbox)
+    journal = sandbox.journal("broken-standby")
+    proc = sandbox.cutover(journal, "--yes", "--image", "payments-app:2.0.1-broken")
+    assert proc.returncode == 4, proc.stderr
+    result = result_of(proc)
+    assert result["outcome"] == "rolled_back"
+    steps = statuses(result)
+    assert steps["stage"] == "undone" and steps["freeze_writes"] == "pending"
+    stage = next(s for s in result["steps"] if s["name"] == "stage")
+    assert "circuit breaker" in stage["error"] and "standby" in stage["error"]
+    undone = [r["step"] for r in records(journal) if r["event"] == "undo_finished"]
+    assert undone == ["stage", "baseline"]
+    assert result["write_freeze_seconds"] in (None, 0)
+    assert app_can_write(sandbox)
+    assert dms_status(sandbox) == "running"
+    assert service_image(sandbox) == image_before
+    assert standby_of(sandbox) == IDLE
+
+
 def test_a_failed_rollout_rolls_back_and_the_source_is_writable_again(sandbox: Sandbox) -> None:
+    """switch = rollout: the image starts inside the window, and its failure rolls back."""
     ready(sandbox)
     image_before = service_image(sandbox)
     journal = sandbox.journal("broken")
-    proc = sandbox.cutover(journal, "--yes", "--image", "payments-app:2.0.1-broken")
+    proc = sandbox.cutover(
+        journal, "--yes", "--image", "payments-app:2.0.1-broken", MIGCTL_CUTOVER_SWITCH="rollout"
+    )
     assert proc.returncode == 4, proc.stderr
     result = result_of(proc)
     assert result["outcome"] == "rolled_back"
@@ -203,11 +242,13 @@ def test_a_failed_rollout_rolls_back_and_the_source_is_writable_again(sandbox: S
         "prepare_fallback",
         "stop_replication",
         "freeze_writes",
+        "stage",
         "baseline",
     ]
     assert app_can_write(sandbox)
     assert dms_status(sandbox) == "running"
     assert service_image(sandbox) == image_before
+    assert standby_of(sandbox) == IDLE
 
 
 def test_full_cutover_refuses_a_second_one_then_rolls_back(sandbox: Sandbox) -> None:
@@ -245,6 +286,21 @@ def test_full_cutover_refuses_a_second_one_then_rolls_back(sandbox: Sandbox) -> 
     window = (dt.datetime.fromisoformat(live_at) - frozen_at).total_seconds()
     assert abs(result["write_freeze_seconds"] - window) < 0.002
     assert steps["rollout"]["duration_seconds"] > 5  # the bake, after the window
+    # No task started inside the window: the standby's tasks were healthy before the freeze,
+    # the listener switched to them, and the service's own deployment came after go-live.
+    assert steps["rollout"]["details"]["switched"] is True
+    finished = {
+        r["step"]: dt.datetime.fromisoformat(r["ts"])
+        for r in records(journal)
+        if r["event"] == "step_finished"
+    }
+    assert finished["stage"] < frozen_at
+    deployed = sandbox.aws("ecs").describe_services(
+        cluster=sandbox.state.outputs["ecsClusterName"],
+        services=[sandbox.state.outputs["ecsServiceName"]],
+    )["services"][0]["deployments"][0]
+    assert deployed["createdAt"] > dt.datetime.fromisoformat(live_at)
+    assert standby_of(sandbox) == IDLE  # converged: the service serves, the standby is idle
 
     validate = run(sandbox.env, "validate")
     assert validate.returncode == 0, validate.stdout  # target equals source, sequences ahead
@@ -340,7 +396,7 @@ def test_kill_9_at_every_step_boundary_then_resume(sandbox: Sandbox) -> None:
     rollout = [
         r for r in records(journal) if r["event"] == "step_finished" and r["step"] == "rollout"
     ]
-    assert rollout[-1]["details"]["already_deployed"] is True  # the rerun did not deploy again
+    assert rollout[-1]["details"]["already_switched"] is True  # the rerun did not switch again
 
     rolled = sandbox.cutover(journal, "rollback", "--yes")
     assert rolled.returncode == 4, rolled.stderr
@@ -545,7 +601,8 @@ def test_ctrl_c_at_every_step_says_where_things_stand_then_resume_completes(
         result = result_of(proc)  # the JSON stream still ends with its result line
         assert result["outcome"] == "interrupted"
         assert statuses(result)[step] == "interrupted"
-        assert len(result["state"]) == 4  # the source, replication, the application, the way back
+        # the standby, the source, replication, the application, the way back
+        assert len(result["state"]) == 5
         assert result["next_steps"][0] == "continue: migctl cutover --resume"
         resume = ("--resume",)
     done = sandbox.cutover(journal, "--resume", "--yes")
@@ -592,7 +649,7 @@ def test_ctrl_c_in_the_bake_then_resume_bakes_what_is_left_or_rollback_undoes_al
     resumed = sandbox.cutover(journal, "--resume", "--yes", MIGCTL_ECS_BAKE_SECONDS="8")
     assert resumed.returncode == 0, resumed.stderr
     rollout = next(s for s in result_of(resumed)["steps"] if s["name"] == "rollout")
-    assert rollout["details"]["already_deployed"] is True
+    assert rollout["details"]["already_switched"] is True
     assert 2 <= rollout["details"]["baked_seconds"] <= 6  # the rest of it, neither 0 nor all
 
     rolled = sandbox.cutover(journal, "rollback", "--yes")
@@ -617,6 +674,7 @@ def test_ctrl_c_then_rollback_leaves_the_state_of_a_run_never_started(
     )
     assert proc.returncode == 130, proc.stderr
     assert result_of(proc)["state"] == [
+        "the new image runs on the standby, without traffic; the target is fenced but for DMS",
         "the source is frozen: the fence is up",
         "replication is stopped",
         "ECS may be mid-deployment: the rollout, or its undo, did not finish",
@@ -626,9 +684,11 @@ def test_ctrl_c_then_rollback_leaves_the_state_of_a_run_never_started(
     assert rolled.returncode == 4, rolled.stderr
     steps = statuses(result_of(rolled))
     assert steps["rollout"] == steps["stop_replication"] == steps["freeze_writes"] == "undone"
+    assert steps["stage"] == "undone"
     assert service_image(sandbox) == image_before
     assert dms_status(sandbox) == "running"
     assert app_can_write(sandbox) and fence_left(sandbox) == (0, 0)
+    assert standby_of(sandbox) == IDLE
 
 
 def go_live_with_both_writers(sandbox: Sandbox, name: str) -> tuple[Path, dict[str, Any]]:
@@ -674,6 +734,7 @@ def assert_everything_came_back(
     assert app_can_write(sandbox)
     assert fence_left(sandbox) == (0, 0)
     assert way_back_left(sandbox) == (0, 0, 0)
+    assert standby_of(sandbox) == IDLE  # the listener back on the service, the standby idle
     stop_traffic(sandbox.dir)
     verdicts = tables_match_eventually(sandbox)
     assert set(verdicts.values()) == {"match"}, verdicts
@@ -698,6 +759,7 @@ def test_a_rollback_after_go_live_carries_every_write_of_the_new_image_back(
         "prepare_fallback",
         "stop_replication",
         "freeze_writes",
+        "stage",
         "baseline",
     ]
     assert not result["warnings"], result["warnings"]  # nothing is lost: nothing to warn of
@@ -725,6 +787,14 @@ def test_a_rollback_before_the_way_back_started_still_carries_the_new_images_wri
         r for r in records(journal) if r["event"] == "undo_finished" and r["step"] == "rollout"
     )
     assert "drained" in undone["details"] and not result["warnings"], result["warnings"]
+    # The old image's tasks never stopped: the listener went back to them, no task started.
+    assert undone["details"]["listener_switched_back"] is True
+    began = dt.datetime.fromisoformat(records(journal)[0]["ts"])
+    deployments = sandbox.aws("ecs").describe_services(
+        cluster=sandbox.state.outputs["ecsClusterName"],
+        services=[sandbox.state.outputs["ecsServiceName"]],
+    )["services"][0]["deployments"]
+    assert [d["createdAt"] < began for d in deployments] == [True]
     written = keys_now(sandbox, "ecs")[before:]
     assert_everything_came_back(sandbox, result, sum(k.startswith("+") for k in written))
 

@@ -41,6 +41,7 @@ def test_plan_lists_the_steps_and_where_the_journal_stands(cli: Cli, config: Pat
     assert [s["name"] for s in plan["steps"]] == [
         "preflight",
         "baseline",
+        "stage",
         "freeze_writes",
         "marker",
         "validate",
@@ -51,6 +52,7 @@ def test_plan_lists_the_steps_and_where_the_journal_stands(cli: Cli, config: Pat
         "rollout",
         "post_checks",
         "start_fallback",
+        "converge",
     ]
     assert [s["name"] for s in plan["steps"] if s["point_of_no_return"]] == ["rollout"]
     assert plan["phase"] == "none" and plan["lock_holder"] is None

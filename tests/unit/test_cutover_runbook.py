@@ -277,6 +277,7 @@ def test_until_pauses_and_resume_goes_on_from_the_next_step(
         "rollout",
         "post_checks",
         "start_fallback",
+        "converge",
     ]
     with pytest.raises(UsageError, match="no cutover to resume"):
         run(tmp_path, settings, world, resume=True)
@@ -436,7 +437,7 @@ def test_until_a_step_already_done_pauses_and_until_the_last_step_completes(
     again = run(tmp_path, settings, world, resume=True, until="marker")
     assert (again.outcome, again.exit_code) == ("paused", 0)
     assert world.of("action") == []
-    done = run(tmp_path, settings, world, resume=True, until="start_fallback")
+    done = run(tmp_path, settings, world, resume=True, until="converge")
     assert done.outcome == "completed"
 
 
