@@ -7,6 +7,7 @@ INSUFFICIENT_DATA is "not proven OK" unless the caller says otherwise
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ OK = "OK"
 ALARM = "ALARM"
 INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
 _NAMES_PER_CALL = 100  # DescribeAlarms accepts at most 100 AlarmNames
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -135,11 +137,18 @@ def _metric_alarm(raw: Mapping[str, Any]) -> AlarmStatus:
 def check_alarms(
     cloudwatch: CloudWatchClient, selector: AlarmSelector, *, allow_insufficient_data: bool = False
 ) -> AlarmReport:
-    """One snapshot of the selected alarms."""
-    return AlarmReport(
+    """One snapshot of the selected alarms (each alarm and its state logged at INFO: ``-v``)."""
+    report = AlarmReport(
         alarms=tuple(fetch_alarms(cloudwatch, selector)),
         allow_insufficient_data=allow_insufficient_data,
     )
+    bad = len(report.not_ok)
+    log.info(
+        "alarm gate %s: %s",
+        f"{bad} of {len(report.alarms)} not OK" if bad else f"all {len(report.alarms)} OK",
+        ", ".join(f"{a.name}={a.state}" for a in report.alarms),
+    )
+    return report
 
 
 def wait_for_ok(
@@ -159,9 +168,19 @@ def wait_for_ok(
         report = check_alarms(cloudwatch, selector, allow_insufficient_data=allow_insufficient_data)
         if on_poll:
             on_poll(report)
-        return Done(report) if report.ok else Pending(report)
+        if report.ok:
+            return Done(report)
+        shown = ", ".join(f"{a.name}={a.state}" for a in report.not_ok[:5])
+        more = f" (+{len(report.not_ok) - 5} more)" if len(report.not_ok) > 5 else ""
+        return Pending(report, reason=f"not OK: {shown}{more}")
 
-    result = poll(probe, timeout=timeout, interval=interval, clock=Clock(clock, sleep))
+    result = poll(
+        probe,
+        timeout=timeout,
+        interval=interval,
+        clock=Clock(clock, sleep),
+        what=f"alarms {selector.describe()} to be OK",
+    )
     if result.done and result.value is not None:
         return result.value
     if result.value is None:

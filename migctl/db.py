@@ -8,6 +8,7 @@ imported inside the functions so that ``migctl --help`` never loads it.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from migctl.aws import AwsClients
 
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 10
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,14 @@ def connect(
 
     raw = dsn.dsn if isinstance(dsn, Database) else dsn
     params = connection_kwargs(raw, application_name=application_name)
+    log.info(  # the parts of the DSN that may be shown: never the password
+        "connecting to %s port %s database %s as %s (sslmode %s)",
+        params.get("host") or params.get("hostaddr") or "the local socket",
+        params.get("port") or 5432,
+        params.get("dbname") or "(the user's)",
+        params.get("user") or "(the OS user)",
+        params.get("sslmode") or "prefer",
+    )
     try:
         return psycopg.connect(autocommit=autocommit, **params)
     except psycopg.Error as exc:

@@ -10,10 +10,14 @@ goes back to ``interval``. A probe that keeps partial results when one of its
 calls is throttled returns ``Pending(value, throttled="...")`` to slow down the
 same way. Any other error is the probe's caller's to handle: it propagates.
 Tests pass a fake clock and sleep, so a wait of minutes runs in no time.
+
+Each poll is logged at INFO (``-v``): what is awaited, why it is not done yet
+(the probe's ``Pending(reason=...)``) and the delay before the next poll.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +26,7 @@ from typing import Generic, TypeVar
 from migctl.errors import aws_error_code, is_throttling
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,10 +38,12 @@ class Done(Generic[T]):
 
 @dataclass(frozen=True)
 class Pending(Generic[T]):
-    """Not yet. ``throttled`` names the call AWS throttled in this poll, if one was."""
+    """Not yet. ``throttled`` names the call AWS throttled in this poll, if one was;
+    ``reason`` says why the wait is not over, for the log."""
 
     value: T
     throttled: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,11 +100,13 @@ def poll(
     interval: float,
     clock: Clock | None = None,
     on_backoff: Callable[[str, float], None] | None = None,
+    what: str = "a condition",
 ) -> PollResult[T]:
     """Call ``probe`` every ``interval`` seconds until it is :class:`Done` or ``timeout`` passes.
 
     The probe gets the :class:`Round` it is called in. ``on_backoff(what, delay)``
-    hears of each throttled poll and the delay before the next.
+    hears of each throttled poll and the delay before the next. ``what`` names
+    what is awaited in the log (``-v``).
     """
     clock = clock or Clock()
     started = clock.now()
@@ -106,39 +115,42 @@ def poll(
     polls = throttled = 0
     value: T | None = None
     while True:
-        what: str | None
+        throttle: str | None
+        reason: str | None = None
         try:
             answer = probe(Round(polls, throttled, delay, interval, clock.now() - started))
         except Exception as exc:
             if not is_throttling(exc):
                 raise
             operation = getattr(exc, "operation_name", None) or aws_error_code(exc) or "a call"
-            what = f"{operation} throttled by AWS"
+            throttle = f"{operation} throttled by AWS"
         else:
             polls += 1
             value = answer.value
             if isinstance(answer, Done):
+                elapsed = clock.now() - started
+                log.info("%s: done after %d poll(s), %.1fs", what, polls, elapsed)
                 return PollResult(
-                    done=True,
-                    value=value,
-                    polls=polls,
-                    throttled=throttled,
-                    elapsed=clock.now() - started,
+                    done=True, value=value, polls=polls, throttled=throttled, elapsed=elapsed
                 )
-            what = answer.throttled
-        delay = interval if what is None else backoff(delay, interval)
-        if what is not None:
+            throttle, reason = answer.throttled, answer.reason
+        delay = interval if throttle is None else backoff(delay, interval)
+        if throttle is not None:
             throttled += 1
             if on_backoff is not None:
-                on_backoff(what, delay)
+                on_backoff(throttle, delay)
         remaining = deadline - clock.now()
+        why = "; ".join(r for r in (reason, throttle) if r) or "not done yet"
         if remaining <= 0:
+            elapsed = clock.now() - started
+            log.info("%s: %s; gave up after %d poll(s), %.1fs", what, why, polls, elapsed)
             return PollResult(
                 done=False,
                 value=value,
                 polls=polls,
                 throttled=throttled,
-                elapsed=clock.now() - started,
-                ended_throttled=what is not None,
+                elapsed=elapsed,
+                ended_throttled=throttle is not None,
             )
+        log.info("waiting for %s: %s; next poll in %.3gs", what, why, min(delay, remaining))
         clock.sleep(min(delay, remaining))

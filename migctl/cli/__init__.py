@@ -24,11 +24,14 @@ from typer.core import TyperGroup
 
 from migctl import __version__
 from migctl.cli import completion
+from migctl.cli.logs import close_handlers, to_log_file
 from migctl.cli.state import AppState
 from migctl.errors import ExitCode, MigctlError, translate
 
 if TYPE_CHECKING:
     from typer._click import Command, Context  # typer's own copy of click
+
+_log = logging.getLogger("migctl.cli")
 
 #: Each top-level command and the module of ``migctl.cli`` whose ``register(app)`` adds it
 #: (a test checks that they agree), modules in --help order.
@@ -133,9 +136,31 @@ def root(
     verbose: Annotated[
         int,
         typer.Option(
-            "--verbose", "-v", count=True, help="More logs on stderr; -vv shows tracebacks."
+            "--verbose",
+            "-v",
+            count=True,
+            help="-v: migctl's decisions (polls, alarm gates, queries, connects) on stderr; "
+            "-vv: also the libraries' debug and tracebacks.",
         ),
     ] = 0,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Only the result: no progress, live views or notes (warnings and errors "
+            "still go to stderr).",
+        ),
+    ] = False,
+    log_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-file",
+            metavar="PATH",
+            help="Append every log record as a JSON line (migctl's at DEBUG, the libraries' "
+            "at INFO, passwords masked), whatever -q or -v say.",
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
@@ -161,28 +186,13 @@ def root(
     ] = None,
 ) -> None:
     """Global options apply to every command."""
+    from migctl.cli.logs import setup_logging
+
+    setup_logging(verbose, quiet=quiet, log_file=log_file)
     ctx.obj = AppState(
-        config=config, output=output, profile=profile, region=region, verbose=verbose
+        config=config, output=output, profile=profile, region=region, verbose=verbose, quiet=quiet
     )
-    _setup_logging(verbose)
-
-
-def _setup_logging(verbose: int) -> None:
-    from migctl.redact import hide_http_bodies, redact_text
-
-    class _Redacting(logging.Formatter):
-        def format(self, record: logging.LogRecord) -> str:
-            return redact_text(super().format(record))
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Redacting("%(levelname)s %(name)s: %(message)s"))
-    root_logger = logging.getLogger()
-    root_logger.handlers[:] = [handler]
-    root_logger.setLevel(logging.WARNING)
-    logging.getLogger("migctl").setLevel(logging.INFO if verbose else logging.WARNING)
-    if verbose >= 2:
-        hide_http_bodies()  # before any AWS call: a body can hold a secret not yet read
-        root_logger.setLevel(logging.DEBUG)
+    _log.debug("migctl %s: %s", __version__, ctx.invoked_subcommand)
 
 
 #: The global options (the root callback's), and whether each takes a value. No command
@@ -196,6 +206,9 @@ GLOBAL_OPTIONS = {
     "--verbose": False,
     "-v": False,
     "-vv": False,
+    "--quiet": False,
+    "-q": False,
+    "--log-file": True,
     "--install-completion": True,
     "--show-completion": True,
 }
@@ -243,19 +256,22 @@ def run(argv: Sequence[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _terminated)
     except ValueError:  # not the main thread (an embedding caller): leave signals alone
         previous = None
+    code: int = ExitCode.OK
     try:
         command.main(args=args, prog_name="migctl", standalone_mode=True)
     except SystemExit as exc:
-        return _exit_code(exc.code)
+        code = _exit_code(exc.code)
     except KeyboardInterrupt:
         sys.stderr.write("migctl: interrupted\n")
-        return ExitCode.INTERRUPTED
+        code = ExitCode.INTERRUPTED
     except Exception as exc:
-        return _report(exc, verbose)
+        code = _report(exc, verbose)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    return ExitCode.OK
+    to_log_file(logging.DEBUG, f"exit {code}")
+    close_handlers()
+    return code
 
 
 def _terminated(_signum: int, _frame: object) -> None:
@@ -275,6 +291,9 @@ def _report(exc: Exception, verbose: int) -> int:
     from migctl.redact import redact_text
 
     err: MigctlError | None = translate(exc)
+    # The log file (if any) keeps the failure and, when it was not foreseen, its traceback.
+    failure = err.one_line() if err is not None else f"internal error: {type(exc).__name__}"
+    to_log_file(logging.ERROR, failure, exc if err is None else None)
     if verbose >= 2:
         import traceback
 

@@ -26,12 +26,14 @@ class AppState:
         profile: str | None = None,
         region: str | None = None,
         verbose: int = 0,
+        quiet: bool = False,
     ) -> None:
         self._config = config
         self._output = output
         self._profile = profile
         self._region = region
         self.verbose = verbose
+        self.quiet = quiet
         self._settings: Settings | None = None
         self._out: Output | None = None
         self._aws: AwsClients | None = None
@@ -55,7 +57,7 @@ class AppState:
         if self._out is None:
             from migctl.render import Output
 
-            self._out = Output(self.settings.output)
+            self._out = Output(self.settings.output, quiet=self.quiet)
         return self._out
 
     @property

@@ -286,9 +286,17 @@ def _wait(
         if on_poll:
             on_poll(task)
         verdict = settled(task)
-        return Done((task, verdict)) if verdict is not None else Pending((task, None))
+        if verdict is not None:
+            return Done((task, verdict))
+        return Pending((task, None), reason=f"task is {task.status} ({task.phase})")
 
-    result = poll(probe, timeout=timeout, interval=interval, clock=Clock(clock, sleep))
+    result = poll(
+        probe,
+        timeout=timeout,
+        interval=interval,
+        clock=Clock(clock, sleep),
+        what=f"DMS task {ref.identifier}: {goal}",
+    )
     task = result.value[0] if result.value else plan.task
     outcome: Outcome
     if result.done and result.value is not None and result.value[1] is not None:

@@ -313,14 +313,19 @@ def watch_task(
             ended = verdict(until, task, readiness, tables)
         if ended is not None:
             return Done(WatchResult(until=until, outcome=ended[0], reason=ended[1], state=state))
-        return Pending(state, throttled)
+        return Pending(state, throttled, reason=f"task {task.status}: {readiness.reason}")
 
     def backed_off(what: str, delay: float) -> None:
         if on_update:
             on_update(WatchUpdate("throttled", True, state, f"{what}; next poll in {delay:g}s"))
 
     result = poll(
-        probe, timeout=timeout, interval=interval, clock=Clock(clock, sleep), on_backoff=backed_off
+        probe,
+        timeout=timeout,
+        interval=interval,
+        clock=Clock(clock, sleep),
+        on_backoff=backed_off,
+        what=f"DMS task {ref.identifier} (until {until})",
     )
     if result.done and isinstance(result.value, WatchResult):
         return result.value

@@ -7,6 +7,8 @@ share. Rules:
 - stdout carries data only: one JSON object for a snapshot, or JSON lines for
   a long-running command whose last line has ``"event": "result"``;
 - progress, logs and errors go to stderr;
+- progress (lines, live views, progress bars, notes, and the JSON lines before the result)
+  goes through :attr:`Output.progress` and :meth:`Output.event`, the one place ``-q`` silences;
 - no core module imports this package.
 """
 
@@ -90,13 +92,16 @@ class Output:
         stdout: IO[str] | None = None,
         stderr: IO[str] | None = None,
         width: int | None = None,
+        quiet: bool = False,
     ):
         self.json = fmt == "json"
+        self.quiet = quiet  # -q: the result, warnings and errors only
         self._stdout = stdout
         self._stderr = stderr
         self._width = width  # fixed (tests' snapshots); else the terminal's, or 200 in a pipe
         self._out: Console | None = None
         self._err: Console | None = None
+        self._silent: Console | None = None
 
     @property
     def out(self) -> Console:
@@ -120,6 +125,20 @@ class Output:
             self._err = Console(file=stream, soft_wrap=True, width=width)
         return self._err
 
+    @property
+    def progress(self) -> Console:
+        """Console for progress: step lines, live views, progress bars and notes. With ``-q``
+        it writes nowhere (and is no terminal, so no live view starts)."""
+        if not self.quiet:
+            return self.err
+        if self._silent is None:
+            import io
+
+            from rich.console import Console
+
+            self._silent = Console(file=io.StringIO(), quiet=True)
+        return self._silent
+
     def emit(self, payload: Any) -> None:
         """Write one JSON document (a snapshot, or one line of a stream) to stdout."""
         stream = self._stdout or sys.stdout
@@ -127,11 +146,16 @@ class Output:
         stream.flush()
 
     def event(self, event: str, **fields: Any) -> None:
-        """One JSON line of a long-running command; the last one is ``event="result"``."""
+        """One JSON line of a long-running command; the last one is ``event="result"``.
+
+        With ``-q`` only the result line is written."""
+        if self.quiet and event != "result":
+            return
         self.emit({"event": event, **fields})
 
     def note(self, message: str, *, style: str = "dim") -> None:
-        self.err.print(message, style=style, markup=False, highlight=False)
+        """A progress note on stderr (not with ``-q``)."""
+        self.progress.print(message, style=style, markup=False, highlight=False)
 
     def warn(self, message: str) -> None:
         self.err.print(f"warning: {message}", style="yellow", markup=False, highlight=False)

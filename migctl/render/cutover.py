@@ -54,11 +54,11 @@ class CutoverView:
         self._live: Live | None = None
 
     def __enter__(self) -> CutoverView:
-        if not self._out.json and self._out.err.is_terminal:
+        if not self._out.json and self._out.progress.is_terminal:
             from rich.live import Live
 
             self._live = Live(
-                get_renderable=self._table, console=self._out.err, refresh_per_second=2
+                get_renderable=self._table, console=self._out.progress, refresh_per_second=2
             )
             self._live.__enter__()
         return self
@@ -87,7 +87,8 @@ class CutoverView:
 
     def event(self, record: Mapping[str, Any]) -> None:
         if self._out.json:
-            self._out.emit(record)
+            if not self._out.quiet:  # -q: the result line only
+                self._out.emit(record)
             return
         kind = record.get("event")
         step = str(record.get("step", ""))
@@ -124,7 +125,7 @@ class CutoverView:
             if style:  # keep a trace of each transition above the live table
                 self._live.console.print(text, style=style, markup=False, highlight=False)
             return
-        self._out.err.print(text, style=style or None, markup=False, highlight=False)
+        self._out.progress.print(text, style=style or None, markup=False, highlight=False)
 
     def _table(self) -> Table:
         from rich.table import Table

@@ -320,10 +320,10 @@ class WatchView:
     def __enter__(self) -> WatchView:
         # Without a terminal (CI, a pipe, a log file) a live view cannot redraw: each change
         # is one complete line instead (see :func:`_watch_line`).
-        if not self._out.json and self._out.err.is_terminal:
+        if not self._out.json and self._out.progress.is_terminal:
             from rich.live import Live
 
-            self._live = Live(console=self._out.err, refresh_per_second=2, transient=False)
+            self._live = Live(console=self._out.progress, refresh_per_second=2, transient=False)
             self._live.__enter__()
         return self
 

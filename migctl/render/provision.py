@@ -152,12 +152,12 @@ class ProvisionProgress:
         elif event.kind == "summary":
             self.stop()
             title = PHASE_TITLES.get(event.phase, event.phase)
-            self.out.err.print(
+            self.out.progress.print(
                 f"{title}: {changes_text(event.changes)}", markup=False, highlight=False
             )
 
     def _print(self, text: str, style: str) -> None:
-        console = self._live.console if self._live is not None else self.out.err
+        console = self._live.console if self._live is not None else self.out.progress
         console.print(text, style=style, markup=False, highlight=False)
 
     def _start(self) -> None:
@@ -165,7 +165,7 @@ class ProvisionProgress:
             from rich.live import Live
 
             self._live = Live(
-                console=self.out.err,
+                console=self.out.progress,
                 refresh_per_second=4,
                 get_renderable=self._table,
                 redirect_stdout=False,
@@ -177,8 +177,8 @@ class ProvisionProgress:
         """Stop the live display (prints its last frame); the next event starts a new one."""
         if self._live is not None:
             self._live.stop()
-            if not self.out.err.is_terminal:  # rich ends the last frame without a newline there
-                self.out.err.line()
+            if not self.out.progress.is_terminal:  # rich ends the last frame without a newline
+                self.out.progress.line()
             self._live = None
 
     def _table(self) -> RenderableType:

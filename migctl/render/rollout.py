@@ -24,10 +24,13 @@ _STEP_STYLES = {
 def render_step(out: Output, step: RolloutStep) -> None:
     """One JSON line per state change, or one line on stderr (the plan's diff goes to stdout)."""
     if out.json:
-        out.emit({"event": step.event, "message": step.message, **to_jsonable(dict(step.details))})
+        if not out.quiet or step.event == "interrupted":  # -q: the result (and an interruption)
+            out.emit(
+                {"event": step.event, "message": step.message, **to_jsonable(dict(step.details))}
+            )
         return
     if step.event == "plan":
-        out.err.print(f"[bold]{plain(step.message)}[/]", highlight=False)
+        out.progress.print(f"[bold]{plain(step.message)}[/]", highlight=False)
         diff = step.details.get("diff") or []
         if diff:
             render_diff(out, diff)
@@ -36,7 +39,9 @@ def render_step(out: Output, step: RolloutStep) -> None:
         return
     style = _STEP_STYLES.get(step.event, "dim")
     prefix = "event: " if step.event == "service_event" else ""
-    out.err.print(f"{prefix}{step.message}", style=style, markup=False, highlight=False)
+    # An interruption says where things stand even with -q: its manual steps are shown only here.
+    console = out.err if step.event == "interrupted" else out.progress
+    console.print(f"{prefix}{step.message}", style=style, markup=False, highlight=False)
     if step.event == "interrupted":
         for number, line in enumerate(step.details.get("manual_steps", []), start=1):
             out.err.print(f"  {number}. {line}", markup=False, highlight=False)

@@ -198,7 +198,7 @@ class ValidationProgress:
             BarColumn(),
             TextColumn("{task.fields[status]}"),
             TimeElapsedColumn(),
-            console=self._out.err,
+            console=self._out.progress,
             transient=False,
         )
         self._progress.start()

@@ -227,10 +227,17 @@ class ServiceWatcher:
                     ok=False,
                     reason=f"timed out after {timeout:g}s following deployment: {mine.summary()}",
                     deployment=mine,
-                )
+                ),
+                reason=mine.summary(),
             )
 
-        result = poll(probe, timeout=timeout, interval=interval, clock=self.timing)
+        result = poll(
+            probe,
+            timeout=timeout,
+            interval=interval,
+            clock=self.timing,
+            what=f"deployment {deployment_id} to complete",
+        )
         return _unseen(result, f"following deployment {deployment_id}", timeout)
 
     def bake(
@@ -332,11 +339,21 @@ class ServiceWatcher:
                         ok=False,
                         reason=f"gate alarms not proven OK after the bake: {names}",
                         deployment=mine,
-                    )
+                    ),
+                    reason=f"baking; not proven OK: {names}",
                 )
-            return Pending(FollowResult(ok=True, reason=None, deployment=mine))
+            return Pending(
+                FollowResult(ok=True, reason=None, deployment=mine),
+                reason="baking; every gate alarm OK",
+            )
 
-        result = poll(probe, timeout=seconds, interval=interval, clock=self.timing)
+        result = poll(
+            probe,
+            timeout=seconds,
+            interval=interval,
+            clock=self.timing,
+            what=f"the bake of deployment {deployment_id}",
+        )
         return _unseen(result, "the bake", seconds)
 
 

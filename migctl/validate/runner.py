@@ -11,6 +11,7 @@ sequences, and build the report.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,8 @@ from migctl.validate.hashing import choose_algorithm
 from migctl.validate.report import SequenceResult, TableResult, ValidationReport
 from migctl.validate.session import SessionOptions
 from migctl.validate.table import CHUNK_ROWS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -112,9 +115,20 @@ def run(
     names = select(options, source_catalog, target_catalog)
 
     def compare(name: TableName) -> TableResult:
-        return executor.compare(
+        result = executor.compare(
             name, source_catalog.tables.get(name), target_catalog.tables.get(name), algorithm
         )
+        log.info(
+            "compared %s: %s, %s source / %s target rows, %d queries, %.2fs%s",
+            result.table,
+            result.status,
+            result.source_rows,
+            result.target_rows,
+            result.queries,
+            result.duration_seconds,
+            f" ({result.error})" if result.error else "",
+        )
+        return result
 
     with ThreadPoolExecutor(executor.table_workers(len(names)), "validate-table") as pool:
         tables = tuple(pool.map(compare, names))

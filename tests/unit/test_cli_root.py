@@ -130,6 +130,7 @@ def test_a_command_builds_only_its_own_module() -> None:
         "migctl.cli.options",
         "migctl.cli.prompt",
         "migctl.cli.completion",
+        "migctl.cli.logs",
     }
     assert loaded - shared == {"migctl.cli.validate"}, loaded
 
