@@ -195,17 +195,20 @@ def evaluate(
     project: str = "migctl",
     preview: bool = False,
     cloud: FakeCloud | None = None,
+    root_directory: str | None = None,
 ) -> Evaluation:
     """Run ``program`` under mocks with ``config`` (fully qualified keys) and record it all.
 
     ``cloud`` replaces the default fake (for another region or fewer zones).
+    ``root_directory`` is what ``pulumi.get_root_directory()`` answers (the folder of
+    ``Pulumi.yaml`` when the engine runs the program); None by default.
     Exceptions raised by the program propagate unchanged (config errors are
     ``pulumi.RunError`` subclasses).
     """
     loop = asyncio.new_event_loop()
     try:
         return contextvars.Context().run(
-            _evaluate, loop, program, dict(config), stack, project, preview, cloud
+            _evaluate, loop, program, dict(config), stack, project, preview, cloud, root_directory
         )
     finally:
         # A program that raised leaves registrations in flight: cancel them with the loop.
@@ -226,6 +229,7 @@ def _evaluate(
     project: str,
     preview: bool,
     cloud: FakeCloud | None,
+    root_directory: str | None,
 ) -> Evaluation:
     asyncio.set_event_loop(loop)
     # Pulumi's context properties share their first value as the default of every
@@ -240,6 +244,7 @@ def _evaluate(
     pulumi.runtime.set_mocks(
         cloud, project=project, stack=stack, preview=preview, logger=logger, monitor=monitor
     )
+    pulumi_settings.SETTINGS.root_directory = root_directory  # set_mocks leaves it as it was
     root = pulumi_settings.get_root_resource()
     program()
     _sync_await(wait_for_rpcs())

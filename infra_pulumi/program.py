@@ -18,8 +18,8 @@ from infra_pulumi.components.monitoring import Monitoring, MonitoringArgs, deplo
 from infra_pulumi.components.network import Network, NetworkArgs
 from infra_pulumi.config import NAMESPACE, StackConfig, StackConfigError, read_stack_config
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 ZONE_COUNT = 3
+PROJECT_FILE = "Pulumi.yaml"
 
 OUTPUT_NAMES = (
     "environment",
@@ -206,9 +206,21 @@ def _zones(cfg: StackConfig) -> list[str]:
     return names[:ZONE_COUNT]
 
 
+def project_root() -> Path:
+    """The Pulumi project folder, that of Pulumi.yaml: as the engine says, else (under mocks)
+    the nearest folder from the current one up that holds one, else the current folder."""
+    root = pulumi.get_root_directory()
+    if root and (Path(root) / PROJECT_FILE).is_file():
+        return Path(root)
+    here = Path.cwd()
+    return next((d for d in (here, *here.parents) if (d / PROJECT_FILE).is_file()), here)
+
+
 def _lambda_package(path: str) -> str:
-    """The built zip; missing is a warning in a preview and an error in an update."""
-    resolved = Path(path) if Path(path).is_absolute() else PROJECT_DIR / path
+    """The built zip, a relative path being relative to the Pulumi project folder (migctl
+    passes an absolute one); missing is a warning in a preview and an error in an update."""
+    given = Path(path).expanduser()
+    resolved = given if given.is_absolute() else project_root() / given
     if not resolved.is_file():
         message = (
             f"the validation Lambda package {resolved} does not exist: "

@@ -75,7 +75,11 @@ def build(
     ctx: typer.Context,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Zip to write [default: dist/validation-lambda.zip]."),
+        typer.Option(
+            "--out",
+            help="Zip to write, relative to the current folder "
+            "[default: dist/validation-lambda.zip].",
+        ),
     ] = None,
     requirements: Annotated[
         Path | None,
@@ -93,17 +97,22 @@ def build(
 
     Installs the pinned requirements with pip for manylinux2014_x86_64 and
     CPython 3.12 (wheels only), adds the handler and the migctl.validate code,
-    and writes a zip with sorted entries and fixed timestamps. The stack's
-    migctl:lambdaPackage points at the default output.
+    and writes a zip with sorted entries and fixed timestamps; prints the
+    absolute path it wrote. migctl up, preview and plan read lambdaPackage of
+    [pulumi] config, relative to migctl.toml's folder (default
+    dist/validation-lambda.zip there); a warning says when that is not the zip
+    just written.
 
     Example: migctl lambda build --out dist/validation-lambda.zip
     """
-    from migctl.infra.lambda_build import DEFAULT_OUTPUT, build_lambda_package
+    from migctl.infra.lambda_build import DEFAULT_PACKAGE, build_lambda_package, package_path
     from migctl.render.offline_plan import render_lambda_package
 
     app_state = state(ctx)
+    settings = app_state.settings
     package = build_lambda_package(
-        out or DEFAULT_OUTPUT, requirements=requirements, deps_dir=deps_dir
+        out or Path(DEFAULT_PACKAGE), requirements=requirements, deps_dir=deps_dir
     )
-    render_lambda_package(app_state.out, package)
+    stack_reads = package_path(settings.pulumi.config, settings.base_dir)
+    render_lambda_package(app_state.out, package, stack_reads=stack_reads)
     raise typer.Exit(0)

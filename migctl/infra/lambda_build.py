@@ -10,17 +10,25 @@ bytes and Pulumi sees no change when nothing changed.
 Which migctl files go in is declared here (:data:`MIGCTL_FILES` and
 :data:`MIGCTL_PACKAGES`); a test checks that every ``migctl`` import inside
 them is satisfied by the zip itself.
+
+Where the zip is: ``migctl lambda build`` writes :data:`DEFAULT_PACKAGE` under the
+current folder, or ``--out`` (relative to the current folder). The stack reads
+``migctl:lambdaPackage`` (default :data:`DEFAULT_PACKAGE`); a relative value is relative
+to the folder of the file that sets it, so for migctl (``[pulumi] config`` or the
+default) the folder of migctl.toml (:func:`package_path`), and migctl hands the program
+that absolute path.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +36,13 @@ from typing import Any
 import infra_pulumi
 from migctl.errors import ConfigError, OperationalError
 
-PROJECT_DIR = Path(infra_pulumi.__file__).resolve().parent.parent
 HANDLER_DIR = Path(infra_pulumi.__file__).resolve().parent / "lambdas" / "validation"
 MIGCTL_DIR = Path(__file__).resolve().parent.parent
-DEFAULT_OUTPUT = PROJECT_DIR / "dist" / "validation-lambda.zip"
+#: Where ``lambda build`` writes (under the current folder) and where the stack reads (under
+#: migctl.toml's folder) by default; infra_pulumi.config's default of lambdaPackage (a test
+#: keeps the two equal).
+DEFAULT_PACKAGE = "dist/validation-lambda.zip"
+PACKAGE_KEY = "lambdaPackage"
 
 PLATFORM = "manylinux2014_x86_64"
 PYTHON_VERSION = "3.12"
@@ -63,6 +74,21 @@ class LambdaPackage:
     sha256: str
     size_bytes: int
     entries: int
+
+
+def absolute(path: Path, base: Path | None = None) -> Path:
+    """``path`` (``~`` expanded) made absolute against ``base`` (default: the current folder)
+    and normalised, without resolving symbolic links."""
+    path = path.expanduser()
+    return Path(os.path.normpath(path if path.is_absolute() else (base or Path.cwd()) / path))
+
+
+def package_path(config: Mapping[str, object], base_dir: Path) -> Path:
+    """The zip the stack reads: ``lambdaPackage`` of ``[pulumi] config`` (default
+    :data:`DEFAULT_PACKAGE`), relative to ``base_dir`` (the folder of migctl.toml)."""
+    value = config.get(PACKAGE_KEY, config.get(f"migctl:{PACKAGE_KEY}"))
+    text = value if isinstance(value, str) and value else DEFAULT_PACKAGE
+    return absolute(Path(text), base_dir)
 
 
 def pip_command(requirements: Path, target: Path, *, python: str | None = None) -> list[str]:
@@ -136,8 +162,14 @@ def collect_files(*, handler_dir: Path, migctl_dir: Path, deps_dir: Path) -> lis
 
 
 def write_zip(files: Sequence[tuple[str, Path]], out: Path) -> LambdaPackage:
-    """Write a reproducible zip: sorted entries, fixed timestamps, normalised modes."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """Write a reproducible zip: sorted entries, fixed timestamps, normalised modes.
+
+    ``out`` relative is relative to the current folder; the package's ``path`` is absolute."""
+    out = absolute(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {out.parent}: {exc.strerror or exc}") from None
     partial = out.with_name(out.name + ".partial")
     with zipfile.ZipFile(partial, "w") as archive:
         for name, path in sorted(files):
@@ -158,7 +190,7 @@ def write_zip(files: Sequence[tuple[str, Path]], out: Path) -> LambdaPackage:
 
 
 def build_lambda_package(
-    out: Path = DEFAULT_OUTPUT,
+    out: Path = Path(DEFAULT_PACKAGE),
     *,
     requirements: Path | None = None,
     deps_dir: Path | None = None,
@@ -166,7 +198,8 @@ def build_lambda_package(
     migctl_dir: Path = MIGCTL_DIR,
     runner: Runner = subprocess.run,
 ) -> LambdaPackage:
-    """Install the pinned dependencies (unless ``deps_dir`` is given) and write the zip."""
+    """Install the pinned dependencies (unless ``deps_dir`` is given) and write the zip
+    (``out`` relative to the current folder)."""
     if deps_dir is not None:
         if not deps_dir.is_dir():
             raise ConfigError(f"dependencies directory not found: {deps_dir}")

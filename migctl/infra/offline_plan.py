@@ -9,7 +9,9 @@ behind, so it is safe in-process (the tests evaluate several stacks in one).
 Config comes, lowest precedence first, from ``Pulumi.<stack>.yaml`` beside
 ``Pulumi.yaml``, then ``[pulumi] config`` in migctl.toml, then ``--set``.
 Encrypted (``secure:``) values cannot be read offline; a stand-in is used and
-the plan says so.
+the plan says so. A relative ``lambdaPackage`` is made absolute against the folder
+of the file that sets it (the stack file's, migctl.toml's; the current folder for
+``--set``), and the default against migctl.toml's, as ``migctl up`` does.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from migctl.errors import ConfigError, UsageError
+from migctl.infra.lambda_build import PACKAGE_KEY, package_path
 from migctl.infra.pricing import CostEstimate, PriceTable, estimate, load_price_table
 
 NAMESPACE = "migctl"
@@ -128,8 +131,11 @@ def gather_config(
     warnings: list[str] = []
     stack_file = (directory or project_dir()) / f"Pulumi.{stack}.yaml"
     config: dict[str, str] = {}
+    package_key = qualify(PACKAGE_KEY)
+    package_base = base_dir or Path.cwd()  # where a relative lambdaPackage is relative to
     if stack_file.is_file():
         config, encrypted = read_stack_file(stack_file)
+        package_base = stack_file.parent if package_key in config else package_base
         warnings.extend(
             f"{key} is encrypted in {stack_file.name}; the offline plan used a stand-in value"
             for key in encrypted
@@ -142,7 +148,13 @@ def gather_config(
         if value is None:
             warnings.append(f"{key}: the offline plan used a stand-in value")
         config[key] = SECRET_STAND_IN if value is None else value
-    config.update(parse_overrides(overrides))
+        package_base = (base_dir or Path.cwd()) if key == package_key else package_base
+    overridden = parse_overrides(overrides)
+    config.update(overridden)
+    package_base = Path.cwd() if package_key in overridden else package_base
+    if config.get(package_key) != SECRET_STAND_IN:
+        given = {PACKAGE_KEY: config[package_key]} if package_key in config else {}
+        config[package_key] = str(package_path(given, package_base))
     if region:
         config["aws:region"] = region
     if environment:

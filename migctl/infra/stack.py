@@ -7,7 +7,8 @@
   stack is created; self-managed backends without one need a passphrase in
   ``PULUMI_CONFIG_PASSPHRASE`` or ``PULUMI_CONFIG_PASSPHRASE_FILE``.
 - Config: ``aws:region`` and ``migctl:environment`` from ``[project]``, the rest
-  from ``[pulumi] config``; keys in ``[pulumi] secret_keys`` are set with
+  from ``[pulumi] config``; ``migctl:lambdaPackage`` always, as an absolute path (a
+  relative one is relative to migctl.toml's folder, like every path in it); keys in ``[pulumi] secret_keys`` are set with
   ``--secret`` and must take their value from ``{ env = "VAR" }`` or
   ``{ file = "path" }``, never from migctl.toml itself.
 - The Pulumi CLI: on ``PATH`` or under ``--pulumi-root``/``[pulumi] root``
@@ -30,6 +31,7 @@ from typing import Any
 from migctl.config import Settings
 from migctl.errors import ConfigError, ToolMissingError
 from migctl.infra.errors import INSTALL_CLI, command_failure, translate_pulumi_error
+from migctl.infra.lambda_build import PACKAGE_KEY, package_path
 from migctl.redact import register_secret
 
 PROJECT = "migctl"
@@ -151,6 +153,11 @@ def stack_config(
         if secret:
             register_secret(value)
         entries[key] = ConfigEntry(key, value, secret)
+    package = _qualify(PACKAGE_KEY)  # absolute: the program runs in another folder
+    raw_package = {PACKAGE_KEY: entries[package].value} if package in entries else {}
+    entries[package] = ConfigEntry(
+        package, str(package_path(raw_package, settings.base_dir)), package in secret_keys
+    )
     unknown = sorted(secret_keys - entries.keys())
     if unknown:
         raise ConfigError(

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 from migctl.render import Output
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from migctl.infra.lambda_build import LambdaPackage
     from migctl.infra.offline_plan import PlanResult
 
@@ -95,7 +97,15 @@ def render_plan(out: Output, result: PlanResult) -> None:
     out.note(f"not included: {cost.excluded}")
 
 
-def render_lambda_package(out: Output, package: LambdaPackage) -> None:
+def render_lambda_package(
+    out: Output, package: LambdaPackage, *, stack_reads: Path | None = None
+) -> None:
+    """The zip written; a warning when the stack reads another path (``stack_reads``)."""
+    if stack_reads is not None and stack_reads != package.path:
+        out.warn(
+            f"migctl up reads the package from {stack_reads}, not this one: build without "
+            f"--out from the folder of migctl.toml, or set [pulumi.config] lambdaPackage"
+        )
     if out.json:
         out.emit(
             {

@@ -8,6 +8,7 @@ import inspect
 import runpy
 import sys
 import types
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,46 @@ def test_a_missing_lambda_package_is_a_warning_in_a_preview(run_program: Evaluat
     (warning,) = [w for w in ev.warnings if "Lambda package" in w]
     assert str(REPO / "dist" / "no-such-package.zip") in warning
     assert "migctl lambda build" in warning
+
+
+FUNCTION = "aws:lambda/function:Function"
+
+
+def _project(root: Path, package: str) -> Path:
+    """A Pulumi project folder holding ``Pulumi.yaml`` and a built zip at ``package``."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())
+    zip_path = root / package
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return None\n")
+    return zip_path
+
+
+def test_a_relative_lambda_package_is_relative_to_the_pulumi_project_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infra_pulumi.program import pulumi_program
+
+    project = tmp_path / "project"
+    built = _project(project, "dist/validation-lambda.zip")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the engine says where Pulumi.yaml is
+    config = {"migctl:containerImage": IMAGE, "migctl:lambdaPackage": "dist/validation-lambda.zip"}
+    ev = evaluate(pulumi_program, config=config, root_directory=str(project))
+    assert Path(ev.one(FUNCTION).inputs["code"].path) == built
+    # the default is the same relative path
+    ev = evaluate(
+        pulumi_program, config={"migctl:containerImage": IMAGE}, root_directory=str(project)
+    )
+    assert Path(ev.one(FUNCTION).inputs["code"].path) == built
+    # without the engine's word (mocks), the nearest Pulumi.yaml from the current folder up
+    (project / "infra_pulumi").mkdir()
+    monkeypatch.chdir(project / "infra_pulumi")
+    ev = evaluate(pulumi_program, config=config)
+    assert Path(ev.one(FUNCTION).inputs["code"].path) == built
+    with pytest.raises(StackConfigError, match=str(project / "dist" / "other.zip")):
+        evaluate(pulumi_program, config={**config, "migctl:lambdaPackage": "dist/other.zip"})
 
 
 def test_every_config_key_is_documented() -> None:

@@ -206,3 +206,48 @@ def test_real_build_for_the_lambda_platform(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     zipfile.ZipFile(first.path).extractall(tree)
     _import_in_clean_interpreter(tree)
+
+
+def test_build_writes_dist_in_the_current_folder_and_prints_its_absolute_path(
+    cli: Cli, tmp_path: Path
+) -> None:
+    deps = fake_deps(tmp_path)  # the cli fixture runs in tmp_path, a folder without migctl.toml
+    result = cli("lambda", "build", "--deps-dir", str(deps))
+    assert result.code == 0, result.stderr
+    written = tmp_path / "dist" / "validation-lambda.zip"
+    assert zipfile.ZipFile(written).namelist()
+    assert result.stdout.startswith(f"{written}  sha256 ")
+    assert result.stderr == ""  # the stack (default lambdaPackage, here) reads this very zip
+    data = cli("-o", "json", "lambda", "build", "--deps-dir", str(deps), "--out", "out/v.zip")
+    assert data.json()["path"] == str(tmp_path / "out" / "v.zip")  # --out: the current folder
+
+
+def test_build_warns_when_the_stack_reads_another_zip(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deps = fake_deps(tmp_path)
+    (tmp_path / "migctl.toml").write_text('[pulumi.config]\nlambdaPackage = "artifacts/v.zip"\n')
+    (tmp_path / "ops").mkdir()
+    monkeypatch.chdir(tmp_path / "ops")  # migctl.toml is found one folder up
+    result = cli("lambda", "build", "--deps-dir", str(deps))
+    assert result.code == 0
+    assert result.stdout.startswith(str(tmp_path / "ops" / "dist" / "validation-lambda.zip"))
+    assert (
+        f"warning: migctl up reads the package from {tmp_path / 'artifacts' / 'v.zip'}, "
+        "not this one" in result.stderr
+    )
+    agreed = cli("lambda", "build", "--deps-dir", str(deps), "--out", "../artifacts/v.zip")
+    assert agreed.code == 0 and agreed.stderr == ""
+
+
+def test_the_stack_reads_lambda_package_relative_to_migctl_toml(tmp_path: Path) -> None:
+    from infra_pulumi.config import DEFAULTS_PROD, DEFAULTS_TEST
+
+    assert DEFAULTS_TEST["lambdaPackage"] == DEFAULTS_PROD["lambdaPackage"]
+    assert DEFAULTS_TEST["lambdaPackage"] == lambda_build.DEFAULT_PACKAGE
+    default = lambda_build.package_path({}, tmp_path)
+    assert default == tmp_path / "dist" / "validation-lambda.zip"
+    given = lambda_build.package_path({"lambdaPackage": "../zips/v.zip"}, tmp_path / "conf")
+    assert given == tmp_path / "zips" / "v.zip"
+    qualified = lambda_build.package_path({"migctl:lambdaPackage": "/srv/v.zip"}, tmp_path)
+    assert qualified == Path("/srv/v.zip")

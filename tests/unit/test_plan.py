@@ -160,6 +160,7 @@ def test_stack_file_then_settings_then_flags(tmp_path: Path) -> None:
         "migctl:vpcCidr": stand_in,
         "migctl:sourceSecretArn": stand_in,
         "migctl:environment": "qa",
+        "migctl:lambdaPackage": str(tmp_path / "dist" / "validation-lambda.zip"),
     }
     assert warnings == [
         "migctl:alarmEmail is encrypted in Pulumi.qa.yaml; the offline plan used a stand-in value",
@@ -167,7 +168,8 @@ def test_stack_file_then_settings_then_flags(tmp_path: Path) -> None:
         "migctl:vpcCidr: the offline plan used a stand-in value",
         "migctl:sourceSecretArn: the offline plan used a stand-in value",
     ]
-    assert gather_config("none", settings_config={}, directory=tmp_path) == ({}, [])
+    default = {"migctl:lambdaPackage": str(Path.cwd() / "dist" / "validation-lambda.zip")}
+    assert gather_config("none", settings_config={}, directory=tmp_path) == (default, [])
 
 
 @pytest.mark.parametrize(
@@ -258,3 +260,23 @@ def test_plan_help_does_not_import_pulumi() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "LOADED=\n" in out.stdout and "Example:" in out.stdout
+
+
+def test_a_relative_lambda_package_is_relative_to_the_file_that_sets_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stacks, conf, here = tmp_path / "stacks", tmp_path / "conf", tmp_path / "here"
+    for folder in (stacks, conf, here):
+        folder.mkdir()
+    monkeypatch.chdir(here)
+    (stacks / "Pulumi.qa.yaml").write_text("config:\n  migctl:lambdaPackage: zips/a.zip\n")
+
+    def package(**kwargs: object) -> str:
+        config, _ = gather_config("qa", directory=stacks, base_dir=conf, **kwargs)  # type: ignore[arg-type]
+        return config["migctl:lambdaPackage"]
+
+    assert package(settings_config={}) == str(stacks / "zips" / "a.zip")
+    assert package(settings_config={"lambdaPackage": "b.zip"}) == str(conf / "b.zip")
+    assert package(settings_config={}, overrides=["lambdaPackage=c.zip"]) == str(here / "c.zip")
+    (stacks / "Pulumi.qa.yaml").unlink()
+    assert package(settings_config={}) == str(conf / "dist" / "validation-lambda.zip")

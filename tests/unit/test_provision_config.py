@@ -46,6 +46,7 @@ def test_config_maps_project_and_pulumi_tables_and_keeps_secrets_out_of_repr(
         ConfigEntry("migctl:size", "3"),
         ConfigEntry("aws:maxRetries", "5"),
         ConfigEntry("migctl:tags", '{"team":"payments"}'),
+        ConfigEntry("migctl:lambdaPackage", str(tmp_path / "dist" / "validation-lambda.zip")),
     )
     assert token not in repr(entries)
     assert redact_text(f"pulumi said {token}") == "pulumi said ***"  # registered for redaction
@@ -123,3 +124,27 @@ def test_command_failure_reads_code_and_error_lines() -> None:
     )
 
     assert (failure.code, failure.summary) == (255, "update failed")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (None, "dist/validation-lambda.zip"),
+        ('"build/v.zip"', "build/v.zip"),
+        ('"../zips/v.zip"', "../zips/v.zip"),
+    ],
+)
+def test_the_stack_gets_lambda_package_as_an_absolute_path_from_migctl_toml_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str | None, expected: str
+) -> None:
+    import os
+
+    folder = tmp_path / "deploy"
+    folder.mkdir()
+    body = '[project]\nenvironment = "test"\nregion = "eu-west-1"\n'
+    if given is not None:
+        body += f"[pulumi.config]\nlambdaPackage = {given}\n"
+    settings = _settings(folder, body)
+    monkeypatch.chdir(tmp_path)  # not the folder of migctl.toml
+    entries = {e.key: e.value for e in stack_config(settings, environ={})}
+    assert entries["migctl:lambdaPackage"] == os.path.normpath(folder / expected)
