@@ -324,9 +324,28 @@ def idle_standby(ctx: CutoverContext, lay: Layout) -> str:
 
     def probe() -> tuple[bool, str]:
         running = int(describe_service(ecs, lay.cluster, lay.standby).get("runningCount", 0))
-        return running == 0, f"{running} task(s) still running"
+        if running:
+            return False, f"{running} task(s) still running"
+        stopping = _not_stopped(ecs, lay.cluster, lay.standby)
+        return not stopping, f"{stopping} task(s) still stopping"
 
     return ctx.wait_until(f"the standby {lay.standby} to run no task", probe)
+
+
+def _not_stopped(ecs: ECSClient, cluster: str, service: str) -> int:
+    """The service's tasks not STOPPED yet, those on their way out included: a task that is
+    shutting down may still write (a scheduled job), so the target's fence waits for it."""
+    arns: list[str] = []
+    for desired in ("RUNNING", "STOPPED"):
+        pages = ecs.get_paginator("list_tasks").paginate(
+            cluster=cluster, serviceName=service, desiredStatus=desired
+        )
+        arns.extend(arn for page in pages for arn in page.get("taskArns", []))
+    alive = 0
+    for start in range(0, len(arns), 100):
+        found = ecs.describe_tasks(cluster=cluster, tasks=arns[start : start + 100])["tasks"]
+        alive += sum(t.get("lastStatus") != "STOPPED" for t in found)
+    return alive
 
 
 # --- the switch (the rollout step with switch = standby) ----------------------------

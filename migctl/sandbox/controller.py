@@ -251,12 +251,17 @@ class Controller:
         wanted: str | None = None
         for account, regions in ecs_backends.items():
             backend = regions[self.region]
-            serving = _forwarded_groups(account, self.region)
-            for service in list(backend.services.values()):
-                wanted = wanted or self._writes_to(account, backend, service, serving)
+            services = list(backend.services.values())
+            if any(_scaling_down(s) for s in services):
+                # A stopped task writes nothing: the writer stops before the service says so.
+                self._follow_writer(None)
+            for service in services:
                 self._deploy(account, backend, service)
                 _scale(service)
                 _register_targets(account, self.region, service)
+            serving = _forwarded_groups(account, self.region)
+            for service in services:
+                wanted = wanted or self._writes_to(account, backend, service, serving)
         self._follow_writer(wanted)
 
     def _deploy(self, account: str, backend: Any, service: Any) -> None:
@@ -345,6 +350,12 @@ def _forwarded_groups(account: str, region: str) -> set[str]:
                 weighted = data.get("ForwardConfig", {}).get("TargetGroups", [])
                 groups.update(g["TargetGroupArn"] for g in weighted if int(g.get("Weight", 1)) > 0)
     return groups
+
+
+def _scaling_down(service: Any) -> bool:
+    primary = next((d for d in service.deployments if d.get("status") == "PRIMARY"), None)
+    in_progress = primary is not None and primary.get("rolloutState") == IN_PROGRESS
+    return not in_progress and int(service.desired_count) < int(service.running_count or 0)
 
 
 def _scale(service: Any) -> None:
