@@ -175,7 +175,7 @@ class CutoverContext:
             if why != last:
                 self.report(f"waiting for {what}: {why}", {})
                 last = why
-            return Pending(why)
+            return Pending(why, reason=why)
 
         def throttled(what_was: str, delay: float) -> None:
             self.report(f"waiting for {what}: {what_was}; next poll in {delay:g}s", {})
@@ -186,6 +186,7 @@ class CutoverContext:
             interval=self.timing.interval,
             clock=Clock(self.timing.clock, self.timing.sleep),
             on_backoff=throttled,
+            what=what,
         )
         if result.done and result.value is not None:
             return result.value

@@ -403,7 +403,7 @@ def _carried(ctx: CutoverContext) -> dict[str, dict[str, int]]:
         reads.append(_statistics(ctx))
         if len(reads) > 1 and reads[-1] == reads[-2]:
             return Done(reads[-1])
-        return Pending(reads[-1])
+        return Pending(reads[-1], reason="two reads a poll apart differ")
 
     interval = max(ctx.timing.interval, 1.0)
     result = poll(
@@ -411,6 +411,7 @@ def _carried(ctx: CutoverContext) -> dict[str, dict[str, int]]:
         timeout=10 * interval,
         interval=interval,
         clock=Clock(ctx.timing.clock, ctx.timing.sleep),
+        what="the reverse task's table statistics to settle",
     )
     if result.value is None:
         raise CheckFailed(

@@ -34,7 +34,8 @@ FAILED = "FAILED"
 
 
 def install() -> None:
-    """Patch moto's ECS backend (idempotent): ``update_service`` starts real deployments."""
+    """Patch moto's ECS backend (idempotent): ``update_service`` starts real deployments and
+    leaves the running count to the scheduler."""
     if hasattr(EC2ContainerServiceBackend, _ORIGINAL_ATTR):
         return
     original = EC2ContainerServiceBackend.update_service
@@ -49,7 +50,11 @@ def install() -> None:
         force = bool(service_properties.pop("force_new_deployment", False))
         service = self._get_service(cluster, name)
         before = service.task_definition
+        counts = (service.running_count, service.pending_count)
         updated: Service = original(self, service_properties)
+        # moto runs a new desired count at once; ECS starts and stops tasks over time, and
+        # the scheduler's stand-in (``MotoEcsService``, the sandbox controller) does too.
+        updated.running_count, updated.pending_count = counts
         if requested:
             # moto stores the string it was given ("family:3"); ECS answers with the ARN.
             updated.task_definition = self.describe_task_definition(requested).arn
