@@ -123,14 +123,29 @@ def traffic_start(
     ended sessions) and writes again once the source is open. The writer on
     ECS writes while the service runs an image built for Aurora (after the
     cutover's rollout). Each records the payments it committed in
-    logs/traffic.keys and logs/ecs.keys.
+    logs/traffic.keys and logs/ecs.keys. It waits up to 3 s for the first
+    payment committed on the source: a writer that exits at once is exit 3
+    (with its log's last line); one whose writes are refused (a frozen source)
+    keeps running, and the result says so ("writing": false).
 
     Example: migctl sandbox traffic start
     """
     from migctl.sandbox.environment import start_traffic
 
-    record = start_traffic(_dir(ctx, directory), ecs=ecs)
-    _say(ctx, {"traffic": "started", "pid": record.pid}, f"traffic started (pid {record.pid})")
+    started = start_traffic(_dir(ctx, directory), ecs=ecs)
+    text = f"traffic started (pid {started.pid})" + (
+        ": writing payments on the source" if started.writing else f"; {started.note}"
+    )
+    _say(
+        ctx,
+        {
+            "traffic": "started",
+            "pid": started.pid,
+            "writing": started.writing,
+            "note": started.note,
+        },
+        text,
+    )
 
 
 @traffic_app.command("stop")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from migctl.aws import USER_AGENT
-from migctl.errors import UsageError
+from migctl.errors import OperationalError, UsageError
 from migctl.sandbox.motoserver import wait_for_port
 from migctl.sandbox.postgres import PgCluster, find_pg_bin, free_port
 from migctl.sandbox.writer import TRAFFIC_KEYS
@@ -197,7 +197,56 @@ def down(directory: Path, *, keep: bool = False) -> DownReport:
     )
 
 
-def start_traffic(directory: Path, *, interval: float = 0.05, ecs: bool = True) -> ProcessRecord:
+@dataclass(frozen=True)
+class TrafficStarted:
+    pid: int
+    writing: bool  # a payment was committed on the source within the first seconds
+    note: str | None  # why not, when it is not writing yet
+
+
+def start_traffic(
+    directory: Path, *, interval: float = 0.05, ecs: bool = True, settle: float = 3.0
+) -> TrafficStarted:
+    """Start the writer; then watch it for up to ``settle`` seconds: a writer that exits at
+    once is an error (OperationalError, with its log's last line), one whose writes are all
+    refused (a frozen source) runs on, and the result says so."""
+    keys = directory / "logs" / TRAFFIC_KEYS
+    before = keys.stat().st_size if keys.exists() else 0
+    record, proc = _spawn_traffic(directory, interval=interval, ecs=ecs)
+    deadline = time.monotonic() + settle
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            state = _require(directory)  # it does not run: it is not the sandbox's writer
+            state.processes.pop("traffic", None)
+            state.save()
+            last = _last_line(directory / "logs" / "traffic.log")
+            raise OperationalError(
+                f"the traffic writer (pid {record.pid}) exited at once (code {proc.returncode}): "
+                f"{last or 'no output'}",
+                hint=f"see {directory / 'logs' / 'traffic.log'}",
+            )
+        if keys.exists() and keys.stat().st_size > before:
+            return TrafficStarted(record.pid, writing=True, note=None)
+        time.sleep(0.1)
+    return TrafficStarted(
+        record.pid,
+        writing=False,
+        note=f"no payment committed in {settle:g}s: the source refuses its writes (frozen by "
+        "a cutover?); it keeps trying",
+    )
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+def _spawn_traffic(
+    directory: Path, *, interval: float, ecs: bool
+) -> tuple[ProcessRecord, subprocess.Popen[bytes]]:
     state = _require(directory)
     existing = state.processes.get("traffic")
     if existing and is_alive(existing):
@@ -223,7 +272,7 @@ def start_traffic(directory: Path, *, interval: float = 0.05, ecs: bool = True) 
     state.processes["traffic"] = record
     state.ecs_writer = ecs
     state.save()
-    return record
+    return record, proc
 
 
 def stop_traffic(directory: Path) -> bool:
