@@ -29,13 +29,12 @@ from migctl.alarms import ALARM, check_alarms
 from migctl.cutover import fallback, standby, target_writes
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.model import Facts, StepFailed, StepMemo
-from migctl.cutover.serving import settled, targets_healthy
+from migctl.cutover.serving import runs_image, settled, targets_healthy
 from migctl.rollout.deploy import finish, rollout, undo
 from migctl.rollout.deployments import RolloutStep, describe_service
-from migctl.rollout.taskdef import container_images
 
 if TYPE_CHECKING:
-    from mypy_boto3_ecs import ECSClient
+    pass
 
 
 def prepare(ctx: CutoverContext, _memo: StepMemo) -> Facts:
@@ -54,8 +53,8 @@ def prepare(ctx: CutoverContext, _memo: StepMemo) -> Facts:
 
 
 def _switch(ctx: CutoverContext) -> Facts:
-    if not standby.enabled(ctx, None):
-        return {"switch": ctx.settings.cutover.switch}
+    if not standby.staged(ctx):
+        return {"switch": "rollout"}
     return {"switch": standby.STANDBY, "standby": asdict(standby.layout(ctx))}
 
 
@@ -68,7 +67,7 @@ def roll_out(ctx: CutoverContext, memo: StepMemo) -> Facts:
     previous = memo.before["previous_task_definition"]
     service = describe_service(ecs, options.cluster, options.service)
     current = service["taskDefinition"]
-    if current != previous and _runs_image(ecs, current, options.container, options.image):
+    if current != previous and runs_image(ecs, current, options.container, options.image):
         return _pick_up(ctx, memo, current)
     result = rollout(
         ecs,
@@ -289,17 +288,6 @@ def _alarms_ok(ctx: CutoverContext, *, wait: bool = False) -> str | None:
     if not wait:
         raise StepFailed(why)
     return why
-
-
-def _runs_image(
-    ecs: ECSClient, task_definition: str, container: str | None, image: str | None
-) -> bool:
-
-    found = ecs.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]
-    images = container_images(found)
-    if container:
-        return images.get(container) == image
-    return len(images) == 1 and next(iter(images.values())) == image
 
 
 def service_state(ctx: CutoverContext) -> str:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from migctl.cutover.context import CutoverContext
 from migctl.infra.outputs import load_cached_outputs
 from migctl.rollout.deployments import COMPLETED, describe_service, primary_of
+from migctl.rollout.taskdef import container_images
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -70,3 +71,14 @@ def targets_healthy(
             return False, f"{healthy} of {desired} targets healthy in {short}"
     facts["target_health"] = health or "no target group found; judged by the ECS running count"
     return True, "alarms OK, deployment COMPLETED, running >= desired, targets healthy"
+
+
+def runs_image(
+    ecs: ECSClient, task_definition: str, container: str | None, image: str | None
+) -> bool:
+
+    found = ecs.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]
+    images = container_images(found)
+    if container:
+        return images.get(container) == image
+    return len(images) == 1 and next(iter(images.values())) == image

@@ -42,14 +42,13 @@ from migctl.cutover import marker
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.fallback import fence_target, unfence_target
 from migctl.cutover.model import Facts, StepFailed, StepMemo
-from migctl.cutover.serving import settled, targets_healthy
+from migctl.cutover.serving import runs_image, settled, targets_healthy
 from migctl.dms.task import describe_task, fetch_table_statistics, find_problems
 from migctl.errors import ConfigError
 from migctl.infra.outputs import resolve
 from migctl.rollout.deploy import OnStep, finish
-from migctl.rollout.deployments import describe_service
+from migctl.rollout.deployments import FollowResult, describe_service
 from migctl.rollout.plan import plan_rollout
-from migctl.rollout.taskdef import container_images
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -174,9 +173,18 @@ def dms_role(ctx: CutoverContext) -> str:
 # --- stage ----------------------------------------------------------------------
 
 
+def staged(ctx: CutoverContext) -> bool:
+    """Whether this cutover's new image waits on the standby: as the stage step found it once
+    done (a config changed since does not change it), else as the config says."""
+    stage_facts = ctx.done.get("stage")
+    if stage_facts is not None:
+        return bool(stage_facts.get("task_definition"))
+    return ctx.settings.cutover.switch == STANDBY
+
+
 def prepare(ctx: CutoverContext, _memo: StepMemo) -> Facts:
-    if ctx.settings.cutover.switch != STANDBY:
-        return {"switch": ctx.settings.cutover.switch}
+    if not staged(ctx):
+        return {"switch": "rollout"}
     lay = layout(ctx)
     return {"switch": STANDBY, **asdict(lay), "dms_role": dms_role(ctx)}
 
@@ -240,7 +248,7 @@ def _start_on_standby(ctx: CutoverContext, lay: Layout) -> str:
     desired = int(service.get("desiredCount", 0))
     standby = describe_service(ecs, lay.cluster, lay.standby)
     current = str(standby["taskDefinition"])
-    if _runs(ecs, current, options.container, options.image) and desired == int(
+    if runs_image(ecs, current, options.container, options.image) and desired == int(
         standby.get("desiredCount", 0)
     ):
         task_definition = current
@@ -257,20 +265,29 @@ def _start_on_standby(ctx: CutoverContext, lay: Layout) -> str:
             forceNewDeployment=True,
         )
         ctx.report(f"{lay.standby}: starting {desired} task(s) of {task_definition}", {})
-    outcome = finish(
-        ecs,
-        ctx.aws.client("cloudwatch"),
-        replace(options, service=lay.standby, gate=None),
-        bake_seconds=0,
-        on_step=lambda step: ctx.report(step.message, {"rollout_event": step.event}),
-        clock=ctx.timing.clock,
-        sleep=ctx.timing.sleep,
-    )
+    outcome = _follow(ctx, lay.standby)
     if not outcome.ok:
         raise StepFailed(
             f"{options.image} did not start on the standby {lay.standby}: {outcome.reason}"
         )
     return task_definition
+
+
+def _follow(
+    ctx: CutoverContext, service: str, *, bake_seconds: float = 0, on_step: OnStep | None = None
+) -> FollowResult:
+    """Follow ``service``'s PRIMARY deployment to its end, then bake ``bake_seconds`` on the
+    gate alarms (none: no gate)."""
+    options = replace(ctx.rollout_options(), service=service)
+    return finish(
+        ctx.aws.client("ecs"),
+        ctx.aws.client("cloudwatch"),
+        options if bake_seconds else replace(options, gate=None),
+        bake_seconds=bake_seconds,
+        on_step=on_step or (lambda step: ctx.report(step.message, {"rollout_event": step.event})),
+        clock=ctx.timing.clock,
+        sleep=ctx.timing.sleep,
+    )
 
 
 def check(ctx: CutoverContext, memo: StepMemo) -> Facts:
@@ -368,16 +385,7 @@ def switch(ctx: CutoverContext, memo: StepMemo, bake_seconds: float, on_step: On
             f"the listener forwards to {lay.standby}: {ctx.image} serves from the target",
             {"progress": {"live_at": now, "switched_at": now}},
         )
-    options = replace(ctx.rollout_options(), service=lay.standby)
-    outcome = finish(
-        ctx.aws.client("ecs"),
-        ctx.aws.client("cloudwatch"),
-        options,
-        bake_seconds=bake_seconds,
-        on_step=on_step,
-        clock=ctx.timing.clock,
-        sleep=ctx.timing.sleep,
-    )
+    outcome = _follow(ctx, lay.standby, bake_seconds=bake_seconds, on_step=on_step)
     if not outcome.ok:
         raise StepFailed(f"{ctx.image} on the standby {lay.standby}: {outcome.reason}")
     ctx.report("baked", {"progress": {"baked": True}})
@@ -421,20 +429,11 @@ def converge(ctx: CutoverContext, memo: StepMemo) -> Facts:
     lay = Layout.of(memo.before)
     ecs = ctx.aws.client("ecs")
     task_definition = str(ctx.done["stage"]["task_definition"])
-    options = ctx.rollout_options()
     service = describe_service(ecs, lay.cluster, lay.service)
     if service["taskDefinition"] != task_definition:
         ecs.update_service(cluster=lay.cluster, service=lay.service, taskDefinition=task_definition)
         ctx.report(f"{lay.service}: deploying {task_definition} (it takes no traffic yet)", {})
-    outcome = finish(
-        ecs,
-        ctx.aws.client("cloudwatch"),
-        replace(options, gate=None),
-        bake_seconds=0,
-        on_step=lambda step: ctx.report(step.message, {"rollout_event": step.event}),
-        clock=ctx.timing.clock,
-        sleep=ctx.timing.sleep,
-    )
+    outcome = _follow(ctx, lay.service)
     if not outcome.ok:
         raise StepFailed(f"{lay.service} did not move to {task_definition}: {outcome.reason}")
 
@@ -447,14 +446,6 @@ def converge(ctx: CutoverContext, memo: StepMemo) -> Facts:
 
     ctx.wait_until(f"{lay.service}'s targets to be healthy", probe)
     return {"task_definition": task_definition, **switch_back(ctx, lay)}
-
-
-def _runs(ecs: ECSClient, task_definition: str, container: str | None, image: str | None) -> bool:
-    found = ecs.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]
-    images = container_images(found)
-    if container:
-        return images.get(container) == image
-    return len(images) == 1 and next(iter(images.values())) == image
 
 
 def state(ctx: CutoverContext) -> str:
