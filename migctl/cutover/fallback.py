@@ -163,6 +163,17 @@ def drop_slot(ctx: CutoverContext, memo: StepMemo) -> Facts:
     return {"target_fence_removed": removed, **drop_reverse_slot(ctx, _slot(memo))}
 
 
+def lift_target_fence(ctx: CutoverContext) -> bool:
+    """Let every role write on the target at once, without a table lock (the triggers stay
+    until :func:`unfence_target`); False when no fence of this cutover is there."""
+    names = target_fence(ctx)
+    with ctx.target_conn() as conn:
+        if not fence.state(conn).tables(names):
+            return False
+        fence.lift(conn, names)
+    return True
+
+
 def unfence_target(ctx: CutoverContext) -> dict[str, Any]:
     """Take the target's fence down (whatever of it is up; idempotent)."""
     names = target_fence(ctx)
@@ -369,12 +380,8 @@ def fence_target(ctx: CutoverContext, open_to: tuple[str, ...] = ()) -> int:
         ctx,
         "the target's fence to go up",
         [t.oid for t in tables],
-        lambda conn, ms: (
-            None  # an earlier attempt put it all up: the guard goes up last
-            if fence.state(conn).guarded(names)
-            else fence.install(
-                conn, names, tables, guard=guard, lock_timeout_ms=ms, last=lambda _c: ""
-            )
+        lambda conn, ms: fence.install(
+            conn, names, tables, guard=guard, lock_timeout_ms=ms, last=lambda _c: ""
         ),
         on_target=True,
     )

@@ -118,6 +118,8 @@ BEGIN
           HINT = 'the database is being cut over to its new home; write there once it is live';
 END
 """
+_LIFTED_TRIGGER_BODY = "BEGIN RETURN NULL; END"  # a statement trigger: the write goes on
+_LIFTED_GUARD_BODY = "BEGIN RETURN; END"
 _GUARD_BODY = """
 DECLARE
   r record;
@@ -284,9 +286,9 @@ def install(
     ``conn`` is in autocommit. Each batch of triggers is one transaction under
     ``lock_timeout``: psycopg's ``LockNotAvailable`` tells the caller to deal
     with the blockers and call again; batches done stay done. The last
-    transaction creates the guard (after it no DDL passes, ours included) and
-    runs ``last`` (the proof's start mark), so both happen or neither; its
-    result is returned.
+    transaction creates the guard (after it no DDL passes, ours included; an
+    earlier attempt's guard is left as it is) and runs ``last`` (the proof's
+    start mark), so both happen or neither; its result is returned.
     """
     with conn.transaction():
         if conn.execute(
@@ -304,7 +306,7 @@ def install(
                 _execute(conn, _ENABLE_ALWAYS, names, table.name)
         on_batch(min(start + BATCH, len(todo)))
     with conn.transaction():
-        if guard:
+        if guard and not state(conn).guards.keys() & {names.trigger, names.trigger + "_drop"}:
             conn.execute(_function_sql(names, names.guard_function, "event_trigger", _GUARD_BODY))
             for event, name in (
                 ("ddl_command_end", names.trigger),
@@ -386,15 +388,32 @@ def open_to(conn: psycopg.Connection[Any], names: FenceNames, roles: Sequence[st
     """Let ``roles`` (the reverse replication's) through the fence and its guard; every other
     role stays refused. ``()`` closes it again. One transaction: the guard is disabled for it
     (it would refuse the functions' replacement) and enabled ALWAYS again before the commit."""
+    _replace_functions(conn, names, roles, _TRIGGER_BODY, _GUARD_BODY)
+
+
+def lift(conn: psycopg.Connection[Any], names: FenceNames) -> None:
+    """Let every role through at once: the functions become no-ops and the triggers stay, so
+    no table lock is taken (a reader of any table would hold a DROP TRIGGER back).
+    :func:`remove` drops them later; :func:`open_to` makes the fence refuse again."""
+    _replace_functions(conn, names, (), _LIFTED_TRIGGER_BODY, _LIFTED_GUARD_BODY)
+
+
+def _replace_functions(
+    conn: psycopg.Connection[Any],
+    names: FenceNames,
+    roles: Sequence[str],
+    trigger_body: str,
+    guard_body: str,
+) -> None:
     found = state(conn)
     guards = [g for g in found.guards if g.removesuffix("_drop") == names.trigger]
     with conn.transaction():
         for guard in guards:
             conn.execute(f"ALTER EVENT TRIGGER {_q(guard)} DISABLE")
-        conn.execute(_function_sql(names, names.function, "trigger", _TRIGGER_BODY, roles))
+        conn.execute(_function_sql(names, names.function, "trigger", trigger_body, roles))
         if guards:
             conn.execute(
-                _function_sql(names, names.guard_function, "event_trigger", _GUARD_BODY, roles)
+                _function_sql(names, names.guard_function, "event_trigger", guard_body, roles)
             )
         for guard in guards:
             conn.execute(f"ALTER EVENT TRIGGER {_q(guard)} ENABLE ALWAYS")

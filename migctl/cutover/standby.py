@@ -6,7 +6,7 @@ has a twin, the standby service (``[ecs] standby_service``, stack output
 outside a cutover. The load balancer's listener (``[ecs] listener_arn``, stack
 output ``albListenerArn``) forwards to the service's target group.
 
-- **stage** (before the freeze): the target is fenced against every role but
+- **stage** (before the baseline and the freeze): the target is fenced against every role but
   the one DMS applies as (``[cutover] dms_target_role``, default the DMS target
   endpoint's user); a marker written on the source must then reach the target
   with no table of the DMS task in error (a change the fence refused would put
@@ -17,13 +17,14 @@ output ``albListenerArn``) forwards to the service's target group.
   its targets healthy. The new image runs but takes no traffic, and the fence
   refuses anything it would write on the target before the switch.
 - **the switch** (the rollout step, the point of no return): the standby must
-  still run the image, steady and healthy; the target's fence comes down, and
+  still run the image, steady and healthy; the target's fence is lifted (its
+  functions become no-ops: no table lock, so no reader is waited for), and
   the listener forwards to the standby's target group. The new image serves
   from that moment (``live_at``), then the gate alarms are baked.
 - **converge** (the last step, the way back open): the service itself moves to
   the revision the standby runs (its old tasks take no traffic), the listener
-  switches back to the service's target group once it is healthy, and the
-  standby goes back to 0. After a cutover the service is the application, as
+  switches back to the service's target group once it is healthy, the
+  standby goes back to 0, and the lifted fence's triggers are dropped. After a cutover the service is the application, as
   before it.
 
 Undo: before the switch, the standby goes back to 0 and, once it runs no task,
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from migctl.cutover import marker
 from migctl.cutover.context import CutoverContext
-from migctl.cutover.fallback import fence_target, unfence_target
+from migctl.cutover.fallback import fence_target, lift_target_fence, unfence_target
 from migctl.cutover.model import Facts, StepFailed, StepMemo
 from migctl.cutover.serving import runs_image, settled, targets_healthy
 from migctl.dms.task import describe_task, fetch_table_statistics, find_problems
@@ -378,7 +379,7 @@ def switch(ctx: CutoverContext, memo: StepMemo, bake_seconds: float, on_step: On
         ready, why = ready_to_serve(ctx, lay, task_definition)
         if not ready:
             raise StepFailed(f"the standby {lay.standby} is not ready to serve: {why}")
-        unfence_target(ctx)
+        lift_target_fence(ctx)  # no table lock: the standby's readers are not waited for
         point(ctx, lay, lay.standby_group)
         now = dt.datetime.now(dt.UTC).isoformat()
         ctx.report(
@@ -445,7 +446,8 @@ def converge(ctx: CutoverContext, memo: StepMemo) -> Facts:
         return targets_healthy(ctx, current, int(current.get("desiredCount", 0)), {})
 
     ctx.wait_until(f"{lay.service}'s targets to be healthy", probe)
-    return {"task_definition": task_definition, **switch_back(ctx, lay)}
+    facts = {"task_definition": task_definition, **switch_back(ctx, lay)}
+    return {**facts, "target_fence_removed": unfence_target(ctx)}  # lifted at the switch
 
 
 def state(ctx: CutoverContext) -> str:

@@ -39,23 +39,6 @@ STEPS: tuple[Step, ...] = (
         action=preflight.preflight,
     ),
     Step(
-        name="baseline",
-        title="Validation baseline",
-        gate_text="validate = incremental (else nothing to do): both sides run wal_level = "
-        "logical and the user may create a logical replication slot on each",
-        action_text="ANALYZE the target; with validate = incremental, create a slot on each "
-        "side, then compare every selected table in full while the application writes, then "
-        "compare again the rows changed since (lag converges)",
-        check_text="nothing is judged here: what still differs is rechecked under the freeze",
-        undo_text="drop the two slots",
-        prepare=baseline.prepare,
-        gate=baseline.gate,
-        action=baseline.take,
-        undo=baseline.drop_slots,
-        manual_undo=baseline.manual_drop_slots,
-        release=baseline.drop_slots,
-    ),
-    Step(
         name="stage",
         title="Stage the new image",
         gate_text="switch = standby (else nothing to do): the listener forwards to the "
@@ -71,6 +54,23 @@ STEPS: tuple[Step, ...] = (
         check=standby.check,
         undo=standby.unstage,
         manual_undo=standby.manual_unstage,
+    ),
+    Step(
+        name="baseline",
+        title="Validation baseline",
+        gate_text="validate = incremental (else nothing to do): both sides run wal_level = "
+        "logical and the user may create a logical replication slot on each",
+        action_text="ANALYZE the target; with validate = incremental, create a slot on each "
+        "side, then compare every selected table in full while the application writes, then "
+        "compare again the rows changed since (lag converges)",
+        check_text="nothing is judged here: what still differs is rechecked under the freeze",
+        undo_text="drop the two slots",
+        prepare=baseline.prepare,
+        gate=baseline.gate,
+        action=baseline.take,
+        undo=baseline.drop_slots,
+        manual_undo=baseline.manual_drop_slots,
+        release=baseline.drop_slots,
     ),
     Step(
         name="freeze_writes",
@@ -168,8 +168,8 @@ STEPS: tuple[Step, ...] = (
         name="rollout",
         title="Roll out",
         gate_text="you confirm (or --yes): the point of no return",
-        action_text="switch = standby: take the target's fence down and point the listener at "
-        "the standby's target group (no task starts), then bake on the gate alarms; switch = "
+        action_text="switch = standby: lift the target's fence (no table lock) and point the "
+        "listener at the standby's target group (no task starts), then bake on the gate alarms; switch = "
         "rollout: migctl rollout of the image (new revision, deployment COMPLETED, bake)",
         check_text="the new image serves and the alarms stayed OK through the bake",
         undo_text="point the listener back at the service's target group (its tasks still run "
@@ -216,7 +216,7 @@ STEPS: tuple[Step, ...] = (
         gate_text="switch = standby (else nothing to do)",
         action_text="deploy the standby's revision to the service (it takes no traffic yet), "
         "point the listener back at the service's target group once its targets are healthy, "
-        "scale the standby to 0",
+        "scale the standby to 0, drop the target's lifted fence",
         check_text="the service runs the new revision and takes the traffic",
         undo_text=None,
         prepare=standby.prepare,

@@ -283,6 +283,39 @@ def test_the_fence_opened_to_the_reverse_role_lets_it_alone_through(source: Sour
     freeze.unfreeze(ctx, memo)
 
 
+def test_a_lifted_fence_lets_every_role_through_without_waiting_for_a_reader(
+    source: Source,
+) -> None:
+    """The standby switch lifts the target's fence inside the window: it must not wait for a
+    session that reads a fenced table (the new image's health checks), and afterwards every
+    role writes; closing it again (a rollback's fence) refuses them all once more."""
+    ctx = context(source.pair, source.app)
+    memo = run_freeze(ctx)
+    names = FenceNames.of(ctx.cutover_id)
+    reader = source.connect(source.app)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM team")  # holds ACCESS SHARE until it ends
+    try:
+        with source.admin() as conn:
+            conn.execute("SET lock_timeout = '1s'")  # a DROP TRIGGER would wait, then fail
+            fence.lift(conn, names)
+            assert fence.state(conn).tables(names)  # the triggers stay, doing nothing
+    finally:
+        reader.execute("ROLLBACK")
+        reader.close()
+    writers = {who: source.connect(who) for who in (source.app, source.batch)}
+    writers["superuser"] = source.admin()
+    outcomes = {who: refused(conn, WRITES["UPDATE"]) for who, conn in writers.items()}
+    with source.admin() as conn:
+        fence.open_to(conn, names, ())
+    closed = {who: refused(conn, WRITES["UPDATE"]) for who, conn in writers.items()}
+    for conn in writers.values():
+        conn.close()
+    assert outcomes == dict.fromkeys(outcomes, "accepted")
+    assert closed == dict.fromkeys(closed, "25006")
+    freeze.unfreeze(ctx, memo)
+
+
 def test_a_superuser_who_lifts_the_fence_is_caught_by_the_proof_naming_each_table(
     source: Source,
 ) -> None:

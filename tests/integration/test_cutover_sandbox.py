@@ -208,11 +208,11 @@ def test_an_image_that_does_not_start_fails_on_the_standby_before_the_freeze(
     result = result_of(proc)
     assert result["outcome"] == "rolled_back"
     steps = statuses(result)
-    assert steps["stage"] == "undone" and steps["freeze_writes"] == "pending"
+    assert steps["stage"] == "undone" and steps["baseline"] == steps["freeze_writes"] == "pending"
     stage = next(s for s in result["steps"] if s["name"] == "stage")
     assert "circuit breaker" in stage["error"] and "standby" in stage["error"]
     undone = [r["step"] for r in records(journal) if r["event"] == "undo_finished"]
-    assert undone == ["stage", "baseline"]
+    assert undone == ["stage"]
     assert result["write_freeze_seconds"] in (None, 0)
     assert app_can_write(sandbox)
     assert dms_status(sandbox) == "running"
@@ -242,8 +242,8 @@ def test_a_failed_rollout_rolls_back_and_the_source_is_writable_again(sandbox: S
         "prepare_fallback",
         "stop_replication",
         "freeze_writes",
-        "stage",
         "baseline",
+        "stage",
     ]
     assert app_can_write(sandbox)
     assert dms_status(sandbox) == "running"
@@ -759,8 +759,8 @@ def test_a_rollback_after_go_live_carries_every_write_of_the_new_image_back(
         "prepare_fallback",
         "stop_replication",
         "freeze_writes",
-        "stage",
         "baseline",
+        "stage",
     ]
     assert not result["warnings"], result["warnings"]  # nothing is lost: nothing to warn of
     written = keys_now(sandbox, "ecs")[sandbox.ecs_keys_before :]

@@ -40,8 +40,8 @@ def test_plan_lists_the_steps_and_where_the_journal_stands(cli: Cli, config: Pat
     plan = result.json()
     assert [s["name"] for s in plan["steps"]] == [
         "preflight",
-        "baseline",
         "stage",
+        "baseline",
         "freeze_writes",
         "marker",
         "validate",
