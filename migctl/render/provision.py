@@ -70,6 +70,7 @@ class ProvisionProgress:
         self.out = out
         self._lock = threading.Lock()
         self._rows: dict[str, ResourceProgress] = {}
+        self._printed: dict[str, tuple[str, str]] = {}  # without a terminal: per URN, op/state
         self._phase: str | None = None
         self._live: Live | None = None
 
@@ -142,9 +143,16 @@ class ProvisionProgress:
                 self._phase = event.phase
                 self._rows = {}
         if event.kind == "resource" and event.resource is not None:
+            r = event.resource
+            if not self.out.progress.is_terminal:  # a log, CI: one whole line per change
+                if self._printed.get(r.urn) != (r.op, r.state):
+                    self._printed[r.urn] = (r.op, r.state)
+                    took = f" ({r.seconds:.1f}s)" if r.seconds is not None else ""
+                    self._print(f"{r.type} {r.name}: {r.op} {r.state}{took}", "")
+                return
             self._start()
             with self._lock:
-                self._rows[event.resource.urn] = event.resource
+                self._rows[r.urn] = r
         elif event.kind == "diagnostic" and event.message:
             style = "bold red" if event.severity == "error" else "yellow"
             where = f"{event.resource.name}: " if event.resource else ""

@@ -187,9 +187,10 @@ class ValidationProgress:
         self._lock = threading.Lock()
         self._tasks: dict[str, TaskID] = {}
         self._progress: RichProgress | None = None
+        self._phases: dict[str, str] = {}  # without a terminal: the last phase printed, per table
 
     def __enter__(self) -> ValidationProgress:
-        if self._out.json:
+        if self._out.json or not self._out.progress.is_terminal:
             return self
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -214,36 +215,44 @@ class ValidationProgress:
             self._progress.stop()
 
     def __call__(self, event: Progress) -> None:
-        if self._progress is None:
+        if self._out.json:
+            return
+        rows = max(event.source_rows or 0, event.target_rows or 0)
+        speed = (
+            f"{rows / event.elapsed_seconds:,.0f} rows/s"
+            if event.elapsed_seconds > 0 and rows
+            else ""
+        )
+        update: dict[str, Any] = {}
+        if event.phase == "checksumming":
+            status = (
+                f"{count(rows)} rows, {event.chunks_done}/{event.chunks} invocations done,"
+                f" {event.in_flight or 0} in flight  {speed}"
+            )
+        elif event.phase == "scanned":
+            status = f"{count(rows)} rows, {event.chunks} chunks, {event.differing_chunks} differ  {speed}"
+            update = {"total": max(event.differing_chunks, 1), "completed": 0}
+        elif event.phase == "narrowing":
+            status = f"{count(rows)} rows, narrowing chunk {event.chunks_done}/{event.differing_chunks}"
+            if event.in_flight is not None:
+                status += f", {event.in_flight} in flight"
+            update = {"completed": event.chunks_done}
+        elif event.phase == "done" and event.result is not None:
+            r = event.result
+            status = f"{r.status}: {count(rows)} rows, {r.chunks} chunks  {speed}"
+            update = {"total": 1, "completed": 1}
+        else:
             return
         with self._lock:
+            if self._progress is None:  # no terminal (a log, CI): one whole line per phase
+                if self._phases.get(event.table) != event.phase:
+                    self._phases[event.table] = event.phase
+                    self._out.progress.print(
+                        f"{event.table}: {status.strip()}", markup=False, highlight=False
+                    )
+                return
             task = self._tasks.get(event.table)
             if task is None:
                 task = self._progress.add_task(plain(event.table), total=None, status="scanning")
                 self._tasks[event.table] = task
-            rows = max(event.source_rows or 0, event.target_rows or 0)
-            speed = (
-                f"{rows / event.elapsed_seconds:,.0f} rows/s"
-                if event.elapsed_seconds > 0 and rows
-                else ""
-            )
-            if event.phase == "checksumming":
-                status = (
-                    f"{count(rows)} rows, {event.chunks_done}/{event.chunks} invocations done,"
-                    f" {event.in_flight or 0} in flight  {speed}"
-                )
-                self._progress.update(task, status=status)
-            elif event.phase == "scanned":
-                status = f"{count(rows)} rows, {event.chunks} chunks, {event.differing_chunks} differ  {speed}"
-                self._progress.update(
-                    task, total=max(event.differing_chunks, 1), completed=0, status=status
-                )
-            elif event.phase == "narrowing":
-                status = f"{count(rows)} rows, narrowing chunk {event.chunks_done}/{event.differing_chunks}"
-                if event.in_flight is not None:
-                    status += f", {event.in_flight} in flight"
-                self._progress.update(task, completed=event.chunks_done, status=status)
-            elif event.phase == "done" and event.result is not None:
-                r = event.result
-                status = f"{r.status}: {count(rows)} rows, {r.chunks} chunks  {speed}"
-                self._progress.update(task, total=1, completed=1, status=status)
+            self._progress.update(task, status=status, **update)

@@ -221,3 +221,17 @@ def test_names_and_keys_with_brackets_are_printed_as_they_are(pg_pair: Any, cli:
     flat = "".join(result.stdout.split())  # the table may fold a long cell
     assert 'public."[b]ledger[/b]"' in flat
     assert "[red]k1" in flat and "[/x]k2" in flat
+
+
+def test_without_a_terminal_progress_is_one_whole_line_per_table_and_phase(
+    pg_pair: Any, cli: Cli
+) -> None:
+    """In a log (no terminal, COLUMNS unset) the progress is whole lines, never a redrawn bar:
+    no escape code, no line cut at 80 columns, each table's phases once and in order."""
+    setup(pg_pair)
+    result = cli("validate", "--source", pg_pair.source_dsn, "--target", pg_pair.target_dsn)
+    assert result.code == 0, result.stderr
+    assert "\x1b[" not in result.stderr and "\r" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("public.ledger:")]
+    assert len(lines) == len(set(lines)) >= 2, result.stderr  # scanned, then done
+    assert lines[-1].startswith("public.ledger: match: 300 rows"), lines
