@@ -233,7 +233,9 @@ class ValidationProgress:
             status = f"{count(rows)} rows, {event.chunks} chunks, {event.differing_chunks} differ  {speed}"
             update = {"total": max(event.differing_chunks, 1), "completed": 0}
         elif event.phase == "narrowing":
-            status = f"{count(rows)} rows, narrowing chunk {event.chunks_done}/{event.differing_chunks}"
+            status = (
+                f"{count(rows)} rows, narrowing chunk {event.chunks_done}/{event.differing_chunks}"
+            )
             if event.in_flight is not None:
                 status += f", {event.in_flight} in flight"
             update = {"completed": event.chunks_done}
