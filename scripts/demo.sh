@@ -49,7 +49,7 @@ expect 4 "$MIGCTL" cutover --yes --image payments-app:2.0.1-broken
 echo "(the source never stopped taking writes; the standby is idle again, the target unfenced)"
 sleep 3
 
-step "migctl cutover: preflight, baseline, the new image staged on the standby, fence, marker, validate, stop DMS, sequences, proof, the way back, the listener switch, post-checks, converge"
+step "migctl cutover: preflight, the new image staged on the standby, baseline, fence, marker, validate, stop DMS, sequences, proof, the way back, the listener switch, post-checks, converge"
 expect 0 "$MIGCTL" cutover --yes
 
 step "a second 'migctl cutover' cannot lose the completed one (exit 2); 'cutover status' shows it"
