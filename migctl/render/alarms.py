@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from migctl.alarms import AlarmReport
-from migctl.render import Output, fmt_time, plain, state_style
+from migctl.render import Output, fmt_time, ident, plain, state_style
 
 
 def alarm_report_json(report: AlarmReport) -> dict[str, Any]:
@@ -40,16 +40,16 @@ def render_alarm_report(out: Output, report: AlarmReport) -> None:
 
     table = Table(title="CloudWatch alarms", title_justify="left")
     for column in ("name", "state", "updated", "metric", "dimensions", "reason"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold")  # names shortened with … (ident), prose wraps
     for a in report.alarms:
         metric = f"{a.namespace}/{a.metric}" if a.namespace else (a.metric or a.kind)
-        dims = ", ".join(f"{k}={v}" for k, v in sorted(a.dimensions.items()))
+        dims = "\n".join(f"{k}={v}" for k, v in sorted(a.dimensions.items()))
         table.add_row(  # names and reasons come from AWS: never read as rich markup
-            plain(a.name),
+            ident(a.name),
             f"[{state_style(a.state)}]{plain(a.state)}[/]",
             fmt_time(a.updated_at),
-            plain(metric),
-            plain(dims or "-"),
+            ident(metric),
+            ident(dims or "-"),  # one dimension a line, each shortened rather than folded
             plain(a.reason or ""),
         )
     out.out.print(table)

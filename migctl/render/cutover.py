@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from migctl.render import Output, plain, state_style, to_jsonable
+from migctl.render import Output, fit_names, ident, plain, state_style, to_jsonable
 
 if TYPE_CHECKING:
     from rich.live import Live
@@ -310,14 +310,14 @@ def render_status(out: Output, overview: CutoverOverview) -> None:
         history.add_column(column)
     for item in reversed(overview.history):
         history.add_row(
-            item.cutover_id,
+            ident(item.cutover_id),
             item.started_at or "-",
-            plain(item.image or "-"),
+            ident(item.image or "-"),
             item.phase.replace("_", " "),
             item.last_outcome or "-",
             _seconds(item.write_freeze_seconds),
         )
-    console.print(history)
+    console.print(fit_names(console, history, column=2))
     console.print(f"Journal: {overview.journal}", markup=False, highlight=False, style="dim")
     if overview.lock_holder is not None:
         console.print(

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from migctl.infra.events import ProgressEvent, ResourceProgress
 from migctl.infra.provision import OperationResult, StackOutputs
-from migctl.render import Output, plain, state_style
+from migctl.render import Output, ident, plain, state_style
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -196,16 +196,14 @@ class ProvisionProgress:
         now = time.monotonic()
         table = Table(title=PHASE_TITLES.get(self._phase or "", self._phase), title_justify="left")
         for column in ("type", "name", "operation", "state", "seconds"):
-            table.add_column(
-                column, overflow="fold", justify="right" if column == "seconds" else "left"
-            )
+            table.add_column(column, justify="right" if column == "seconds" else "left")
         with self._lock:
             rows = list(self._rows.values())
         for r in rows:
             seconds = r.seconds if r.seconds is not None else now - r.started_at
             table.add_row(
-                Text(r.type),
-                Text(r.name),
+                ident(r.type),
+                ident(r.name),
                 Text(r.op, style=OP_STYLE.get(r.op, "")),
                 Text(r.state, style=state_style(r.state)),
                 Text(f"{seconds:.1f}"),

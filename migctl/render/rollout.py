@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from migctl.render import Output, fmt_time, plain, state_style, to_jsonable
+from migctl.render import Output, fmt_time, ident, plain, state_style, to_jsonable
 from migctl.rollout.deploy import RolloutResult
 from migctl.rollout.deployments import Deployment, RolloutStep
 from migctl.rollout.status import ServiceStatus
@@ -120,9 +120,9 @@ def deployments_table(deployments: tuple[Deployment, ...]) -> Any:
     for d in deployments:
         state = d.rollout_state or "-"
         table.add_row(
-            d.id,
+            ident(d.id),
             d.status,
-            short_name(d.task_definition),
+            ident(short_name(d.task_definition)),
             f"[{state_style(state)}]{state}[/]",
             f"{d.running_count}/{d.desired_count}",
             str(d.pending_count),
@@ -169,7 +169,7 @@ def render_status(out: Output, status: ServiceStatus) -> None:
             marks.append("rolled back by migctl" if r.outcome == "rolled-back" else r.outcome)
         if r.task_definition == status.undo_target:
             marks.append("undo target")
-        revisions.add_row(short_name(r.task_definition), images, ", ".join(marks) or "-")
+        revisions.add_row(ident(short_name(r.task_definition)), images, ", ".join(marks) or "-")
     out.out.print(revisions)
     events = Table(title="recent service events (newest first)", title_justify="left")
     events.add_column("at")

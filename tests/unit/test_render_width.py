@@ -89,3 +89,49 @@ def test_the_width_comes_from_columns_then_the_terminal_then_a_wide_pipe(
     assert console_width(Tty(), 100) == 100
     monkeypatch.setenv("COLUMNS", "90")
     assert console_width(io.StringIO()) == 90 and console_width(Tty()) == 90
+
+
+def test_alarms_never_fold_a_name_or_a_dimension_at_any_width(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The alarms table at 80 and 200 columns: each alarm name and each dimension value on
+    one line (whole, or shortened with …), never continued on the next line."""
+    from migctl.alarms import AlarmReport, AlarmStatus
+    from migctl.render.alarms import render_alarm_report
+
+    group = "targetgroup/payments-production-standby/0123456789abcdef"
+    alarm = AlarmStatus(
+        name=f"payments-production-{LONG}-healthy-hosts",
+        kind="metric",
+        state="OK",
+        reason="Threshold Crossed: 1 datapoint [2.0] was not less than the threshold (2.0).",
+        updated_at=None,
+        namespace="AWS/ApplicationELB",
+        metric="HealthyHostCount",
+        dimensions={
+            "LoadBalancer": "app/payments-production-alb/0123456789abcdef",
+            "TargetGroup": group,
+        },
+    )
+    for columns in ("80", "200"):
+        monkeypatch.setenv("COLUMNS", columns)
+        stdout = io.StringIO()
+        render_alarm_report(
+            Output("table", stdout=stdout, stderr=io.StringIO()), AlarmReport(alarms=(alarm,))
+        )
+        text = stdout.getvalue()
+        assert max(map(len, text.splitlines())) <= int(columns), text
+        rows = [
+            [cell.strip() for cell in line.split("│")[1:-1]]
+            for line in text.splitlines()
+            if line.startswith("│")
+        ]
+        names = [row[0] for row in rows if row[0]]
+        dimensions = [row[4] for row in rows if row[4]]
+        assert len(names) == 1 and alarm.name.startswith(names[0].rstrip("…")), text
+        wanted = [f"{k}={v}" for k, v in sorted(alarm.dimensions.items())]
+        assert len(dimensions) == len(wanted), text  # one line each, none continued
+        for shown, whole in zip(dimensions, wanted, strict=True):
+            assert whole.startswith(shown.rstrip("…")) and len(shown) > 4, text
+        reason = " ".join(row[5] for row in rows if row[5])
+        assert reason == alarm.reason, text  # the prose wraps, whole, at any width
