@@ -71,6 +71,7 @@ def test_second_ctrl_c_stops_pulumi_and_releases_the_lock(
     assert standin.call("cancel") == ["cancel", "--yes", "--stack", "test"]
     assert not standin.lock_file().exists()
     assert "forcing" in result.stderr and "stack lock released" in result.stderr
-    net_row = next(line for line in result.stderr.splitlines() if " net " in line)
+    net_rows = [line for line in result.stderr.splitlines() if " net: " in line]
+    net_row = net_rows[-1]  # no terminal: one line per state, the last one is the end
     assert "unfinished" in net_row  # killed mid-operation: its real state is unknown
     assert "migctl refresh" in result.stderr
