@@ -333,6 +333,7 @@ def test_down_cleans_up_after_a_crash() -> None:
     while time.monotonic() < deadline and alive_pids(directory, state):
         time.sleep(0.1)
     assert not alive_pids(directory, state)
+    directory.parent.rmdir()  # fresh_dir's temporary parent: empty once the sandbox is down
 
 
 def test_missing_postgres_binaries_exit_3(
