@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import asdict, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from migctl.alarms import ALARM, check_alarms
 from migctl.cutover import fallback, standby, target_writes
@@ -32,9 +32,6 @@ from migctl.cutover.model import Facts, StepFailed, StepMemo
 from migctl.cutover.serving import runs_image, settled, targets_healthy
 from migctl.rollout.deploy import finish, rollout, undo
 from migctl.rollout.deployments import RolloutStep, describe_service
-
-if TYPE_CHECKING:
-    pass
 
 
 def prepare(ctx: CutoverContext, _memo: StepMemo) -> Facts:

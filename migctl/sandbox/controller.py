@@ -14,7 +14,8 @@ reads and writes moto's backend objects directly:
 - **ECS.** A deployment that ``update_service`` started moves to ``COMPLETED``
   ``[sandbox] task_start_seconds`` later, or to ``FAILED`` (with the circuit
   breaker's rollback) when its image tag contains ``broken``. A changed desired
-  count without a new deployment takes effect at once. Each running task is a
+  count without a new deployment takes effect at the next tick (on a scale-down
+  the emulated application stops writing first). Each running task is a
   registered (healthy) target of its service's target group.
 - **The load balancer.** Only the service whose target group the listener
   forwards to takes traffic: the emulated application on ECS writes from that
