@@ -181,7 +181,7 @@ def unfence_target(ctx: CutoverContext) -> dict[str, Any]:
         ctx,
         "the target's fence to come down",
         fenced_oids(ctx, names, on_target=True),
-        lambda conn, ms: fence.remove(conn, names, lock_timeout_ms=ms),
+        lambda conn, ms: fence.remove(conn, names, lock_timeout_ms=ms, batch=1),
         on_target=True,
     )
     return removed
@@ -371,7 +371,10 @@ def _open_source(ctx: CutoverContext, roles: tuple[str, ...]) -> list[str]:
 
 
 def fence_target(ctx: CutoverContext, open_to: tuple[str, ...] = ()) -> int:
-    """Fence the target against every role but ``open_to`` (none: all of them)."""
+    """Fence the target against every role but ``open_to`` (none: all of them). One table per
+    transaction, here and in :func:`unfence_target`: replication may be applying a transaction
+    that writes several tables, and a fence holding one table's lock while it waits for
+    another's could deadlock with it (PostgreSQL would then abort one, maybe the apply)."""
     names = target_fence(ctx)
     with ctx.target_conn() as conn:
         tables = fence.scope(conn)
@@ -381,7 +384,7 @@ def fence_target(ctx: CutoverContext, open_to: tuple[str, ...] = ()) -> int:
         "the target's fence to go up",
         [t.oid for t in tables],
         lambda conn, ms: fence.install(
-            conn, names, tables, guard=guard, lock_timeout_ms=ms, last=lambda _c: ""
+            conn, names, tables, guard=guard, lock_timeout_ms=ms, last=lambda _c: "", batch=1
         ),
         on_target=True,
     )

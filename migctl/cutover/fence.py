@@ -280,11 +280,12 @@ def install(
     lock_timeout_ms: int,
     last: Callable[[psycopg.Connection[Any]], str],
     on_batch: Callable[[int], None] = lambda _n: None,
+    batch: int = BATCH,
 ) -> str:
     """Put the fence up on ``tables`` (those without it yet), then the guard.
 
-    ``conn`` is in autocommit. Each batch of triggers is one transaction under
-    ``lock_timeout``: psycopg's ``LockNotAvailable`` tells the caller to deal
+    ``conn`` is in autocommit. Each batch of triggers (``batch`` tables) is one
+    transaction under ``lock_timeout``: psycopg's ``LockNotAvailable`` tells the caller to deal
     with the blockers and call again; batches done stay done. The last
     transaction creates the guard (after it no DDL passes, ours included; an
     earlier attempt's guard is left as it is) and runs ``last`` (the proof's
@@ -298,13 +299,13 @@ def install(
             conn.execute(_function_sql(names, names.function, "trigger", _TRIGGER_BODY))
     done = set(state(conn).tables(names))
     todo = [t for t in tables if t.name not in done]
-    for start in range(0, len(todo), BATCH):
+    for start in range(0, len(todo), batch):
         with conn.transaction():
             _set_lock_timeout(conn, lock_timeout_ms)
-            for table in todo[start : start + BATCH]:
+            for table in todo[start : start + batch]:
                 _execute(conn, _CREATE_TRIGGER, names, table.name)
                 _execute(conn, _ENABLE_ALWAYS, names, table.name)
-        on_batch(min(start + BATCH, len(todo)))
+        on_batch(min(start + batch, len(todo)))
     with conn.transaction():
         if guard and not state(conn).guards.keys() & {names.trigger, names.trigger + "_drop"}:
             conn.execute(_function_sql(names, names.guard_function, "event_trigger", _GUARD_BODY))
@@ -321,7 +322,7 @@ def install(
 
 
 def remove(
-    conn: psycopg.Connection[Any], names: FenceNames, *, lock_timeout_ms: int
+    conn: psycopg.Connection[Any], names: FenceNames, *, lock_timeout_ms: int, batch: int = BATCH
 ) -> dict[str, Any]:
     """Drop this cutover's guard, triggers and functions, whatever of them exists; idempotent.
 
@@ -335,10 +336,10 @@ def remove(
         for guard in guards:
             conn.execute(f"DROP EVENT TRIGGER IF EXISTS {_q(guard)}")
     tables = found.tables(names)
-    for start in range(0, len(tables), BATCH):
+    for start in range(0, len(tables), batch):
         with conn.transaction():
             _set_lock_timeout(conn, lock_timeout_ms)
-            for table in tables[start : start + BATCH]:
+            for table in tables[start : start + batch]:
                 _execute(conn, _DROP_TRIGGER, names, table)
     with conn.transaction():
         for function in (names.guard_function, names.function):
