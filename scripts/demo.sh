@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 MIGCTL="${MIGCTL:-.venv/bin/migctl}"
 DIR="${DEMO_DIR:-.migctl/demo-sandbox}"
 ROWS="${DEMO_ROWS:-100000}"
+REPORTS="${DEMO_REPORTS:-.migctl/demo-reports}"  # outside $DIR: the sandbox's folder goes at the end
 started=$(date +%s)
 
 # Colour only on a terminal: a log (CI, `make demo | tee`) gets plain lines.
@@ -47,6 +48,8 @@ expect 0 "$MIGCTL" cutover plan
 step "a bad night: the image is broken; it fails on the standby before anything is frozen, and the cutover undoes the staging (exit 4)"
 expect 4 "$MIGCTL" cutover --yes --image payments-app:2.0.1-broken
 echo "(the source never stopped taking writes; the standby is idle again, the target unfenced)"
+mkdir -p "$REPORTS"
+expect 0 "$MIGCTL" cutover report --out "$REPORTS/1-broken-image.html"
 sleep 3
 
 step "migctl cutover: preflight, the new image staged on the standby, baseline, fence, marker, validate, stop DMS, sequences, proof, the way back, the listener switch, post-checks, converge"
@@ -95,6 +98,12 @@ behind = [s["sequence"] for s in report["sequences"] if s["status"] != "match"]
 print(f"all {len(report['tables'])} tables match; only the target's sequences differ: {behind}")
 PY
 echo "(the source's sequences were moved past the target's: the on-premises application hands out the next values)"
+
+step "migctl cutover report: the evidence of each cutover, from its journal alone (HTML, Markdown)"
+expect 0 "$MIGCTL" cutover report --out "$REPORTS/2-live-then-rolled-back.html"
+expect 0 "$MIGCTL" cutover report --format md --out "$REPORTS/2-live-then-rolled-back.md"
+echo "reports of this demo's two cutovers:"
+ls -1 "$REPORTS"/1-broken-image.html "$REPORTS"/2-live-then-rolled-back.* | sed 's/^/  /'
 
 step "sandbox down"
 "$MIGCTL" sandbox down --dir "$DIR"

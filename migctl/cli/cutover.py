@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from migctl.cli.prompt import interactive
 from migctl.cli.state import AppState, state
-from migctl.errors import UsageError
+from migctl.errors import OperationalError, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -158,6 +162,74 @@ def status(ctx: typer.Context) -> None:
     render_status(app_state.out, cutover_overview(journal, lock))
 
 
+@cutover_app.command("report")
+def report(
+    ctx: typer.Context,
+    cutover_id: Annotated[
+        str | None,
+        typer.Option(
+            "--cutover",
+            help="The cutover to report (an id from 'cutover status'); default: the latest.",
+        ),
+    ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="html (one self-contained page), md (for a ticket) or json (the data)."
+        ),
+    ] = "html",
+    out_path: Annotated[
+        str | None,
+        typer.Option(
+            "--out", help="Where to write it; '-' for stdout. Default: ./cutover-<id>.<format>."
+        ),
+    ] = None,
+    journal: Annotated[
+        str | None,
+        typer.Option(
+            "--journal",
+            help="Read this journal (a path or s3://BUCKET/KEY) instead of [cutover] journal.",
+        ),
+    ] = None,
+) -> None:
+    """Write the evidence of one cutover, from its journal alone: steps, freeze, validation, rollout.
+
+    HTML (default) is one page with no request to anything (inline CSS and
+    SVG: a timeline of the steps and undos with the write freeze shaded);
+    md is the same facts for a ticket; json the report's data (docs/report.md).
+    It reads only the journal, so it works after the fact and on another
+    machine, for completed, rolled-back and failed cutovers alike. Exit 0
+    written (whatever the cutover's outcome), 2 no such cutover in the
+    journal, 3 the journal cannot be read or the file cannot be written.
+
+    Example: migctl cutover report --format md --out cutover.md
+    """
+    from migctl.cutover.evidence import build
+    from migctl.cutover.store import open_store
+    from migctl.render.report import FORMATS, document, render_written
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
+    app_state = state(ctx)
+    settings = app_state.settings
+    if journal:
+        settings = replace(settings, cutover=replace(settings.cutover, journal=journal))
+    store, _ = open_store(settings, app_state.aws)
+    evidence = build(store.read(), journal=store.location, cutover_id=cutover_id)
+    text = document(evidence, fmt)
+    target = out_path or f"cutover-{evidence.cutover_id}.{fmt}"
+    if target == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        target = str(_write(Path(target), text))
+    render_written(
+        app_state.out,
+        {"path": target, "format": fmt, "cutover_id": evidence.cutover_id,
+         "outcome": evidence.outcome, "exit_code": evidence.exit_code},
+    )  # fmt: skip
+
+
 @cutover_app.command("rollback")
 def rollback(
     ctx: typer.Context,
@@ -265,3 +337,16 @@ def _finish(app_state: AppState, result: object) -> None:
     assert isinstance(result, CutoverResult)
     render_result(app_state.out, result)
     raise typer.Exit(result.exit_code)
+
+
+def _write(path: Path, text: str) -> Path:
+    """Write whole or not at all (a temporary file beside it, then renamed); the absolute path."""
+    path = path.expanduser().absolute()
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OperationalError(f"cannot write {path}: {exc.strerror}") from None
+    return path

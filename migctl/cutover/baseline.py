@@ -27,7 +27,7 @@ from migctl.cutover import decoding
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.fence import FenceNames
 from migctl.cutover.model import Facts, StepFailed, StepMemo
-from migctl.cutover.validation import round_facts, validate_options
+from migctl.cutover.validation import round_facts, table_facts, validate_options
 from migctl.validate import incremental
 
 INCREMENTAL = "incremental"
@@ -92,6 +92,8 @@ def take(ctx: CutoverContext, memo: StepMemo) -> Facts:
         "tables": len(first.tables),
         "baseline_seconds": first.duration_seconds,
         "differing_at_baseline": lag,
+        "server_versions": dict(first.server_versions),
+        "compared": table_facts(first.tables),  # in full, while the application wrote
         "caught_up": round_facts(caught_up),
         "state": caught_up.state.to_dict(),
     }

@@ -15,7 +15,6 @@ holding nothing; the next cutover starts it from a new slot.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from migctl.cutover import fallback, fence
@@ -23,6 +22,7 @@ from migctl.cutover.context import CutoverContext
 from migctl.cutover.fence import FenceNames
 from migctl.cutover.journal import Journal
 from migctl.cutover.lock import Lock
+from migctl.cutover.provenance import run_facts
 from migctl.cutover.result import CutoverResult
 from migctl.cutover.session import Session
 from migctl.errors import UsageError
@@ -56,7 +56,7 @@ def finalize_cutover(
                 "after this. Proceed?"
             ):
                 raise UsageError("finalize not confirmed; nothing was changed")
-        session.record("run_started", mode="finalize", host=os.uname().nodename, pid=os.getpid())
+        session.record("run_started", mode="finalize", **run_facts(session.ctx.settings))
         facts = _close(ctx, str(prepared.get("slot") or "")) if reverse else {"fallback": "none"}
         session.record("note", message="the way back is closed", details=facts)
         session.notify("finalized", "the source stays fenced; the way back is closed")

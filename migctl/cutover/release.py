@@ -29,7 +29,7 @@ from migctl.alarms import ALARM, check_alarms
 from migctl.cutover import fallback, standby, target_writes
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.model import Facts, StepFailed, StepMemo
-from migctl.cutover.serving import runs_image, settled, targets_healthy
+from migctl.cutover.serving import rollout_facts, runs_image, settled, targets_healthy
 from migctl.rollout.deploy import finish, rollout, undo
 from migctl.rollout.deployments import RolloutStep, describe_service
 
@@ -133,7 +133,7 @@ def note(ctx: CutoverContext, step: RolloutStep, *, live: bool = True) -> None:
     """A rollout event to the journal; the bake's start and end as the step's progress. With
     ``live`` the bake's start is when the new image serves (a rollout: the deployment completed);
     the standby switch records that itself."""
-    details: dict[str, Any] = {"rollout_event": step.event}
+    details = rollout_facts(step)
     if step.event == "bake":
         now = dt.datetime.now(dt.UTC).isoformat()
         details["progress"] = {"bake_started_at": now, "bake_seconds": step.details.get("seconds")}
@@ -179,7 +179,7 @@ def roll_back(ctx: CutoverContext, memo: StepMemo) -> Facts:
         ctx.aws.client("cloudwatch"),
         options,
         to=previous,
-        on_step=lambda step: ctx.report(step.message, {"rollout_event": step.event}),
+        on_step=lambda step: ctx.report(step.message, rollout_facts(step)),
         clock=ctx.timing.clock,
         sleep=ctx.timing.sleep,
     )

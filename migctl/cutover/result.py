@@ -68,6 +68,7 @@ class CutoverResult:
     # After a rollback after go-live: per table, the changes the reverse replication carried
     # from the target to the source ({"schema.table": {"inserts", "updates", "deletes"}}).
     carried_back: Mapping[str, Mapping[str, int]] | None = None
+    report_command: str | None = None  # what writes this cutover's report (the evidence)
 
 
 def carried_back(cutover: CutoverState) -> Mapping[str, Mapping[str, int]] | None:
@@ -112,5 +113,8 @@ def summarize(
         write_freeze_seconds=write_freeze[0],
         write_freeze_open=write_freeze[1],
         carried_back=carried_back(cutover),
+        report_command=(
+            f"migctl cutover report --cutover {cutover.cutover_id}" if cutover.cutover_id else None
+        ),
         **fields,
     )

@@ -15,7 +15,6 @@ the manual steps).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +23,7 @@ from migctl.cutover.context import CutoverContext
 from migctl.cutover.journal import Journal
 from migctl.cutover.lock import Lock
 from migctl.cutover.model import Step, StepMemo
+from migctl.cutover.provenance import run_facts
 from migctl.cutover.result import CutoverResult
 from migctl.cutover.session import Session, as_error
 from migctl.cutover.steps import observe
@@ -82,7 +82,7 @@ def _rollback(session: Session) -> CutoverResult:
         undoing = ", ".join(s.name for s in steps) or "nothing"
         if not session.confirm(f"Roll back cutover {state.cutover_id}: undo {undoing}. Proceed?"):
             raise UsageError("rollback not confirmed; nothing was changed")
-    session.record("run_started", mode="rollback", host=os.uname().nodename, pid=os.getpid())
+    session.record("run_started", mode="rollback", **run_facts(session.ctx.settings))
     return roll_back(session, steps, "rollback requested")
 
 

@@ -27,7 +27,6 @@ SIGTERM (handled as Ctrl-C).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 import uuid
 from typing import Any
@@ -36,6 +35,7 @@ from migctl.cutover.context import CutoverContext
 from migctl.cutover.journal import Journal
 from migctl.cutover.lock import Lock
 from migctl.cutover.model import Step, StepMemo
+from migctl.cutover.provenance import run_facts
 from migctl.cutover.result import CutoverResult, RunOptions
 from migctl.cutover.rollback import roll_back, to_undo
 from migctl.cutover.session import Session, as_error
@@ -83,8 +83,7 @@ def _run(
         mode="resume" if options.resume else "run",
         image=image,
         until=options.until,
-        host=os.uname().nodename,
-        pid=os.getpid(),
+        **run_facts(ctx.settings),
         steps=[{"name": s.name, "status": s.status} for s in session.state.steps],
     )
     session.notify("resumed" if options.resume else "started", f"image {image}")

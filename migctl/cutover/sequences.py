@@ -84,12 +84,16 @@ def move(ctx: CutoverContext, *, reverse: bool = False) -> Facts:
             details={"missing": missing},
         )
     synced: list[dict[str, Any]] = []
+    values: list[dict[str, Any]] = []  # every pair, before and after (the report shows them)
     with ctx.source_conn() if reverse else ctx.target_conn() as conn:
         for info, result in pairs:
             assert result.target_last_value is not None
             sign = 1 if result.increment > 0 else -1
             wanted = wanted_value(result, margin)
             have = used(result.target_last_value, result.target_is_called, result.increment)
+            leader = used(result.source_last_value or 0, result.source_is_called, result.increment)
+            values.append({"sequence": result.sequence, "leader": leader, "before": have,
+                           "after": max(have, wanted, key=lambda v: sign * v)})  # fmt: skip
             if sign * have >= sign * wanted:
                 continue
             name = sql.Identifier(info.schema, info.name).as_string(conn)
@@ -97,7 +101,7 @@ def move(ctx: CutoverContext, *, reverse: bool = False) -> Facts:
             synced.append({"sequence": result.sequence, "from": have, "to": wanted})
     if synced:
         ctx.report(f"set {len(synced)} {moved} sequence(s) to their high-water mark + {margin}", {})
-    return {"margin": margin, "sequences": len(pairs), "synced": synced}
+    return {"margin": margin, "sequences": len(pairs), "synced": synced, "values": values}
 
 
 def check(ctx: CutoverContext, _memo: StepMemo) -> Facts:

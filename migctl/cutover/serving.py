@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from migctl.cutover.context import CutoverContext
 from migctl.infra.outputs import load_cached_outputs
-from migctl.rollout.deployments import COMPLETED, describe_service, primary_of
+from migctl.rollout.deployments import COMPLETED, RolloutStep, describe_service, primary_of
 from migctl.rollout.taskdef import container_images
 
 if TYPE_CHECKING:
@@ -82,3 +82,9 @@ def runs_image(
     if container:
         return images.get(container) == image
     return len(images) == 1 and next(iter(images.values())) == image
+
+
+def rollout_facts(step: RolloutStep) -> dict[str, Any]:
+    """A rollout event's note details: its kind, and its facts (a deployment's id and counts,
+    an alarm's name and state) for the cutover report."""
+    return {"rollout_event": step.event, "facts": dict(step.details)}

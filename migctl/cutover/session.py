@@ -165,6 +165,10 @@ class Session:
             reason=reason,
             write_freeze_seconds=freeze_seconds,
             write_freeze_open=freeze_open,
+            # What the report shows of this run's end (the journal alone makes it)
+            manual_steps=list(manual_steps),
+            state=list(state),
+            warnings=list(dict.fromkeys(self.warnings)),
         )
         if outcome == "completed":
             self.notify("completed", f"write freeze {freeze_seconds}s")

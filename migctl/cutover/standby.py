@@ -43,7 +43,7 @@ from migctl.cutover import marker
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.fallback import fence_target, lift_target_fence, unfence_target
 from migctl.cutover.model import Facts, StepFailed, StepMemo
-from migctl.cutover.serving import runs_image, settled, targets_healthy
+from migctl.cutover.serving import rollout_facts, runs_image, settled, targets_healthy
 from migctl.dms.task import describe_task, fetch_table_statistics, find_problems
 from migctl.errors import ConfigError
 from migctl.infra.outputs import resolve
@@ -285,7 +285,7 @@ def _follow(
         ctx.aws.client("cloudwatch"),
         options if bake_seconds else replace(options, gate=None),
         bake_seconds=bake_seconds,
-        on_step=on_step or (lambda step: ctx.report(step.message, {"rollout_event": step.event})),
+        on_step=on_step or (lambda step: ctx.report(step.message, rollout_facts(step))),
         clock=ctx.timing.clock,
         sleep=ctx.timing.sleep,
     )

@@ -86,22 +86,29 @@ class CutoverState:
         target: its deployment completed (the bake then runs with customers paying), or, with
         no bake, the rollout step is done; or when the freeze was undone.
         """
-        if "freeze_writes" not in self.step_names:
+        start, end = self.freeze_bounds()
+        if not start:
             return None, False
+        stop = _parse(end) if end else now
+        return round((stop - _parse(start)).total_seconds(), 3), end is None
+
+    def freeze_bounds(self) -> tuple[str | None, str | None]:
+        """When the write freeze took effect and when it ended (None: not yet), as journaled."""
+        if "freeze_writes" not in self.step_names:
+            return None, None
         freeze = self.step("freeze_writes")
         # A rerun (after a crash) froze an already frozen source: count from the first attempt.
         first = freeze.started_at if freeze.attempts > 1 else freeze.details.get("frozen_at")
         start = first if freeze.changed else None
         if not start:
-            return None, False
+            return None, None
         end = None
         rollout = self.step("rollout") if "rollout" in self.step_names else None
         if rollout is not None and rollout.completed:  # from then on the target takes writes
             end = rollout.progress.get("live_at") or rollout.finished_at
         elif freeze.status == "undone":
             end = freeze.undone_at
-        stop = _parse(end) if end else now
-        return round((stop - _parse(start)).total_seconds(), 3), end is None
+        return start, end
 
 
 def _parse(value: str) -> dt.datetime:

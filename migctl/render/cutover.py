@@ -202,6 +202,8 @@ def render_result(out: Output, result: CutoverResult) -> None:
     _numbered(console, "What a person must do", result.manual_steps)
     _numbered(console, "Next", result.next_steps)
     console.print(f"Journal: {result.journal}", markup=False, highlight=False, style="dim")
+    if result.report_command:
+        console.print(f"Report: {result.report_command}", markup=False, highlight=False)
 
 
 def _numbered(console: Any, title: str, lines: Sequence[str]) -> None:

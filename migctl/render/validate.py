@@ -35,6 +35,8 @@ def table_json(t: TableResult) -> dict[str, Any]:
         "key_columns": list(t.key_columns),
         "chunks": t.chunks,
         "differing_chunks": t.differing_chunks,
+        "source_digest": t.source_digest,
+        "target_digest": t.target_digest,
         "queries": t.queries,
         "retries": t.retries,
         "duration_seconds": t.duration_seconds,

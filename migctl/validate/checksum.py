@@ -24,7 +24,7 @@ parameters); how each column is hashed is in ``hashing.py``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -289,6 +289,17 @@ class BucketSum:
     bucket: int
     rows: int
     checksum: int
+
+
+def table_digest(sums: Mapping[int, BucketSum]) -> str:
+    """A whole table's ``rows:sum``, the sum of its row hashes modulo 2**64 in hex.
+
+    It does not depend on how the rows were bucketed: equal tables (the same
+    plan on both sides) have equal digests, and the report shows the two.
+    """
+    rows = sum(s.rows for s in sums.values())
+    total = sum(s.checksum for s in sums.values())
+    return f"{rows}:{total % 2**64:016x}"
 
 
 def _checksum_query(plan: ChecksumPlan, buckets: Buckets) -> tuple[sql.Composable, list[Any], int]:

@@ -110,6 +110,7 @@ class Round:
     rechecked: int = 0  # keys compared (changed since, and still differing before)
     whole: Mapping[str, str] = field(default_factory=dict)  # tables compared in full, and why
     duration_seconds: float = 0.0
+    server_versions: Mapping[str, int | None] = field(default_factory=dict)  # side -> version_num
 
     @property
     def ok(self) -> bool:
@@ -142,7 +143,12 @@ def begin(
         whole=_whole(report.tables),
         shapes=_shapes(*catalogs, trees, [t.name for t in report.tables]),
     )
-    return Round(state=state, tables=report.tables, duration_seconds=round(clock() - started, 3))
+    return Round(
+        state=state,
+        tables=report.tables,
+        duration_seconds=round(clock() - started, 3),
+        server_versions={"source": report.source_version, "target": report.target_version},
+    )
 
 
 def recheck(
@@ -203,6 +209,10 @@ def recheck(
         rechecked=rechecked,
         whole=whole,
         duration_seconds=round(clock() - started, 3),
+        server_versions={
+            "source": source_catalog.server_version,
+            "target": target_catalog.server_version,
+        },
     )
 
 

@@ -48,6 +48,9 @@ class TableResult:
     error: str | None = None
     # rows whose stored forms differ but whose values PostgreSQL calls equal (jsonb 1.0 and 1.00)
     equal_by_value_count: int = 0
+    # Each side's table_digest (rows:sum of row hashes), where the whole table was hashed
+    source_digest: str | None = None
+    target_digest: str | None = None
 
     @property
     def table(self) -> str:

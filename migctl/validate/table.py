@@ -21,7 +21,13 @@ from psycopg import sql
 from migctl.pgnames import TableName, ident, show
 from migctl.redact import redact_text
 from migctl.validate.catalog import TableInfo
-from migctl.validate.checksum import Buckets, BucketSum, bucket_checksums, chunk_bounds
+from migctl.validate.checksum import (
+    Buckets,
+    BucketSum,
+    bucket_checksums,
+    chunk_bounds,
+    table_digest,
+)
 from migctl.validate.comparison import TablePlan, plan_table
 from migctl.validate.narrow import (
     Both,
@@ -242,10 +248,13 @@ def _compare(
             ),
         )
 
-    return table_result(
+    result = table_result(
         name, table_plan, tally,
         source_rows=source_rows, target_rows=target_rows, chunks=chunks, differing_chunks=len(diff),
     )  # fmt: skip
+    return replace(
+        result, source_digest=table_digest(source_sums), target_digest=table_digest(target_sums)
+    )
 
 
 def table_result(

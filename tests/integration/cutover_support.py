@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -363,3 +364,78 @@ def tables_match_eventually(sandbox: Sandbox, timeout: float = 60) -> dict[str, 
         if set(verdicts.values()) == {"match"} or time.monotonic() > deadline:
             return verdicts
         time.sleep(1)
+
+
+def checked_report(sandbox: Sandbox, journal: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """`migctl cutover report` of the cutover ``result`` (a run's or rollback's JSON result) in
+    its three formats, each fact checked against the journal's own records, and no secret of
+    the sandbox in any of them. Returns the JSON report."""
+    cutover_id = str(result["cutover_id"])
+    written = {}
+    for fmt in ("html", "md", "json"):
+        out = journal.with_name(f"{journal.stem}-{cutover_id}.{fmt}")
+        proc = run(
+            sandbox.env_for(journal),
+            "--output", "json", "cutover", "report", "--cutover", cutover_id,
+            "--format", fmt, "--out", str(out),
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["path"] == str(out)
+        written[fmt] = out.read_text()
+    for fmt, text in written.items():
+        for password in sandbox.passwords():
+            assert password not in text, f"a sandbox password in the {fmt} report"
+    report = json.loads(written["json"])
+    mine = [r for r in records(journal) if r["cutover_id"] == cutover_id]
+
+    def last(event: str, step: str | None = None) -> dict[str, Any]:
+        return [r for r in mine if r["event"] == event and step in (None, r.get("step"))][-1]
+
+    end = last("run_finished")
+    assert (report["outcome"], report["exit_code"]) == (end["outcome"], end["exit_code"])
+    assert (report["outcome"], report["exit_code"]) == (result["outcome"], result["exit_code"])
+    assert report["reason"] == end["reason"] == result["reason"]
+    assert report["image"] == last("cutover_started")["image"]
+    assert report["manual_steps"] == end["manual_steps"] == result["manual_steps"]
+    assert report["state"] == end["state"] == result["state"]
+    assert [s["status"] for s in report["steps"]] == [s["status"] for s in result["steps"]]
+    assert report["freeze"]["seconds"] == end["write_freeze_seconds"]
+    assert report["freeze"]["seconds"] == result["write_freeze_seconds"]
+    starts = [r for r in mine if r["event"] == "run_started"]
+    assert [(r["mode"], r["started_at"], r["user"]) for r in report["runs"]] == [
+        (r["mode"], r["ts"], r["user"]) for r in starts
+    ]
+    assert (
+        report["systems"]["dms_task"] == last("step_finished", "preflight")["details"]["dms_task"]
+    )
+    assert re.fullmatch(r"\d+\.\d+", report["systems"]["source_server"] or "")
+    assert (
+        report["validation"]["baseline"]["compared"]
+        == last("step_finished", "baseline")["details"]["compared"]
+    )
+    baseline_rows = [
+        f"| {t['table']} | {t['status']} | {t['source_rows']:,} | {t['target_rows']:,} |"
+        for t in report["validation"]["baseline"]["compared"]
+    ]
+    assert all(row in written["md"] for row in baseline_rows)
+    synced = [r for r in mine if r["event"] == "step_finished" and r["step"] == "sync_sequences"]
+    if synced:
+        assert report["validation"]["sequences"] == synced[-1]["details"]["values"]
+    proved = [r for r in mine if r["event"] == "step_finished" and r["step"] == "prove_freeze"]
+    if proved:
+        proof = report["freeze"]["proofs"][0]
+        assert (proof["from_lsn"], proof["to_lsn"]) == (
+            proved[-1]["details"]["proof"]["from_lsn"],
+            proved[-1]["details"]["proof"]["to_lsn"],
+        )
+    deployments = [
+        r["details"]["facts"]["id"]
+        for r in mine
+        if r["event"] == "note" and (r.get("details") or {}).get("rollout_event") == "deployment"
+    ]
+    assert report["rollout"]["deployments"] == list(dict.fromkeys(deployments))
+    undone = [r["step"] for r in mine if r["event"] == "undo_finished"]
+    assert [s["step"] for s in report["timeline"] if s["kind"] == "undo"] == undone
+    assert written["html"].count('<rect class="bar ') == len(report["timeline"])
+    assert f'<rect class="freeze" data-seconds="{report["freeze"]["seconds"]}"' in written["html"]
+    return dict(report)

@@ -26,6 +26,7 @@ from cutover_support import (
     SteadyWriter,
     app_can_write,
     app_refused_on_target,
+    checked_report,
     dms_status,
     down,
     fence_left,
@@ -272,6 +273,10 @@ def test_full_cutover_refuses_a_second_one_then_rolls_back(sandbox: Sandbox) -> 
     assert first.returncode == 0, stderr
     result = json.loads(stdout.splitlines()[-1])
     assert result["outcome"] == "completed"
+    assert result["report_command"] == f"migctl cutover report --cutover {result['cutover_id']}"
+    report = checked_report(sandbox, journal, result)
+    assert report["systems"]["ecs_service"] == sandbox.state.outputs["ecsServiceName"]
+    assert report["rollout"]["task_definition_before"] != report["rollout"]["task_definition_after"]
     assert set(statuses(result).values()) == {"done"}
     assert result["write_freeze_open"] is False and 0 < result["write_freeze_seconds"] < 120
     # The window ends when the new image serves (its deployment completed), not after the
@@ -338,6 +343,9 @@ def test_full_cutover_refuses_a_second_one_then_rolls_back(sandbox: Sandbox) -> 
             app.execute("INSERT INTO audit_log (actor, action) VALUES ('new-image', %s)", (str(n),))
     rolled = sandbox.cutover(journal, "rollback", "--cutover", cutover_id, "--yes", **none)
     assert rolled.returncode == 4, rolled.stderr
+    report = checked_report(sandbox, journal, result_of(rolled))
+    assert [r["mode"] for r in report["runs"]] == ["run", "rollback"]
+    assert any("forward replication left stopped" in w for w in report["warnings"])
     undone = next(
         r for r in records(journal) if r["event"] == "undo_finished" and r["step"] == "rollout"
     )
@@ -868,6 +876,9 @@ def test_a_change_the_source_refuses_fails_the_reverse_task_and_the_rollback_nev
     failed = sandbox.cutover(journal, "rollback", "--yes")
     assert failed.returncode == 5, failed.stderr
     result = result_of(failed)
+    report = checked_report(sandbox, journal, result)
+    assert report["outcome"] == "rollback_failed" and report["manual_steps"]
+    assert next(s for s in report["steps"] if s["name"] == "start_fallback")["undo_error"]
     assert result["outcome"] == "rollback_failed"
     assert statuses(result)["start_fallback"] == "undo_failed"
     assert statuses(result)["rollout"] == "done"  # nothing after it was undone

@@ -301,7 +301,7 @@ def test_a_kill_then_resume_reruns_only_the_unfinished_step_with_its_first_befor
     def kill(_pid: int, _sig: int) -> None:
         raise Killed
 
-    monkeypatch.setattr(runbook.os, "kill", kill)
+    monkeypatch.setattr(session.os, "kill", kill)
     monkeypatch.setenv(session.CRASH_ENV, hook)
     with pytest.raises(Killed):
         run(tmp_path, settings, world)

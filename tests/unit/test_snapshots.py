@@ -142,5 +142,6 @@ def test_the_cutover_summary() -> None:
         write_freeze_open=False,
         reason="validate failed: 1 table(s) differ between source and target",
         next_steps=("run 'migctl validate' for the keys",),
+        report_command="migctl cutover report --cutover 20261205T010000Z-a1b2c3",
     )  # fmt: skip
     matches_snapshot("cutover_summary", rendered(lambda out: render_result(out, result)))
