@@ -58,6 +58,8 @@ def test_differing_server_defaults_produce_no_difference(pg_pair: Any) -> None:
     assert everything.status == "match", everything
     assert (everything.source_rows, everything.target_rows) == (4, 4)
     assert report.ok and report.exit_code == 0
+    assert everything.source_digest == everything.target_digest  # the report shows the two
+    assert (everything.source_digest or "").startswith("4:")
 
 
 def test_each_small_change_is_detected_with_its_key(pg_pair: Any) -> None:
@@ -69,6 +71,13 @@ def test_each_small_change_is_detected_with_its_key(pg_pair: Any) -> None:
     assert detect.changed_count == 23
     assert (detect.missing_in_target_count, detect.missing_in_source_count) == (0, 0)
     assert detect.method == "range" and detect.chunks > 1 and detect.differing_chunks >= 2
+    assert detect.source_digest != detect.target_digest
+    rechunked = table(run(pg_pair, chunk_rows=7), "public.detect")
+    assert rechunked.chunks != detect.chunks  # the digest does not depend on the chunks
+    assert (rechunked.source_digest, rechunked.target_digest) == (
+        detect.source_digest,
+        detect.target_digest,
+    )
 
 
 def test_only_numeric_with_a_precision_is_hashed_as_finite(pg_pair: Any) -> None:
