@@ -107,6 +107,10 @@ class DmsSettings:
     max_latency_seconds: float = bounded(5.0, flag="--max-latency", at_least=0)
     stable_for: int = bounded(3, flag="--stable-for", at_least=1)
     metric_period_seconds: int = bounded(60, at_least=1)
+    # `dms lint` (and the gate of `dms start` and the cutover's preflight)
+    lint_max_rows: int = bounded(1_000_000, flag="--max-rows", at_least=1)
+    lint_statement_timeout_seconds: float = bounded(300.0, at_least=0)
+    lint_transaction_age_seconds: float = bounded(300.0, at_least=0)
 
 
 @dataclass(frozen=True)

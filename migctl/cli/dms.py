@@ -1,4 +1,4 @@
-"""`migctl dms start | status | watch | stop`: run DMS and watch its cutover gates."""
+"""`migctl dms lint | start | status | watch | stop`: check, run DMS and watch its cutover gates."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from migctl.cli.state import AppState, state
 
 if TYPE_CHECKING:
     from migctl.dms.control import ControlPlan
+    from migctl.dms.lint import LintReport
     from migctl.dms.task import TaskRef
 
 dms_app = typer.Typer(
@@ -31,6 +32,22 @@ TaskOption = Annotated[
     ),
 ]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+SourceOption = Annotated[
+    str | None, typer.Option("--source", help="Source DSN, to lint [config: source].")
+]
+SourceSecretOption = Annotated[
+    str | None,
+    typer.Option("--source-secret", help="Secrets Manager ARN holding the source credentials."),
+]
+MaxRowsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--max-rows",
+        min=at_least("dms", "lint_max_rows"),
+        help="Rows the lint reads per table at most; a larger table is sampled "
+        "[config: dms.lint_max_rows; 1000000].",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -84,6 +101,111 @@ def _confirmer(yes: bool) -> Callable[[ControlPlan], bool]:
     return confirm
 
 
+def _run_lint(
+    app_state: AppState,
+    ref: TaskRef,
+    *,
+    source: str | None,
+    source_secret: str | None,
+    max_rows: int | None,
+) -> LintReport:
+    """Resolve the source like `validate` does, and lint the task against it."""
+    from migctl.config import overridden
+    from migctl.db import connect, resolve_database
+    from migctl.dms.lint import LintOptions, lint_task
+
+    settings = overridden(app_state.settings, "dms", lint_max_rows=max_rows)
+    database = resolve_database(
+        settings.source, label="source", aws=app_state.aws, dsn=source, secret_arn=source_secret
+    )
+    conf = settings.dms
+    options = LintOptions(
+        max_rows=conf.lint_max_rows,
+        statement_timeout_seconds=conf.lint_statement_timeout_seconds,
+        transaction_age_seconds=conf.lint_transaction_age_seconds,
+    )
+    with connect(database, application_name="migctl-lint", autocommit=True) as conn:
+        return lint_task(app_state.aws.client("dms"), conn, ref, options)
+
+
+@dms_app.command("lint")
+def lint(
+    ctx: typer.Context,
+    task: TaskOption = None,
+    source: SourceOption = None,
+    source_secret: SourceSecretOption = None,
+    max_rows: MaxRowsOption = None,
+) -> None:
+    """What DMS would lose or change, PostgreSQL to PostgreSQL, found before it runs.
+
+    Reads the task's LOB settings and table mappings, its source endpoint's
+    FailTasksOnLobTruncation and MapUnboundedNumericAsString, the source's
+    catalog and replication readiness, and (bounded by --max-rows per table)
+    the data of unbounded numeric and LOB columns. Each finding has a
+    severity (error: data would be lost or changed; warning: a decision to
+    make), the table and column, the evidence, the fix and the AWS page it
+    rests on (docs/dms.md lists the checks). Read-only.
+
+    Exit 0 without an error finding (warnings allowed), 1 with one, 2 for an
+    unknown task or a bad DSN, 3 when the source or AWS cannot be reached.
+    JSON: {"ok", "errors", "warnings", "tables_checked", "task" {...},
+    "source" {...}, "max_rows", "findings" [{"check", "severity", "table",
+    "column", "evidence", "fix", "scan", "reference"}]}.
+
+    Example: migctl dms lint --source postgresql://dms@db.internal/payments --output json
+    """
+    from migctl.render.lint import render_lint
+
+    app_state, ref = _resolve(ctx, task)
+    report = _run_lint(
+        app_state, ref, source=source, source_secret=source_secret, max_rows=max_rows
+    )
+    render_lint(app_state.out, report)
+    raise typer.Exit(report.exit_code)
+
+
+def _lint_gate(
+    app_state: AppState,
+    ref: TaskRef,
+    *,
+    accept: bool,
+    source: str | None,
+    source_secret: str | None,
+    max_rows: int | None,
+) -> None:
+    """`dms start`'s gate: refuse (exit 1) on an error finding unless the risks are accepted."""
+    from migctl.errors import CheckFailed, ConfigError
+    from migctl.render.lint import finding_json, print_findings
+
+    out = app_state.out
+    try:
+        report = _run_lint(
+            app_state, ref, source=source, source_secret=source_secret, max_rows=max_rows
+        )
+    except ConfigError as exc:
+        if not accept:
+            raise ConfigError(
+                f"dms start lints the source first: {exc.message}",
+                hint="give --source, --source-secret or [source]; or --accept-lint-risks to "
+                "start without the lint",
+            ) from None
+        out.warn(f"not linted ({exc.message}): starting anyway (--accept-lint-risks)")
+        return
+    if out.json:
+        out.event("lint", ok=report.ok, findings=[finding_json(f) for f in report.findings])
+    elif report.findings:
+        print_findings(out, report, console=out.progress)
+    if report.ok:
+        out.note(f"lint: {report.summary()}")
+        return
+    if not accept:
+        raise CheckFailed(
+            f"refusing to start {ref.identifier}: the lint found {report.summary()}",
+            hint="fix them (migctl dms lint), or pass --accept-lint-risks",
+        )
+    out.warn(f"starting despite {report.summary()} (--accept-lint-risks)")
+
+
 @dms_app.command("start")
 def start(
     ctx: typer.Context,
@@ -105,6 +227,16 @@ def start(
         ),
     ] = None,
     yes: YesOption = False,
+    accept_lint_risks: Annotated[
+        bool,
+        typer.Option(
+            "--accept-lint-risks",
+            help="Start even when `dms lint` finds errors (or cannot reach the source).",
+        ),
+    ] = False,
+    source: SourceOption = None,
+    source_secret: SourceSecretOption = None,
+    max_rows: MaxRowsOption = None,
     timeout: Annotated[
         float, typer.Option("--timeout", min=0, help="Seconds to wait for 'running'.")
     ] = 600.0,
@@ -114,11 +246,16 @@ def start(
 ) -> None:
     """Start the task and wait until it is running (polling; not the botocore waiter).
 
+    --type start and reload run `migctl dms lint` first and refuse (exit 1)
+    on an error finding unless --accept-lint-risks (exit 2 when no source is
+    given: --source, --source-secret or [source]). resume is not linted: the
+    data was loaded already.
     Refuses (exit 2) --type start on a task that has run before (use resume),
     resume/reload on a task that never ran, and any start without --yes when
     there is no terminal to ask on. Exit 0 when running (or a full-load-only
     task finished), 1 when it failed, timed out or was not confirmed.
-    JSON: lines {"event":"status",...}, then {"event":"result", "action",
+    JSON: lines {"event":"lint", "ok", "findings"} (start and reload),
+    {"event":"status",...}, then {"event":"result", "action",
     "outcome", "ok", "reason", "start_type", "previous_status",
     "recovery_checkpoint", "polls", "elapsed_seconds", "task"}.
 
@@ -130,6 +267,20 @@ def start(
     if cdc_stop_position is not None:  # bad input is said before AWS is asked anything
         cdc_stop_position = check_position(cdc_stop_position)
     app_state, ref = _resolve(ctx, task)
+    if start_type in ("start", "reload"):
+        from migctl.dms.control import plan_start
+        from migctl.dms.task import describe_task
+
+        # What start_task would refuse (exit 2) is refused before the lint reads anything.
+        plan_start(describe_task(app_state.aws.client("dms"), ref.arn), start_type)
+        _lint_gate(
+            app_state,
+            ref,
+            accept=accept_lint_risks,
+            source=source,
+            source_secret=source_secret,
+            max_rows=max_rows,
+        )
     progress = ControlProgress(app_state.out)
     result = start_task(
         app_state.aws.client("dms"),

@@ -4,7 +4,8 @@ It waits (up to ``[cutover] wait_timeout_seconds``) for what may still come
 right: CDC latency under ``[dms] max_latency_seconds`` for ``[dms] stable_for``
 consecutive periods, alarms leaving INSUFFICIENT_DATA, a deployment finishing.
 It fails at once on what will not: a DMS task that is not running or has
-errored tables, a gate alarm in ALARM.
+errored tables, a gate alarm in ALARM, an error finding of ``dms lint``
+(data DMS would lose or change: docs/dms.md; its warnings are reported).
 
 It checks the way back's prerequisites (``fallback.gate``: the reverse task,
 the target's slot) before anything is frozen. It reports (a warning, not a
@@ -18,9 +19,8 @@ and ``CDCLatencySource`` reads 0 on an idle source (docs/dms.md).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import fnmatch
-import json
 from typing import TYPE_CHECKING, Any
 
 from migctl.alarms import ALARM, check_alarms
@@ -28,6 +28,8 @@ from migctl.cutover import decoding, fallback
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.model import Facts, StepFailed, StepMemo
 from migctl.cutover.validation import validate_options
+from migctl.dms.lint import LintOptions, lint_task
+from migctl.dms.mappings import parse_selection
 from migctl.dms.metrics import CdcMetrics, fetch_cdc_metrics
 from migctl.dms.task import CDC, describe_task, find_problems, table_statistics_or_reason
 from migctl.dms.watch import STALE_AFTER_PERIODS
@@ -36,6 +38,8 @@ from migctl.validate.local import selected_tables
 
 if TYPE_CHECKING:
     from mypy_boto3_dms import DatabaseMigrationServiceClient
+
+    from migctl.dms.task import TaskRef
 
 MARKER_SCHEMA = "migctl"
 MARKER_TABLE = "cutover_marker"
@@ -107,6 +111,9 @@ def preflight(ctx: CutoverContext, _memo: StepMemo) -> Facts:
             f"the DMS task's table mappings do not select {MARKER_SCHEMA}.{MARKER_TABLE}",
             hint="add a selection rule for it (infra_pulumi always does) and restart the task",
         )
+    # What DMS would lose or change (`migctl dms lint`): an error finding stops the cutover
+    # before anything is frozen; warnings are reported.
+    facts["lint"] = _lint(ctx, dms, ref)
     # The validate step's selection, checked before anything is frozen: a selection that
     # selects nothing (a typo in [validate]) would otherwise fail the cutover mid-freeze.
 
@@ -116,6 +123,33 @@ def preflight(ctx: CutoverContext, _memo: StepMemo) -> Facts:
     facts["leftover_slots"] = _leftover_slots(ctx)
     facts["cdc"] = ctx.wait_until("the preflight gate", probe)
     return facts
+
+
+def _lint(ctx: CutoverContext, dms: DatabaseMigrationServiceClient, ref: TaskRef) -> Facts:
+    """``dms lint`` of the task against the source; StepFailed with the evidence on an error."""
+    conf = ctx.settings.dms
+    options = LintOptions(
+        max_rows=conf.lint_max_rows,
+        statement_timeout_seconds=conf.lint_statement_timeout_seconds,
+        transaction_age_seconds=conf.lint_transaction_age_seconds,
+    )
+    with ctx.source_conn() as conn:
+        report = lint_task(dms, conn, ref, options)
+    for finding in report.warnings:
+        where = f" {finding.table}" if finding.table else ""
+        ctx.report(f"lint {finding.check}{where}: {finding.evidence}", {"warning": True})
+    if not report.ok:
+        evidence = "; ".join(
+            f"{f.check} {f.table or 'task/server'}{'.' + f.column if f.column else ''}: "
+            f"{f.evidence}"
+            for f in report.errors[:5]
+        )
+        raise StepFailed(
+            f"dms lint: {report.summary()}. {evidence}",
+            details={"lint_errors": [dataclasses.asdict(f) for f in report.errors]},
+            hint="fix them (migctl dms lint lists each with its fix) before the cutover",
+        )
+    return {"errors": 0, "warnings": len(report.warnings), "tables_checked": report.tables_checked}
 
 
 def _leftover_slots(ctx: CutoverContext) -> list[dict[str, Any]]:
@@ -190,25 +224,5 @@ def _table_mappings(dms: DatabaseMigrationServiceClient, arn: str) -> str | None
 
 def marker_replicated(table_mappings: str | None) -> bool | None:
     """Whether the task's selection rules include migctl.cutover_marker; None when unknown."""
-    if not table_mappings:
-        return None
-    try:
-        rules = json.loads(table_mappings).get("rules", [])
-    except (ValueError, AttributeError):
-        return None
-
-    def matches(rule: dict[str, Any]) -> bool:
-        locator = rule.get("object-locator", {})
-        return _like(locator.get("schema-name", ""), MARKER_SCHEMA) and _like(
-            locator.get("table-name", "%"), MARKER_TABLE
-        )
-
-    selections = [r for r in rules if r.get("rule-type") == "selection" and matches(r)]
-    actions = {str(r.get("rule-action", "")).lower() for r in selections}
-    return bool(actions & {"include", "explicit"}) and "exclude" not in actions
-
-
-def _like(pattern: str, value: str) -> bool:
-    """DMS object-locator wildcards: ``%`` matches any run of characters."""
-    glob = pattern.replace("[", "[[]").replace("*", "[*]").replace("?", "[?]").replace("%", "*")
-    return fnmatch.fnmatchcase(value, glob)
+    selection = parse_selection(table_mappings)
+    return None if selection is None else selection.selects(MARKER_SCHEMA, MARKER_TABLE)

@@ -1,1 +1,1 @@
-"""DMS replication: tasks, CloudWatch metrics, watching, starting and stopping."""
+"""DMS replication: tasks, CloudWatch metrics, watching, starting and stopping, and the lint."""

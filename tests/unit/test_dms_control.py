@@ -100,7 +100,7 @@ def test_start_yes_waits_until_running(cli: Cli) -> None:
     moto_dms.set_task(world.task_arn, after_start=["starting", "starting", "running"])
     result = cli(
         "--output", "json", "dms", "start", "--task", world.task_name, "--yes", "--interval", "0",
-        "--cdc-stop-position", "server_time:2030-05-01T12:00:00",
+        "--cdc-stop-position", "server_time:2030-05-01T12:00:00", "--accept-lint-risks",
     )  # fmt: skip
     assert result.code == 0, result.stderr
     lines = result.json_lines()
@@ -140,7 +140,7 @@ def test_resume_sends_resume_processing(cli: Cli) -> None:
 
 def test_start_without_yes_and_without_a_terminal_refuses(cli: Cli) -> None:
     world = make_task()
-    result = cli("dms", "start", "--task", world.task_name)
+    result = cli("dms", "start", "--task", world.task_name, "--accept-lint-risks")
     assert result.code == 2 and "without confirmation" in result.stderr and "--yes" in result.stderr
     assert moto_dms.task_extras(world.task_arn).start_calls == []
 
