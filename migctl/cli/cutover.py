@@ -206,7 +206,8 @@ def report(
     """
     from migctl.cutover.evidence import build
     from migctl.cutover.store import open_store
-    from migctl.render.report import FORMATS, document, render_written
+    from migctl.render.report import FORMATS, render_written, report_json, to_markdown
+    from migctl.render.report_html import to_html
 
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
@@ -216,7 +217,7 @@ def report(
         settings = replace(settings, cutover=replace(settings.cutover, journal=journal))
     store, _ = open_store(settings, app_state.aws)
     evidence = build(store.read(), journal=store.location, cutover_id=cutover_id)
-    text = document(evidence, fmt)
+    text = {"html": to_html, "md": to_markdown, "json": report_json}[fmt](evidence)
     target = out_path or f"cutover-{evidence.cutover_id}.{fmt}"
     if target == "-":
         sys.stdout.write(text)

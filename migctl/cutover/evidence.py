@@ -118,6 +118,7 @@ class Rollout:
     task_definition_before: str | None
     task_definition_after: str | None
     image: str | None
+    images_before: Mapping[str, str]  # container -> image of the task definition before
     live_at: str | None
     baked_seconds: float | None
     deployments: tuple[str, ...]
@@ -268,7 +269,7 @@ def _before(cut: CutoverState, name: str) -> Mapping[str, Any]:
 
 def _systems(cut: CutoverState, runs: Sequence[Run]) -> dict[str, Any]:
     versions: Mapping[str, Any] = {}
-    for name in ("validate", "baseline"):  # the latest comparison's
+    for name in ("validate", "baseline", "preflight"):  # the latest reading
         versions = _details(cut, name).get("server_versions") or versions
         if versions:
             break
@@ -414,6 +415,7 @@ def _rollout(cut: CutoverState, mine: Sequence[Record]) -> Rollout:
         task_definition_before=rollout.get("previous_task_definition"),
         task_definition_after=after,
         image=cut.image,
+        images_before=rollout.get("previous_images") or {},
         live_at=step.progress.get("live_at") if step else None,
         baked_seconds=step.details.get("baked_seconds") if step else None,
         deployments=deployments,

@@ -121,8 +121,19 @@ def preflight(ctx: CutoverContext, _memo: StepMemo) -> Facts:
     # The way back's prerequisites too: found missing after the freeze, they cost a rollback.
     facts["way_back"] = dict(fallback.gate(ctx, StepMemo(before=fallback.prepare(ctx, StepMemo()))))
     facts["leftover_slots"] = _leftover_slots(ctx)
+    facts["server_versions"] = _server_versions(ctx)  # for the report
     facts["cdc"] = ctx.wait_until("the preflight gate", probe)
     return facts
+
+
+def _server_versions(ctx: CutoverContext) -> dict[str, int]:
+    """Each side's ``server_version_num`` (150004 is 15.4)."""
+    versions = {}
+    for side, connect in (("source", ctx.source_conn), ("target", ctx.target_conn)):
+        with connect() as conn:
+            row = conn.execute("SHOW server_version_num").fetchone()
+        versions[side] = int(row[0]) if row else 0
+    return versions
 
 
 def _lint(ctx: CutoverContext, dms: DatabaseMigrationServiceClient, ref: TaskRef) -> Facts:

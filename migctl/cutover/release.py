@@ -29,20 +29,28 @@ from migctl.alarms import ALARM, check_alarms
 from migctl.cutover import fallback, standby, target_writes
 from migctl.cutover.context import CutoverContext
 from migctl.cutover.model import Facts, StepFailed, StepMemo
-from migctl.cutover.serving import rollout_facts, runs_image, settled, targets_healthy
+from migctl.cutover.serving import (
+    images_of,
+    rollout_facts,
+    runs_image,
+    settled,
+    targets_healthy,
+)
 from migctl.rollout.deploy import finish, rollout, undo
 from migctl.rollout.deployments import RolloutStep, describe_service
 
 
 def prepare(ctx: CutoverContext, _memo: StepMemo) -> Facts:
     options = ctx.rollout_options()
-    service = describe_service(ctx.aws.client("ecs"), options.cluster, options.service)
+    ecs = ctx.aws.client("ecs")
+    service = describe_service(ecs, options.cluster, options.service)
     with ctx.target_conn() as conn:
         counters = target_writes.mark(conn)  # the source is frozen, replication stopped
     return {
         "cluster": options.cluster,
         "service": options.service,
         "previous_task_definition": service["taskDefinition"],
+        "previous_images": images_of(ecs, service["taskDefinition"]),  # for the report
         "target_writes_at_go_live": counters,
         "way_back": dict(fallback.prepare(ctx, _memo)),  # for a rollback before start_fallback
         **_switch(ctx),

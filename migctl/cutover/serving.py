@@ -73,12 +73,16 @@ def targets_healthy(
     return True, "alarms OK, deployment COMPLETED, running >= desired, targets healthy"
 
 
+def images_of(ecs: ECSClient, task_definition: str) -> dict[str, str]:
+    """Container name -> image of a task definition."""
+    found = ecs.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]
+    return container_images(found)
+
+
 def runs_image(
     ecs: ECSClient, task_definition: str, container: str | None, image: str | None
 ) -> bool:
-
-    found = ecs.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]
-    images = container_images(found)
+    images = images_of(ecs, task_definition)
     if container:
         return images.get(container) == image
     return len(images) == 1 and next(iter(images.values())) == image

@@ -300,7 +300,8 @@ def _rollout(r: CutoverReport) -> Section:
                 ("Listener", o.listener),
                 ("Task definition before", o.task_definition_before),
                 ("Task definition after", o.task_definition_after),
-                ("Image", o.image),
+                ("Images before", dict(o.images_before) or None),
+                ("Image after", o.image),
                 ("Live on the target at", o.live_at),
                 ("Baked", seconds(o.baked_seconds) if o.baked_seconds is not None else None),
                 ("Deployments", ", ".join(o.deployments) or "none"),
@@ -370,17 +371,11 @@ def _md(value: str) -> str:
     return " ".join(value.split())
 
 
-FORMATS = {"html": "html", "md": "md", "json": "json"}  # format -> file extension
+FORMATS = ("html", "md", "json")  # each is also the file's extension
 
 
-def document(report: CutoverReport, fmt: str) -> str:
-    """The report in one of :data:`FORMATS`."""
-    if fmt == "html":
-        from migctl.render.report_html import to_html
-
-        return to_html(report)
-    if fmt == "md":
-        return to_markdown(report)
+def report_json(report: CutoverReport) -> str:
+    """The JSON form: the report's data (docs/report.md)."""
     return json.dumps(to_json(report), indent=2, default=str) + "\n"
 
 

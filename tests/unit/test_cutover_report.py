@@ -20,7 +20,7 @@ from migctl.config import DatabaseSettings, PulumiSettings, Settings, ValidateSe
 from migctl.cutover.evidence import build, to_json
 from migctl.cutover.provenance import config_digest, run_facts
 from migctl.errors import UsageError
-from migctl.render.report import document, to_markdown
+from migctl.render.report import report_json, to_markdown
 from migctl.render.report_html import to_html
 from tests.cli_support import Cli
 
@@ -233,7 +233,7 @@ def test_no_markup_from_the_journal_survives_in_any_format_and_no_password() -> 
     for text, masked in (
         (html, "app:***@db"),
         (markdown, "app:\\*\\*\\*@db"),
-        (document(report, "json"), "app:***@db"),
+        (report_json(report), "app:***@db"),
     ):
         assert "hunter2-not-real" not in text
         assert masked in text
@@ -253,7 +253,7 @@ def test_the_html_fetches_nothing_and_draws_every_step_and_the_freeze() -> None:
 
 def test_json_is_the_reports_data_and_says_its_version() -> None:
     report = build(RECORDS, journal="j")
-    data = json.loads(document(report, "json"))
+    data = json.loads(report_json(report))
     assert data == json.loads(json.dumps(to_json(report), default=str))
     assert data["report_version"] == 1
     assert {
