@@ -15,6 +15,14 @@ from typing import Any, Literal
 
 import pulumi
 
+from infra_pulumi.dms_settings import (
+    DEFAULT_LOB_MAX_SIZE_KB,
+    DEFAULT_LOB_MODE,
+    LOB_MODES,
+    MAX_LOB_MAX_SIZE_KB,
+    LobSettings,
+)
+
 NAMESPACE = "migctl"
 PROJECT = "migctl"
 PRODUCTION_NAMES = frozenset({"prod", "production"})
@@ -66,6 +74,13 @@ KEYS: tuple[Key, ...] = (
     Key("dmsEngineVersion", None, None, "DMS engine version; AWS default when unset"),
     Key("dmsCreateServiceRoles", False, False, "create the account-wide dms-vpc-role"),
     Key("migrationSchemas", ["public"], ["public"], "schemas the DMS task replicates"),
+    Key("lobMode", DEFAULT_LOB_MODE, DEFAULT_LOB_MODE, "DMS LOB mode: limited | full"),
+    Key(
+        "lobMaxSizeKb",
+        DEFAULT_LOB_MAX_SIZE_KB,
+        DEFAULT_LOB_MAX_SIZE_KB,
+        "largest LOB (KB) in limited mode; a longer one fails the task",
+    ),
     Key("sourceDbHost", None, None, "on-prem PostgreSQL host (with sourceSecretArn)"),
     Key("sourceDbPort", 5432, 5432, "on-prem PostgreSQL port"),
     Key("sourceDbName", "payments", "payments", "on-prem database name"),
@@ -129,6 +144,7 @@ class StackConfig:
     dms_engine_version: str | None
     dms_create_service_roles: bool
     migration_schemas: tuple[str, ...]
+    lobs: LobSettings
     source: SourceDatabase | None
     alarm_email: str | None
     lambda_package: str
@@ -199,6 +215,7 @@ def read_stack_config(cfg: pulumi.Config, stack: str) -> StackConfig:
         dms_engine_version=cfg.get("dmsEngineVersion"),
         dms_create_service_roles=bool(cfg.get_bool("dmsCreateServiceRoles")),
         migration_schemas=_string_list(cfg, "migrationSchemas", defaults["migrationSchemas"]),
+        lobs=_read_lobs(text("lobMode"), cfg.get("lobMaxSizeKb"), defaults),
         source=_read_source(cfg, defaults),
         alarm_email=cfg.get("alarmEmail"),
         lambda_package=text("lambdaPackage"),
@@ -225,6 +242,21 @@ def _check_cidr(cidr: str) -> None:
         raise StackConfigError(f"migctl:vpcCidr {cidr!r} is not a CIDR block") from None
     if network.version != 4 or network.prefixlen > 20:
         raise StackConfigError(f"migctl:vpcCidr {cidr!r} must be an IPv4 block of /20 or larger")
+
+
+def _read_lobs(mode: str, max_size: str | None, defaults: dict[str, Any]) -> LobSettings:
+    """lobMode and lobMaxSizeKb (read as text: a YAML 32.5 or "32KB" is refused, not cut)."""
+    if mode not in LOB_MODES:
+        raise StackConfigError(
+            f"migctl:lobMode must be {' or '.join(repr(m) for m in LOB_MODES)}, not {mode!r}"
+        )
+    size = str(defaults["lobMaxSizeKb"]) if max_size is None else max_size.strip()
+    if not size.isdigit() or not 1 <= int(size) <= MAX_LOB_MAX_SIZE_KB:
+        raise StackConfigError(
+            f"migctl:lobMaxSizeKb must be a whole number of KB from 1 to {MAX_LOB_MAX_SIZE_KB} "
+            f"(DMS's limit), not {size!r}"
+        )
+    return LobSettings(mode="full" if mode == "full" else "limited", max_size_kb=int(size))
 
 
 def _string_list(cfg: pulumi.Config, key: str, default: list[str]) -> tuple[str, ...]:

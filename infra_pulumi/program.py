@@ -141,6 +141,7 @@ def pulumi_program() -> None:
             lambda_package=lambda_package,
             log_retention_days=cfg.log_retention_days,
             tags=tags,
+            lobs=cfg.lobs,
         ),
     )
     task_arn = None if migration.task is None else migration.task.replication_task_arn

@@ -5,7 +5,9 @@ reads and writes moto's backend objects directly:
 
 - **DMS.** Starting the task starts real logical replication from the source
   to the target cluster (:mod:`migctl.sandbox.replication`); resuming enables
-  it again, reloading copies afresh, stopping disables it. The task's status,
+  it again, reloading copies afresh, stopping disables it, deleting it drops it.
+  Each start reads the task's settings and its source endpoint's, so that what
+  DMS changes in transit changes here too (:mod:`migctl.sandbox.transit`). The task's status,
   stats and table statistics follow the replication (a change the target
   refuses, such as a duplicate key, puts its table in error and fails the
   task, as DMS stops on a table error), and ``CDCLatencySource``,
@@ -46,6 +48,7 @@ from migctl.sandbox.replication import (
     Replication,
     ReplicationSnapshot,
 )
+from migctl.sandbox.transit import TransitRules
 from migctl.sandbox.writer import ECS_KEYS, EcsWriter
 
 log = logging.getLogger("migctl.sandbox")
@@ -59,6 +62,7 @@ class _TaskTracker:
     stops_seen: int = 0
     full_load_finished: dt.datetime | None = None
     started_at: float = 0.0
+    forward: bool = False  # it started the forward replication
 
 
 @dataclass
@@ -84,13 +88,23 @@ class Controller:
             slot=REVERSE_NAME,
         )
 
-    def replication_of(self, task: Any) -> Replication:
-        """The reverse task reads the target: its source endpoint is the target's port."""
+    def _source_endpoint(self, task: Any) -> Any:
         backend = moto_dms.backend(region=self.region)
-        endpoint = next(
+        return next(
             (e for e in backend.endpoints.values() if e.endpoint_arn == task.source_endpoint_arn),
             None,
         )
+
+    def transit_rules(self, task: Any) -> TransitRules:
+        """What DMS changes in transit for this task: its settings, its source endpoint's."""
+        endpoint = self._source_endpoint(task)
+        return TransitRules.from_dms(
+            task.replication_task_settings, getattr(endpoint, "postgre_sql_settings", None)
+        )
+
+    def replication_of(self, task: Any) -> Replication:
+        """The reverse task reads the target: its source endpoint is the target's port."""
+        endpoint = self._source_endpoint(task)
         target_port = conninfo_to_dict(self.target_dsn).get("port")
         if endpoint is not None and str(getattr(endpoint, "port", "")) == str(target_port):
             return self._reverse
@@ -118,7 +132,9 @@ class Controller:
     def _tick_dms(self) -> None:
 
         backend = moto_dms.backend(region=self.region)
-        for task in list(backend.replication_tasks.values()):
+        tasks = list(backend.replication_tasks.values())
+        self._forget_deleted({task.arn for task in tasks})
+        for task in tasks:
             if task.arn not in self._tasks:
                 # The controller, not moto, says when a start or stop has taken effect.
                 moto_dms.set_task(task.arn, after_start=["starting"], after_stop=["stopping"])
@@ -137,13 +153,25 @@ class Controller:
             if task.status == "running":
                 self._follow(task, tracker, backend, replication)
 
+    def _forget_deleted(self, arns: set[str]) -> None:
+        """A deleted forward task takes its replication and transit triggers with it."""
+        for arn in set(self._tasks) - arns:
+            tracker = self._tasks.pop(arn)
+            if tracker.forward:
+                self._replication.teardown()
+                log.info("DMS task %s deleted: its replication is dropped", arn)
+
     def _start(
         self, task: Any, tracker: _TaskTracker, replication: Replication, call: dict[str, Any]
     ) -> None:
         start_type = call["StartReplicationTaskType"]
+        forward = replication is self._replication
         try:
             replication.start(
-                reload=start_type == "reload-target", position=call.get("CdcStartPosition")
+                reload=start_type == "reload-target",
+                position=call.get("CdcStartPosition"),
+                # Not emulated on the way back: its apply on the source would need the triggers.
+                rules=self.transit_rules(task) if forward else None,
             )
         except Exception as exc:
             moto_dms.set_task(
@@ -154,6 +182,7 @@ class Controller:
             )
             return
         tracker.started_at = time.monotonic()
+        tracker.forward = forward
         if start_type in START_TYPES_THAT_COPY:
             tracker.full_load_finished = None
         moto_dms.set_task(task.arn, status="running")

@@ -16,7 +16,10 @@ random resource id). :func:`install` patches moto's DMS classes so that:
   (:func:`set_task`); ``describe_table_statistics`` serves, paginated and
   filtered, the rows of :func:`set_table_statistics`;
 - ``describe_replication_tasks`` raises ``ResourceNotFoundFault`` when its
-  filters match nothing, as AWS does, and can throttle (:func:`throttle`).
+  filters match nothing, as AWS does, and can throttle (:func:`throttle`);
+- ``modify_endpoint`` (which moto lacks) changes an endpoint's ``PostgreSQLSettings``:
+  merged into the present ones, or replacing them with ``ExactSettings``, as AWS does
+  (the sandbox reads them when a task starts: ``FailTasksOnLobTruncation``).
 
 In-process (``mock_aws``) tests call :func:`install`, then the helpers. A moto
 *server* needs the patches in its own process:
@@ -226,6 +229,7 @@ def install() -> None:
     backend_cls.stop_replication_task = stop_replication_task
     response_cls.start_replication_task = _start_response
     response_cls.describe_table_statistics = _describe_table_statistics_response
+    response_cls.modify_endpoint = _modify_endpoint_response
     _installed.add("dms")
 
 
@@ -265,6 +269,22 @@ def _start_response(self: Any) -> str:
         self._get_param("CdcStartPosition"),
     )
     return json.dumps({"ReplicationTask": task.to_dict()})
+
+
+def _modify_endpoint_response(self: Any) -> str:
+    exceptions: Any = importlib.import_module("moto.dms.exceptions")
+    arn = self._get_param("EndpointArn")
+    endpoint = next((e for e in self.dms_backend.endpoints.values() if e.endpoint_arn == arn), None)
+    if endpoint is None:
+        raise exceptions.ResourceNotFoundFault("Endpoint could not be found.")
+    settings = self._get_param("PostgreSQLSettings")
+    if settings is not None:
+        exact = bool(self._get_param("ExactSettings"))
+        endpoint.postgre_sql_settings = {
+            **({} if exact else (endpoint.postgre_sql_settings or {})),
+            **settings,
+        }
+    return json.dumps({"Endpoint": endpoint.to_dict()})
 
 
 def _describe_table_statistics_response(self: Any) -> str:

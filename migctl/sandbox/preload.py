@@ -122,7 +122,14 @@ def _dms(
     dms: DatabaseMigrationServiceClient, source: Database, target: Database
 ) -> tuple[str, str, str]:
     """The instance, the forward task (full load and CDC) and the way back's task: CDC only,
-    from Aurora (the target) to the on-premises database, as infra_pulumi creates them."""
+    from Aurora (the target) to the on-premises database, as infra_pulumi creates them, with
+    its task settings and its source endpoints' PostgreSQLSettings (one builder for both)."""
+    from infra_pulumi.dms_settings import (
+        reverse_task_settings,
+        source_postgres_settings,
+        task_settings,
+    )
+
     instance = dms.create_replication_instance(
         ReplicationInstanceIdentifier=f"payments-{ENV}-dms",
         ReplicationInstanceClass="dms.t3.medium",
@@ -139,6 +146,9 @@ def _dms(
     )
     for prefix, pairs in (("", sides), ("reverse-", reverse)):
         for kind, db in pairs:
+            settings: dict[str, Any] = (
+                {"PostgreSQLSettings": source_postgres_settings()} if kind == "source" else {}
+            )
             endpoints[prefix + kind] = dms.create_endpoint(
                 EndpointIdentifier=f"payments-{ENV}-{prefix}{kind}",
                 EndpointType=kind,
@@ -147,6 +157,7 @@ def _dms(
                 Port=db.port,
                 DatabaseName=db.dbname,
                 Username=db.username,
+                **settings,
             )["Endpoint"]["EndpointArn"]
     mappings = {
         "rules": [
@@ -173,6 +184,7 @@ def _dms(
         ReplicationInstanceArn=instance["ReplicationInstanceArn"],
         MigrationType="full-load-and-cdc",
         TableMappings=json.dumps(mappings),
+        ReplicationTaskSettings=task_settings(),
     )["ReplicationTask"]
     back = dms.create_replication_task(
         ReplicationTaskIdentifier=f"payments-{ENV}-reverse",
@@ -181,6 +193,7 @@ def _dms(
         ReplicationInstanceArn=instance["ReplicationInstanceArn"],
         MigrationType="cdc",
         TableMappings=json.dumps(mappings),
+        ReplicationTaskSettings=reverse_task_settings(),
     )["ReplicationTask"]
     return (
         str(instance["ReplicationInstanceArn"]),

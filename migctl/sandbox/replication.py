@@ -20,6 +20,10 @@ from the servers:
   takes over), complete once its sync worker has exited (a worker reports its
   counts when it exits);
 - the lag from the source's replication slot and ``pg_stat_replication``.
+
+What DMS changes in transit (unbounded numerics, LOBs over the limit) the forward task
+does too: :mod:`migctl.sandbox.transit`'s triggers on the target, installed from the
+task's settings at each start, dropped with the task (:meth:`Replication.teardown`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+
+from migctl.sandbox import transit
 
 NAME = "migctl_dms"
 REVERSE_NAME = "migctl_reverse"  # the reverse task's slot, publication and subscription
@@ -108,9 +114,17 @@ class Replication:
     def _target(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.target_dsn, autocommit=True, application_name="migctl-sandbox")
 
-    def start(self, *, reload: bool = False, position: str | None = None) -> None:
+    def start(
+        self,
+        *,
+        reload: bool = False,
+        position: str | None = None,
+        rules: transit.TransitRules | None = None,
+    ) -> None:
         """Create (or recreate, with ``reload``) the publication and the subscription;
-        ``position``: a CDC-only start moves the slot there first when it is behind."""
+        ``position``: a CDC-only start moves the slot there first when it is behind;
+        ``rules``: what DMS changes in transit, in place before any row is copied or applied
+        (a reload sees the tables created since the last start)."""
         if self.slot is not None:
             self._start_from_slot(position)
             return
@@ -131,6 +145,8 @@ class Replication:
                         )
                     )
             self.publish(src)
+            if rules is not None:
+                transit.install(tgt, rules, self.schemas)
             sub = tgt.execute(
                 "SELECT subenabled FROM pg_subscription WHERE subname = %s", (self.name,)
             ).fetchone()
@@ -229,6 +245,15 @@ class Replication:
                 tgt.execute(
                     sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(sql.Identifier(self.name))
                 )
+
+    def teardown(self) -> None:
+        """The task is gone: drop the subscription, its slot (not a CDC-only task's: the
+        cutover owns that one) and the transit triggers."""
+        with self._source() as src, self._target() as tgt:
+            self._drop_subscription(tgt)
+            if self.slot is None:
+                self._drop_slot(src, self.name)
+                transit.remove(tgt)
 
     def confirmed_lsn(self) -> str | None:
         """The source LSN up to which the target has confirmed the changes (DMS's checkpoint)."""
@@ -384,7 +409,11 @@ def _counters(
 
 
 _LOG_TAIL = 256 * 1024
-_RELATION = re.compile(r'replication target relation "([^"]+)\.([^"]+)"')
+# The apply's context names the table; a refusal by a transit trigger names it in its message
+# (the table sync's COPY has no such context).
+_RELATION = re.compile(
+    r'(?:replication target relation|LOB value of|numeric value of) "([^"]+)\.([^"]+)"'
+)
 
 
 def _last_apply_error(tgt: psycopg.Connection[Any]) -> ApplyError:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
+import pytest
 from infra_support import SOURCE_HOST, SOURCE_KMS_KEY_ARN, SOURCE_SECRET_ARN, Evaluate, policy
 
+from infra_pulumi.config import StackConfigError
 from infra_pulumi.offline import Evaluation
 
 TASK = "aws:dms/replicationTask:ReplicationTask"
@@ -100,6 +103,7 @@ def test_the_way_back_is_a_cdc_only_task_from_auroras_slot_to_the_source_never_s
     assert aurora["postgresSettings"] == {
         "slotName": "migctl_reverse",
         "pluginName": "test-decoding",
+        "failTasksOnLobTruncation": True,
     }
     onprem = test_env.named("migration-reverse-target-test").inputs
     assert (onprem["endpointType"], onprem["engineName"]) == ("target", "postgres")
@@ -174,3 +178,53 @@ def test_dms_service_roles_only_when_asked(test_env: Evaluation, prod_env: Evalu
     assert not {"dms-vpc-role", "dms-cloudwatch-logs-role"} & {
         r.inputs["name"] for r in test_env.of_type("aws:iam/role:Role")
     }
+
+
+def test_lobs_are_limited_to_32_kb_and_a_longer_one_fails_the_task_both_ways(
+    test_env: Evaluation, run_program: Evaluate
+) -> None:
+    """DMS truncates a LOB over LobMaxSize silently unless the PostgreSQL *source endpoint*
+    says FailTasksOnLobTruncation; both directions carry LOBs, so both source endpoints do."""
+    for task in ("migration-task-test", "migration-reverse-task-test"):
+        metadata = json.loads(test_env.named(task).inputs["replicationTaskSettings"])[
+            "TargetMetadata"
+        ]
+        assert metadata["SupportLobs"] is True
+        assert (metadata["LimitedSizeLobMode"], metadata["FullLobMode"]) == (True, False)
+        assert metadata["LobMaxSize"] == 32
+    forward = test_env.named("migration-source-test").inputs["postgresSettings"]
+    assert forward == {"failTasksOnLobTruncation": True}
+    reverse = test_env.named("migration-reverse-source-test").inputs["postgresSettings"]
+    assert reverse["failTasksOnLobTruncation"] is True
+    for name in ("migration-target-test", "migration-reverse-target-test"):
+        assert "postgresSettings" not in test_env.named(name).inputs  # DMS reads it on sources
+
+    full = run_program(lobMode="full", lobMaxSizeKb=64)
+    for task in ("migration-task-test", "migration-reverse-task-test"):
+        metadata = json.loads(full.named(task).inputs["replicationTaskSettings"])["TargetMetadata"]
+        assert (metadata["LimitedSizeLobMode"], metadata["FullLobMode"]) == (False, True)
+        assert metadata["LobMaxSize"] == 64
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"lobMode": "inline"}, "migctl:lobMode must be 'limited' or 'full', not 'inline'"),
+        ({"lobMaxSizeKb": "0"}, "migctl:lobMaxSizeKb must be a whole number of KB from 1 to"),
+        ({"lobMaxSizeKb": "32.5"}, "not '32.5'"),
+        ({"lobMaxSizeKb": "102401"}, "not '102401'"),
+    ],
+)
+def test_a_bad_lob_setting_is_one_clear_error(
+    run_program: Evaluate, overrides: dict[str, str], message: str
+) -> None:
+    with pytest.raises(StackConfigError, match=re.escape(message)):
+        run_program(**overrides)
+
+
+def test_the_sandbox_and_the_program_build_the_task_settings_in_one_place() -> None:
+    from infra_pulumi import dms_settings
+    from infra_pulumi.components import migration
+
+    assert migration.task_settings is dms_settings.task_settings
+    assert migration.reverse_task_settings is dms_settings.reverse_task_settings

@@ -1,7 +1,8 @@
 """`migctl sandbox`: the whole system on one machine, driven by the ordinary migctl commands.
 
 One sandbox is shared by the module (it takes a few seconds to start); the
-crash test starts its own small one. Every test ends with no process left.
+crash test starts its own small one. A test that changes the DMS task puts it back
+replicating. Every test ends with no process left.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from migctl.sandbox.environment import SandboxState, is_alive
+from migctl.sandbox.environment import SandboxState, aws_session, is_alive
 
 
 def migctl(
@@ -263,6 +265,121 @@ def test_a_change_the_target_refuses_fails_the_task_and_names_the_table(
     healthy = migctl(env, "--output", "json", "dms", "status")
     assert healthy.returncode == 0, healthy.stdout
     assert json.loads(healthy.stdout)["task"]["status"] == "running"
+
+
+# `dms start` refuses a task whose lint finds errors (an unbounded numeric, LOBs over the
+# limit) without this flag: the test below means to run such a task.
+ACCEPT_LINT = ("--accept-lint-risks",)
+PROBE = "CREATE TABLE transit_probe (id int PRIMARY KEY, amount numeric, note text)"
+
+
+def wait_until(probe: Any, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := probe()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+    return found
+
+
+def test_dms_rounds_unbounded_numerics_and_truncates_lobs_and_validate_names_those_keys(
+    sandbox: tuple[Path, dict[str, str], SandboxState],
+) -> None:
+    """As DMS does: an unbounded numeric travels as numeric(28,6), a LOB over LobMaxSize (32
+    KB) is cut when the source endpoint does not say FailTasksOnLobTruncation, in the full
+    load and in CDC; `migctl validate` names exactly those rows. With it, the task fails."""
+    _directory, env, state = sandbox
+    ensure_replicating(env)
+    dms = aws_session(state).client("dms")
+    task = dms.describe_replication_tasks(
+        Filters=[
+            {"Name": "replication-task-arn", "Values": [state.outputs["dmsReplicationTaskArn"]]}
+        ]
+    )["ReplicationTasks"][0]
+    endpoint = task["SourceEndpointArn"]
+    described = dms.describe_endpoints(Filters=[{"Name": "endpoint-arn", "Values": [endpoint]}])
+    assert described["Endpoints"][0]["PostgreSQLSettings"] == {"FailTasksOnLobTruncation": True}
+    assert json.loads(task["ReplicationTaskSettings"])["TargetMetadata"]["LobMaxSize"] == 32
+    dms.modify_endpoint(
+        EndpointArn=endpoint, PostgreSQLSettings={"FailTasksOnLobTruncation": False}
+    )
+    with source_conn(state) as src, target_conn(state) as tgt:
+        for conn in (src, tgt):  # the target's tables are pre-created (DO_NOTHING)
+            conn.execute(PROBE)
+        src.execute(
+            "INSERT INTO transit_probe VALUES (1, 1.12345678, 'short'), "
+            "(2, 2.5, repeat('x', 102400)), (3, 3.25, 'fits'), (4, 4.5, repeat('z', 32768))"
+        )
+    try:
+        # A table created after the task started is in its next reload's full load.
+        assert migctl(env, "dms", "stop", "--yes").returncode == 0
+        reload = migctl(env, "dms", "start", "--type", "reload", "--yes", *ACCEPT_LINT)
+        assert reload.returncode == 0, reload.stderr
+        loaded = migctl(
+            env, "dms", "watch", "--until", "full-load", "--timeout", "120", "--interval", "1"
+        )
+        assert loaded.returncode == 0, loaded.stderr
+        with source_conn(state) as src, target_conn(state) as tgt:
+            src.execute("INSERT INTO transit_probe VALUES (5, 5.123456789, repeat('y', 102400))")
+            arrived = wait_until(
+                lambda: tgt.execute(
+                    "SELECT amount, octet_length(note) FROM transit_probe WHERE id = 5"
+                ).fetchone()
+            )
+            assert arrived == (Decimal("5.123457"), 32768)  # in CDC as in the full load
+            copied = tgt.execute(
+                "SELECT id, amount, octet_length(note) FROM transit_probe ORDER BY id"
+            ).fetchall()
+        assert copied == [
+            (1, Decimal("1.123457"), 5),
+            (2, Decimal("2.5"), 32768),
+            (3, Decimal("3.25"), 4),
+            (4, Decimal("4.5"), 32768),  # exactly LobMaxSize: whole
+            (5, Decimal("5.123457"), 32768),
+        ]
+        result = migctl(env, "--output", "json", "validate", "--table", "public.transit_probe")
+        assert result.returncode == 1, result.stderr
+        (table,) = json.loads(result.stdout)["tables"]
+        assert table["status"] != "match"
+        assert (table["missing_in_target_count"], table["missing_in_source_count"]) == (0, 0)
+        assert table["changed"] == [[1], [2], [5]] and table["changed_count"] == 3
+
+        # FailTasksOnLobTruncation (the sandbox's own setting, as infra_pulumi's): the task
+        # fails on the next LOB over the limit, naming the table.
+        dms.modify_endpoint(
+            EndpointArn=endpoint, PostgreSQLSettings={"FailTasksOnLobTruncation": True}
+        )
+        assert migctl(env, "dms", "stop", "--yes").returncode == 0
+        resumed = migctl(env, "dms", "start", "--type", "resume", "--yes", *ACCEPT_LINT)
+        assert resumed.returncode == 0, resumed.stderr
+        with source_conn(state) as src:
+            src.execute("INSERT INTO transit_probe VALUES (6, 6, repeat('w', 102400))")
+        status = wait_until(
+            lambda: (s := migctl(env, "--output", "json", "dms", "status")).returncode and s
+        )
+        assert status.returncode == 1, status.stdout
+        report = json.loads(status.stdout)
+        assert report["task"]["status"] == "failed"
+        failure = report["task"]["last_failure_message"]
+        assert "apply failed on public.transit_probe" in failure
+        assert "over LobMaxSize (32 KB)" in failure and "FailTasksOnLobTruncation" in failure
+        errored = [
+            (t["schema"], t["table"]) for t in report["tables"] if t["state"] == "Table error"
+        ]
+        assert errored == [("public", "transit_probe")]
+        with target_conn(state) as tgt:
+            assert tgt.execute("SELECT 1 FROM transit_probe WHERE id = 6").fetchone() is None
+    finally:
+        # Without the table, a reload starts from a clean slot: the task is healthy again.
+        with source_conn(state) as src, target_conn(state) as tgt:
+            for conn in (src, tgt):
+                conn.execute("DROP TABLE IF EXISTS transit_probe")
+        dms.modify_endpoint(
+            EndpointArn=endpoint, PostgreSQLSettings={"FailTasksOnLobTruncation": True}
+        )
+        migctl(env, "dms", "stop", "--yes")
+        again = migctl(env, "dms", "start", "--type", "reload", "--yes", *ACCEPT_LINT)
+        assert again.returncode == 0, again.stderr
+        ensure_replicating(env)
 
 
 def test_rollout_completes_and_a_broken_image_rolls_back(

@@ -159,3 +159,75 @@ def test_wire_responses_pass_stubber_validation_against_the_service_model() -> N
         snake = world.dms.meta.method_to_api_mapping
         method = next(k for k, v in snake.items() if v == name)
         stubber.add_response(method, body)  # raises ParamValidationError on any mismatch
+
+
+def test_task_settings_and_postgresql_settings_round_trip_and_modify_endpoint_merges() -> None:
+    """The sandbox's emulated DMS reads both when a task starts: they must come back as sent,
+    and ModifyEndpoint (which moto lacks) must change them as AWS does."""
+    from infra_pulumi.dms_settings import source_postgres_settings, task_settings
+
+    world = make_task()
+    task = world.dms.describe_replication_tasks()["ReplicationTasks"][0]
+    dms = world.dms
+    source = dms.create_endpoint(
+        EndpointIdentifier="lob-source",
+        EndpointType="source",
+        EngineName="postgres",
+        ServerName="127.0.0.1",
+        Port=5432,
+        DatabaseName="payments",
+        Username="migctl",
+        PostgreSQLSettings={**source_postgres_settings(), "SlotName": "kept"},
+    )["Endpoint"]
+    created = dms.create_replication_task(
+        ReplicationTaskIdentifier="lob-task",
+        SourceEndpointArn=source["EndpointArn"],
+        TargetEndpointArn=task["TargetEndpointArn"],
+        ReplicationInstanceArn=task["ReplicationInstanceArn"],
+        MigrationType="full-load-and-cdc",
+        TableMappings="{}",
+        ReplicationTaskSettings=task_settings(),
+    )["ReplicationTask"]
+    described = dms.describe_replication_tasks(
+        Filters=[{"Name": "replication-task-arn", "Values": [created["ReplicationTaskArn"]]}]
+    )["ReplicationTasks"][0]
+    assert json.loads(described["ReplicationTaskSettings"]) == json.loads(task_settings())
+
+    def settings() -> dict[str, Any]:
+        found = dms.describe_endpoints(
+            Filters=[{"Name": "endpoint-arn", "Values": [source["EndpointArn"]]}]
+        )["Endpoints"][0]
+        return dict(found["PostgreSQLSettings"])
+
+    assert settings() == {"FailTasksOnLobTruncation": True, "SlotName": "kept"}
+    modified = dms.modify_endpoint(
+        EndpointArn=source["EndpointArn"], PostgreSQLSettings={"FailTasksOnLobTruncation": False}
+    )["Endpoint"]
+    assert modified["PostgreSQLSettings"] == {"FailTasksOnLobTruncation": False, "SlotName": "kept"}
+    assert settings() == {"FailTasksOnLobTruncation": False, "SlotName": "kept"}
+    dms.modify_endpoint(
+        EndpointArn=source["EndpointArn"],
+        PostgreSQLSettings={"FailTasksOnLobTruncation": True},
+        ExactSettings=True,
+    )
+    assert settings() == {"FailTasksOnLobTruncation": True}
+    with pytest.raises(ClientError) as err:
+        dms.modify_endpoint(EndpointArn=source["EndpointArn"] + "x", PostgreSQLSettings={})
+    assert err.value.response["Error"]["Code"] == "ResourceNotFoundFault"
+
+
+def test_the_emulated_dms_reads_the_lob_rules_as_dms_does() -> None:
+    from infra_pulumi.dms_settings import LobSettings, task_settings
+    from migctl.sandbox.transit import TransitRules
+
+    assert TransitRules.from_dms(task_settings(), {"FailTasksOnLobTruncation": True}) == (
+        TransitRules(lob_max_bytes=32 * 1024, fail_on_lob_truncation=True)
+    )
+    # DMS's defaults: limited LOB mode, 32 KB, FailTasksOnLobTruncation false
+    assert TransitRules.from_dms(None, None) == TransitRules(32 * 1024, False)
+    full = task_settings(LobSettings(mode="full", max_size_kb=8))
+    assert TransitRules.from_dms(full, {}).lob_max_bytes is None
+    small = task_settings(LobSettings(max_size_kb=8))
+    assert TransitRules.from_dms(small, {"FailTasksOnLobTruncation": False}) == (
+        TransitRules(8 * 1024, False)
+    )
