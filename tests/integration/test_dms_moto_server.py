@@ -126,8 +126,13 @@ def test_start_status_stop_through_aws_endpoint_url(dms_server: str, tmp_path: P
         "datapoints": 0,
     }
 
-    refused = migctl(dms_server, tmp_path, "start", "--task", "e2e-task")  # no TTY, no --yes
+    refused = migctl(  # no TTY, no --yes
+        dms_server, tmp_path, "start", "--task", "e2e-task", "--accept-lint-risks"
+    )
     assert refused.returncode == 2 and refused.stdout == "" and "--yes" in refused.stderr
+
+    unlinted = migctl(dms_server, tmp_path, "start", "--task", "e2e-task", "--yes")
+    assert unlinted.returncode == 2 and "lints the source first" in unlinted.stderr
 
     started = migctl(
         dms_server,
@@ -138,6 +143,7 @@ def test_start_status_stop_through_aws_endpoint_url(dms_server: str, tmp_path: P
         "--yes",
         "--interval",
         "0",
+        "--accept-lint-risks",  # no source database here: it starts unlinted, and says so
     )
     assert started.returncode == 0, started.stderr
     final = [json.loads(line) for line in started.stdout.splitlines()][-1]
