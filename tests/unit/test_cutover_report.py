@@ -140,6 +140,8 @@ def test_the_rollout_its_task_definitions_deployments_events_and_alarms() -> Non
         o.task_definition_after
         == last(LIVE, "step_finished", "rollout")["details"]["task_definition"]
     )
+    assert o.images_before == last(LIVE, "step_started", "rollout")["before"]["previous_images"]
+    assert o.images_before and o.image not in o.images_before.values()
     notes = [r for r in of(LIVE, "note") if r.get("details", {}).get("rollout_event")]
     assert [e.message for e in o.events] == [r["message"] for r in notes]
     assert o.deployments == tuple(
@@ -178,6 +180,11 @@ def test_a_cutover_that_failed_at_the_stage_was_never_frozen_and_says_so() -> No
     stage = next(s for s in report.steps if s.name == "stage")
     assert (stage.status, stage.undo_status) == ("undone", "undone")
     assert report.validation.final is None
+    versions = last(BROKEN, "step_finished", "preflight")["details"]["server_versions"]
+    assert (
+        report.systems["target_server"]
+        == f"{versions['target'] // 10000}.{versions['target'] % 10000}"
+    )
     text = to_markdown(report)
     assert "the source was never frozen" in text
     assert "Validation under the freeze: pending" in text
