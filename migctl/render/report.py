@@ -190,10 +190,18 @@ def _steps(r: CutoverReport) -> Section:
     return Section("Steps", "steps", tables=(Table(headers, rows),))
 
 
-def _table_rows(compared: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, ...], ...]:
+def _table_rows(
+    compared: Sequence[Mapping[str, Any]], unknown: str = NOT_RECORDED
+) -> tuple[tuple[str, ...], ...]:
+    """``unknown``: what a missing count or digest means (a round of incremental validation
+    compares changed keys: it counts no rows and hashes no whole table)."""
+
+    def cell(value: Any) -> str:
+        return unknown if value is None else text(value)
+
     return tuple(
-        (str(t.get("table")), str(t.get("status")), text(t.get("source_rows")),
-         text(t.get("target_rows")), text(t.get("source_digest")), text(t.get("target_digest")),
+        (str(t.get("table")), str(t.get("status")), cell(t.get("source_rows")),
+         cell(t.get("target_rows")), cell(t.get("source_digest")), cell(t.get("target_digest")),
          text(t.get("method")),
          text(t.get("missing_in_target", 0) + t.get("missing_in_source", 0) + t.get("changed", 0)),
          text(t.get("keys")) if t.get("keys") else "")
@@ -246,7 +254,9 @@ def _validation(r: CutoverReport) -> Section:
         if f.get("compared_in_full"):
             notes.append(f"Compared in full in that round: {text(f.get('compared_in_full'))}.")
         if f.get("compared") is not None:
-            tables.append(Table(TABLE_HEADERS, _table_rows(f["compared"]), "Under the freeze"))
+            unknown = "not counted" if f.get("mode") == "incremental" else NOT_RECORDED
+            rows = _table_rows(f["compared"], unknown)
+            tables.append(Table(TABLE_HEADERS, rows, "Under the freeze"))
         if f.get("differences"):
             caption = "Differences (the cutover stopped on them)"
             tables.append(Table(TABLE_HEADERS, _table_rows(f["differences"]), caption))
