@@ -345,4 +345,5 @@ def _compare(
     return table_result(
         name, table_plan, tally,
         source_rows=source_rows, target_rows=target_rows, chunks=chunks, differing_chunks=len(diff),
+        sums=(sums["source"], sums["target"]),
     )  # fmt: skip

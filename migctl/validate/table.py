@@ -11,7 +11,7 @@ comparison cannot complete is ``error``, never ``match``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -248,13 +248,11 @@ def _compare(
             ),
         )
 
-    result = table_result(
+    return table_result(
         name, table_plan, tally,
         source_rows=source_rows, target_rows=target_rows, chunks=chunks, differing_chunks=len(diff),
+        sums=(source_sums, target_sums),
     )  # fmt: skip
-    return replace(
-        result, source_digest=table_digest(source_sums), target_digest=table_digest(target_sums)
-    )
 
 
 def table_result(
@@ -266,9 +264,11 @@ def table_result(
     target_rows: int | None,
     chunks: int = 0,
     differing_chunks: int = 0,
+    sums: tuple[Mapping[int, BucketSum], Mapping[int, BucketSum]] | None = None,
 ) -> TableResult:
     """The verdict on one table, from its plan and the differences found (local, fanned out,
-    or a round of incremental validation, which counts no rows: None)."""
+    or a round of incremental validation, which counts no rows: None). ``sums``: each side's
+    chunk checksums, where the whole table was hashed (its digests)."""
     same = tally.total == 0 and source_rows == target_rows
     return TableResult(
         name=name,
@@ -287,6 +287,8 @@ def table_result(
         key_columns=table_plan.plan.key,
         chunks=chunks,
         differing_chunks=differing_chunks,
+        source_digest=table_digest(sums[0]) if sums is not None else None,
+        target_digest=table_digest(sums[1]) if sums is not None else None,
     )
 
 
