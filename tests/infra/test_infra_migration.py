@@ -228,3 +228,14 @@ def test_the_sandbox_and_the_program_build_the_task_settings_in_one_place() -> N
 
     assert migration.task_settings is dms_settings.task_settings
     assert migration.reverse_task_settings is dms_settings.reverse_task_settings
+
+
+def test_lob_settings_refuse_what_dms_would_refuse() -> None:
+    """The builder's own guard, for callers that do not come through the stack config."""
+    from infra_pulumi.dms_settings import LobSettings
+
+    with pytest.raises(ValueError, match="LOB mode must be one of limited, full, not 'partial'"):
+        LobSettings(mode="partial")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="LobMaxSize must be 1 to 102400 KB, not 0"):
+        LobSettings(max_size_kb=0)
+    assert LobSettings(max_size_kb=102400).target_metadata()["LobMaxSize"] == 102400
