@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from tests.cli_support import Cli
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "cutover_journal.jsonl"
 RECORDS = [json.loads(line) for line in FIXTURE.read_text().splitlines() if line.strip()]
 BROKEN, LIVE = dict.fromkeys(r["cutover_id"] for r in RECORDS)
+# Passwords generated per run: none is kept in the repository.
+LEAKED, ONE, TWO = (secrets.token_urlsafe(12) for _ in range(3))
 
 
 def of(cutover: str, event: str, step: str | None = None) -> list[dict[str, Any]]:
@@ -227,7 +230,7 @@ def hostile() -> list[dict[str, Any]]:
         if r["event"] == "step_finished" and r["step"] == "stage":
             r["error"] = (
                 "<script>alert(1)</script> | *bold* [x](http://example.invalid) "
-                "postgresql://app:hunter2-not-real@db:5432/payments"
+                f"postgresql://app:{LEAKED}@db:5432/payments"
             )
     return records
 
@@ -245,7 +248,7 @@ def test_no_markup_from_the_journal_survives_in_any_format_and_no_password() -> 
         (markdown, "app:\\*\\*\\*@db"),
         (report_json(report), "app:***@db"),
     ):
-        assert "hunter2-not-real" not in text
+        assert LEAKED not in text
         assert masked in text
 
 
@@ -291,20 +294,16 @@ def settings(**fields: Any) -> Settings:
 
 
 def test_the_config_digest_ignores_secrets_and_sees_every_other_change() -> None:
-    base = settings(source=DatabaseSettings(dsn="postgresql://app:one-secret@db/payments"))
-    other_password = settings(
-        source=DatabaseSettings(dsn="postgresql://app:two-secret@db/payments")
-    )
-    other_host = settings(source=DatabaseSettings(dsn="postgresql://app:one-secret@db2/payments"))
+    base = settings(source=DatabaseSettings(dsn=f"postgresql://app:{ONE}@db/payments"))
+    other_password = settings(source=DatabaseSettings(dsn=f"postgresql://app:{TWO}@db/payments"))
+    other_host = settings(source=DatabaseSettings(dsn=f"postgresql://app:{ONE}@db2/payments"))
     assert config_digest(base) == config_digest(other_password)
     assert config_digest(base) != config_digest(other_host)
     assert config_digest(base) != config_digest(settings(validate=ValidateSettings(jobs=3)))
-    keyed = {"dbPassword": "s3cr3t-a", "region": "eu-west-1"}
+    keyed = {"dbPassword": ONE, "region": "eu-west-1"}
     secret = settings(pulumi=PulumiSettings(config=keyed, secret_keys=("dbPassword",)))
     rotated = settings(
-        pulumi=PulumiSettings(
-            config={**keyed, "dbPassword": "s3cr3t-b"}, secret_keys=("dbPassword",)
-        )
+        pulumi=PulumiSettings(config={**keyed, "dbPassword": TWO}, secret_keys=("dbPassword",))
     )
     assert config_digest(secret) == config_digest(rotated)
     moved = settings(
@@ -390,3 +389,14 @@ def test_an_unreadable_journal_is_exit_3_never_an_empty_report(cli: Cli, journal
     journal.write_bytes(journal.read_bytes() + b"\0garbage\n")
     result = cli("cutover", "report")
     assert result.code == 3 and "unreadable" in result.stderr
+
+
+def test_a_rollback_that_died_after_a_completed_run_is_never_reported_completed() -> None:
+    cut = next(
+        i for i, r in enumerate(RECORDS) if r["cutover_id"] == LIVE and r["event"] == "undo_started"
+    )
+    report = build(RECORDS[: cut + 1], journal="j")
+    assert (report.outcome, report.exit_code, report.phase) == ("unfinished", None, "rolling_back")
+    assert report.runs[-1].mode == "rollback" and report.runs[-1].finished_at is None
+    assert report.runs[0].outcome == "completed"  # the earlier run's own outcome stays its own
+    assert "unfinished (exit not recorded)" in to_markdown(report)
