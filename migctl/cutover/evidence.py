@@ -300,7 +300,6 @@ def _steps(cut: CutoverState, steps: Sequence[Step]) -> tuple[StepRow, ...]:
 
 
 def _row(s: StepState, title: str) -> StepRow:
-    undone = s.status in ("undone", "undo_failed") or bool(s.undo_details) or bool(s.undo_error)
     return StepRow(
         name=s.name,
         title=title,
@@ -314,7 +313,7 @@ def _row(s: StepState, title: str) -> StepRow:
         undo_status=s.status if s.status in ("undone", "undo_failed") else None,
         undone_at=s.undone_at,
         undo_error=s.undo_error,
-        undo_details=s.undo_details if undone else {},
+        undo_details=s.undo_details,
     )
 
 

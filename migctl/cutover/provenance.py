@@ -10,13 +10,12 @@ stay where they are.
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import hashlib
 import json
-import os
 from typing import TYPE_CHECKING, Any
 
 from migctl import __version__
+from migctl.cutover.lock import me
 from migctl.redact import MASK, redact_dsn
 
 if TYPE_CHECKING:
@@ -27,10 +26,11 @@ _NOT_SETTINGS = ("config_path", "output", "verbose")  # where the file was, and 
 
 def run_facts(settings: Settings) -> dict[str, Any]:
     """The ``run_started`` fields that say who ran it, where, and with what."""
+    holder = me("")  # who the lock would name: the same user, host and pid
     return {
-        "user": _user(),
-        "host": os.uname().nodename,
-        "pid": os.getpid(),
+        "user": holder.user,
+        "host": holder.host,
+        "pid": holder.pid,
         "migctl_version": __version__,
         "config_sha256": config_digest(settings),
     }
@@ -50,10 +50,3 @@ def config_digest(settings: Settings) -> str:
     }
     canonical = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (a bare container)
-        return f"uid {os.getuid()}"
